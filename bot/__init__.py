@@ -1,0 +1,1 @@
+"""The Sisong service: webhook, app, configuration, CLI and the outbound WeChat client."""

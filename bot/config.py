@@ -1,0 +1,145 @@
+"""Settings, read once from the environment (prefix ``SISONG_``) and ``.env``.
+
+A bad setting must stop the service at start with one line that names it, not
+surface later as a confusing failure on the first message.
+"""
+
+from __future__ import annotations
+
+import re
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+OFFICIAL_API_BASE = "https://api.weixin.qq.com/cgi-bin/"
+
+
+class ConfigError(Exception):
+    """A setting is missing or malformed; the message names it in one line."""
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="SISONG_", env_file=".env", env_file_encoding="utf-8", extra="ignore"
+    )
+
+    wechat_token: str = Field(default="sisongdevtoken", min_length=3, max_length=32)
+    wechat_appid: str = Field(default="wxsisongdevappid", min_length=1)
+    wechat_secret: str = ""
+    wechat_aes_key: str | None = None
+    wechat_api_base: str = OFFICIAL_API_BASE
+
+    database_url: str = "sqlite:///./sisong.db"
+    redis_url: str | None = None
+    queue_path: str | None = None
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=1, le=65535)
+    workers: int = Field(default=1, ge=1, le=64)
+    embedded_worker: Literal["auto", "true", "false"] = "auto"
+
+    wecom_robot_url: str | None = None
+
+    reply_deadline: float = Field(default=4.0, gt=0, le=4.8)
+    dedupe_ttl: int = Field(default=300, ge=10)
+    session_ttl: int = Field(default=1800, ge=60)
+    max_body_bytes: int = Field(default=64 * 1024, ge=1024)
+    api_timeout: float = Field(default=5.0, gt=0)
+    api_retry_attempts: int = Field(default=4, ge=1, le=10)
+    api_retry_wait: float = Field(default=1.0, ge=0)
+
+    log_level: str = "INFO"
+    log_json: bool = False
+
+    @field_validator("wechat_token")
+    @classmethod
+    def _token_charset(cls, value: str) -> str:
+        if not re.fullmatch(r"[A-Za-z0-9]+", value):
+            raise ValueError("WeChat tokens are 3-32 letters or digits")
+        return value
+
+    @field_validator("wechat_aes_key")
+    @classmethod
+    def _aes_key_shape(cls, value: str | None) -> str | None:
+        if not value:
+            return None
+        if not re.fullmatch(r"[A-Za-z0-9]{43}", value):
+            raise ValueError("EncodingAESKey must be 43 letters or digits")
+        return value
+
+    @field_validator("wechat_api_base")
+    @classmethod
+    def _api_base_shape(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return value if value.endswith("/") else value + "/"
+
+    @field_validator("wecom_robot_url")
+    @classmethod
+    def _robot_url_shape(cls, value: str | None) -> str | None:
+        if value and not value.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return value or None
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_url_shape(cls, value: str | None) -> str | None:
+        if value and not value.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("must start with redis://, rediss:// or unix://")
+        return value or None
+
+    @field_validator("database_url")
+    @classmethod
+    def _database_url_shape(cls, value: str) -> str:
+        if not re.match(r"^(sqlite|postgres|postgresql)(\+\w+)?://", value):
+            raise ValueError("use postgresql://user@host/db or sqlite:///file.db")
+        return value
+
+    @property
+    def safe_mode(self) -> bool:
+        return self.wechat_aes_key is not None
+
+    @property
+    def uses_redis(self) -> bool:
+        return self.redis_url is not None
+
+    @property
+    def run_embedded_worker(self) -> bool:
+        if self.embedded_worker == "auto":
+            return not self.uses_redis
+        return self.embedded_worker == "true"
+
+    @property
+    def sqlite_path(self) -> Path | None:
+        """The database file on the embedded default, where the queue file goes beside it."""
+        match = re.match(r"^sqlite(\+\w+)?:///(.*)$", self.database_url)
+        if not match or not match.group(2) or match.group(2) == ":memory:":
+            return None
+        return Path(match.group(2))
+
+    @property
+    def queue_file(self) -> Path:
+        if self.queue_path:
+            return Path(self.queue_path)
+        db = self.sqlite_path
+        if db is not None:
+            return db.with_name(db.stem + "-queue.db")
+        return Path("sisong-queue.db")
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Read settings, turning validation errors into one line naming the variable."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        name = "SISONG_" + str(first["loc"][0]).upper() if first["loc"] else "SISONG_?"
+        raise ConfigError(f"配置错误 {name}: {first['msg']}") from None
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return load_settings()

@@ -1,0 +1,88 @@
+"""What a handler receives: the message, the follower's session and the services."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from wechatpy.messages import BaseMessage
+
+from storage.state import get_json, set_json
+
+if TYPE_CHECKING:
+    from bot.services import Services
+
+
+@dataclass
+class Conversation:
+    """Per-follower conversation state with a TTL (Redis or in-process).
+
+    One dict per follower; handlers own their keys. ``state`` names the
+    conversation step the router should send the next message to.
+    """
+
+    services: "Services"
+    openid: str
+    _data: dict[str, Any] | None = None
+    _dirty: bool = False
+
+    @property
+    def key(self) -> str:
+        return "session:" + self.openid
+
+    @property
+    def data(self) -> dict[str, Any]:
+        if self._data is None:
+            self._data = get_json(self.services.state, self.key) or {}
+        return self._data
+
+    @property
+    def state(self) -> str | None:
+        return self.data.get("state")
+
+    def get(self, name: str, default: Any = None) -> Any:
+        return self.data.get(name, default)
+
+    def set(self, **values: Any) -> None:
+        self.data.update(values)
+        self._dirty = True
+
+    def pop(self, name: str, default: Any = None) -> Any:
+        if name in self.data:
+            self._dirty = True
+        return self.data.pop(name, default)
+
+    def enter(self, state: str | None) -> None:
+        self.set(state=state)
+
+    def clear(self) -> None:
+        self._data = {}
+        self._dirty = True
+
+    def save(self) -> None:
+        if self._dirty:
+            set_json(self.services.state, self.key, self.data, self.services.settings.session_ttl)
+            self._dirty = False
+
+
+@dataclass
+class Context:
+    message: BaseMessage
+    openid: str
+    services: "Services"
+    conversation: Conversation
+    text: str | None = None  # the words of a text message or a recognised voice message
+    extras: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def msg_type(self) -> str:
+        return str(self.message.type)
+
+    @property
+    def event(self) -> str | None:
+        return getattr(self.message, "event", None)
+
+    @property
+    def event_key(self) -> str | None:
+        key = getattr(self.message, "key", None)
+        return str(key) if key else None

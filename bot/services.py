@@ -1,0 +1,74 @@
+"""The service container: everything a handler, task or command needs, built once from settings."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+from bot.config import Settings, get_settings
+from bot.queue import TaskQueue
+from bot.wechat_client import WeChatAPI
+from bot.wecom import WeComRobot
+from storage.db import Database
+from storage.state import StateStore, build_state
+
+log = logging.getLogger(__name__)
+
+
+class MigrationsPending(Exception):
+    """The PostgreSQL schema is behind the code; ``sisong db upgrade`` fixes it."""
+
+
+@dataclass
+class Services:
+    settings: Settings
+    db: Database
+    state: StateStore
+    wechat: WeChatAPI
+    wecom: WeComRobot | None
+    queue: TaskQueue = field(init=False)
+    extras: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.queue = TaskQueue(self)
+
+    def close(self) -> None:
+        self.queue.stop_embedded()
+        self.db.dispose()
+
+
+def build_services(settings: Settings | None = None, *, migrate: bool | None = None) -> Services:
+    """Build the container; on SQLite (the embedded default) pending migrations are applied.
+
+    On PostgreSQL migrating is an explicit step (``sisong db upgrade``) so that
+    several workers never race to alter a production schema.
+    """
+    settings = settings or get_settings()
+    db = Database(settings.database_url)
+    if migrate if migrate is not None else db.is_sqlite:
+        applied = db.upgrade()
+        if applied:
+            log.info("database migrated: %s", ", ".join(applied))
+    state = build_state(settings.redis_url)
+    wecom = WeComRobot(settings.wecom_robot_url) if settings.wecom_robot_url else None
+    return Services(settings=settings, db=db, state=state, wechat=WeChatAPI(settings, state), wecom=wecom)
+
+
+def check_schema(services: Services) -> None:
+    pending = services.db.pending_migrations()
+    if pending:
+        raise MigrationsPending("数据库结构需要升级，请先运行: sisong db upgrade")
+
+
+def notify_followers(openids: list[str], text: str, services: Services | None = None) -> int:
+    """Queue a customer-service text to each follower (e.g. an answer to an unanswered question)."""
+    own = services is None
+    services = services or build_services()
+    try:
+        for openid in openids:
+            services.queue.send_text(openid, text)
+        return len(openids)
+    finally:
+        if own:
+            services.db.dispose()

@@ -1,0 +1,36 @@
+"""Notices to the cadres' WeCom (企业微信) group robot, as markdown messages."""
+
+from __future__ import annotations
+
+import logging
+
+import httpx
+
+log = logging.getLogger(__name__)
+
+WECOM_MARKDOWN_LIMIT = 4096  # bytes, WeCom's limit for markdown content
+
+
+class WeComError(Exception):
+    pass
+
+
+class WeComRobot:
+    def __init__(self, url: str, timeout: float = 5.0) -> None:
+        self.url = url
+        self.timeout = timeout
+
+    def send_markdown(self, content: str) -> None:
+        """Post a markdown notice; raises WeComError so the queue can retry it."""
+        encoded = content.encode("utf-8")
+        if len(encoded) > WECOM_MARKDOWN_LIMIT:
+            content = encoded[: WECOM_MARKDOWN_LIMIT - 3].decode("utf-8", "ignore") + "…"
+        payload = {"msgtype": "markdown", "markdown": {"content": content}}
+        try:
+            response = httpx.post(self.url, json=payload, timeout=self.timeout)
+            response.raise_for_status()
+            result = response.json()
+        except (httpx.HTTPError, ValueError) as exc:
+            raise WeComError(f"wecom robot unreachable: {type(exc).__name__}") from exc
+        if result.get("errcode", 0) != 0:
+            raise WeComError(f"wecom robot errcode={result.get('errcode')} {result.get('errmsg', '')}")

@@ -1,0 +1,24 @@
+"""Conversation handlers. Each module registers itself on ``bot.router.router``.
+
+Adding a handler: write a module, then add its name to the import below.
+``STARTUP`` holds callables run once when the app starts (e.g. loading data).
+"""
+
+from collections.abc import Callable
+from typing import Any
+
+STARTUP: list[Callable[[Any], None]] = []
+
+from handlers import (  # noqa: E402,F401
+    events,
+    fallback,
+    free_text,
+    handover,
+    help,
+    media,
+    menu,
+    more,
+    unsubscribe,
+    voice,
+    welcome,
+)

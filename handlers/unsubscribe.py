@@ -1,0 +1,15 @@
+"""Unfollowing: mark the follower; keep their history. WeChat shows no reply, so send none."""
+
+from __future__ import annotations
+
+from bot.context import Context
+from bot.router import router
+from storage import followers
+
+
+@router.event("unsubscribe")
+def on_unsubscribe(ctx: Context) -> None:
+    with ctx.services.db.session() as session:
+        followers.mark_unsubscribed(session, ctx.openid)
+    ctx.conversation.clear()
+    return None

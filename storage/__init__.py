@@ -1,0 +1,1 @@
+"""Persistence: the relational database (SQLAlchemy + Alembic) and shared state (Redis or in-process)."""

@@ -1,0 +1,53 @@
+"""Follower bookkeeping: who follows, since when, and when they last wrote to us."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from storage.models import Follower
+from storage.models.base import utcnow
+
+
+def get_or_create(session: Session, openid: str) -> Follower:
+    follower = session.scalar(select(Follower).where(Follower.openid == openid))
+    if follower is None:
+        follower = Follower(openid=openid, subscribed=True)
+        session.add(follower)
+        session.flush()
+    return follower
+
+
+def touch(session: Session, openid: str, *, interaction: bool, now: datetime | None = None) -> Follower:
+    """Record that the follower reached us; ``interaction`` opens the 48-hour reply window."""
+    now = now or utcnow()
+    follower = get_or_create(session, openid)
+    follower.last_seen = now
+    if interaction:
+        follower.last_interaction = now
+    return follower
+
+
+def mark_subscribed(session: Session, openid: str, scene: str | None = None) -> Follower:
+    follower = touch(session, openid, interaction=True)
+    follower.subscribed = True
+    follower.subscribed_at = utcnow()
+    follower.unsubscribed_at = None
+    follower.unreachable_reason = None
+    if scene:
+        follower.scene = scene
+    return follower
+
+
+def mark_unsubscribed(session: Session, openid: str) -> Follower:
+    follower = get_or_create(session, openid)
+    follower.subscribed = False
+    follower.unsubscribed_at = utcnow()
+    return follower
+
+
+def mark_unreachable(session: Session, openid: str, reason: str) -> None:
+    follower = get_or_create(session, openid)
+    follower.unreachable_reason = reason

@@ -1,0 +1,7 @@
+"""All models; importing this package registers every table on ``Base.metadata``."""
+
+from storage.models.base import Base
+from storage.models.followers import Follower
+from storage.models.messages import MessageLog
+
+__all__ = ["Base", "Follower", "MessageLog"]

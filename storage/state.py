@@ -1,0 +1,261 @@
+"""Short-lived shared state: dedupe keys, conversation sessions, the token cache, locks.
+
+With ``SISONG_REDIS_URL`` set, state lives in Redis so every worker process
+sees the same keys. Without it, the same interface runs in-process. When Redis
+is configured but unreachable, :class:`ResilientState` keeps the service
+answering from in-process state and reports itself degraded for ``/healthz``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any, Protocol
+
+import redis
+
+log = logging.getLogger(__name__)
+
+
+class LockTimeout(Exception):
+    """Another holder kept the lock longer than we were willing to wait."""
+
+
+class StateStore(Protocol):
+    backend: str
+
+    def claim(self, key: str, value: str, ttl: int) -> bool: ...
+    def get(self, key: str) -> str | None: ...
+    def set(self, key: str, value: str, ttl: int | None = None) -> None: ...
+    def delete(self, key: str) -> None: ...
+    def delete_if(self, key: str, expected: str) -> bool: ...
+    def lock(self, name: str, timeout: float, wait: float) -> Any: ...
+    def ping(self) -> None: ...
+
+
+class MemoryState:
+    """In-process state with TTLs, for the embedded default and as Redis's stand-in."""
+
+    backend = "memory"
+
+    def __init__(self) -> None:
+        self._data: dict[str, tuple[str, float | None]] = {}
+        self._mutex = threading.Lock()
+        self._locks: dict[str, threading.Lock] = {}
+        self._last_sweep = time.monotonic()
+
+    def _alive(self, key: str, now: float) -> str | None:
+        item = self._data.get(key)
+        if item is None:
+            return None
+        value, expires = item
+        if expires is not None and expires <= now:
+            del self._data[key]
+            return None
+        return value
+
+    def _sweep(self, now: float) -> None:
+        # Amortised cleanup so dedupe keys of a busy day do not pile up.
+        if now - self._last_sweep < 60:
+            return
+        self._last_sweep = now
+        for key in [k for k, (_, exp) in self._data.items() if exp is not None and exp <= now]:
+            del self._data[key]
+
+    def claim(self, key: str, value: str, ttl: int) -> bool:
+        now = time.monotonic()
+        with self._mutex:
+            self._sweep(now)
+            if self._alive(key, now) is not None:
+                return False
+            self._data[key] = (value, now + ttl)
+            return True
+
+    def get(self, key: str) -> str | None:
+        with self._mutex:
+            return self._alive(key, time.monotonic())
+
+    def set(self, key: str, value: str, ttl: int | None = None) -> None:
+        with self._mutex:
+            self._data[key] = (value, time.monotonic() + ttl if ttl else None)
+
+    def delete(self, key: str) -> None:
+        with self._mutex:
+            self._data.pop(key, None)
+
+    def delete_if(self, key: str, expected: str) -> bool:
+        with self._mutex:
+            if self._alive(key, time.monotonic()) == expected:
+                del self._data[key]
+                return True
+            return False
+
+    @contextmanager
+    def lock(self, name: str, timeout: float, wait: float) -> Iterator[None]:
+        with self._mutex:
+            lock = self._locks.setdefault(name, threading.Lock())
+        if not lock.acquire(timeout=wait):
+            raise LockTimeout(name)
+        try:
+            yield
+        finally:
+            lock.release()
+
+    def ping(self) -> None:
+        return None
+
+
+_DELETE_IF = """
+if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) else return 0 end
+"""
+
+
+class RedisState:
+    """State in Redis, shared by every worker process."""
+
+    backend = "redis"
+
+    def __init__(self, url: str, prefix: str = "sisong:") -> None:
+        self.prefix = prefix
+        self.client = redis.Redis.from_url(
+            url,
+            decode_responses=True,
+            socket_connect_timeout=0.5,
+            socket_timeout=1.0,
+            health_check_interval=30,
+        )
+        self._delete_if = self.client.register_script(_DELETE_IF)
+
+    def _k(self, key: str) -> str:
+        return self.prefix + key
+
+    def claim(self, key: str, value: str, ttl: int) -> bool:
+        return bool(self.client.set(self._k(key), value, nx=True, ex=ttl))
+
+    def get(self, key: str) -> str | None:
+        return self.client.get(self._k(key))
+
+    def set(self, key: str, value: str, ttl: int | None = None) -> None:
+        self.client.set(self._k(key), value, ex=ttl)
+
+    def delete(self, key: str) -> None:
+        self.client.delete(self._k(key))
+
+    def delete_if(self, key: str, expected: str) -> bool:
+        return bool(self._delete_if(keys=[self._k(key)], args=[expected]))
+
+    @contextmanager
+    def lock(self, name: str, timeout: float, wait: float) -> Iterator[None]:
+        lock = self.client.lock(self._k("lock:" + name), timeout=timeout, blocking_timeout=wait)
+        if not lock.acquire():
+            raise LockTimeout(name)
+        try:
+            yield
+        finally:
+            try:
+                lock.release()
+            except redis.exceptions.LockError:
+                log.warning("lock %s expired before release", name)
+
+    def ping(self) -> None:
+        self.client.ping()
+
+
+class ResilientState:
+    """Redis first; in-process when Redis is down, retried after a short pause.
+
+    Degraded mode trades cross-process guarantees (one dedupe, one token
+    refresher) for still answering households, which matters more.
+    """
+
+    backend = "redis"
+    RETRY_AFTER = 5.0
+
+    def __init__(self, primary: RedisState, fallback: MemoryState | None = None) -> None:
+        self.primary = primary
+        self.fallback = fallback or MemoryState()
+        self._down_until = 0.0
+        self.last_error: str | None = None
+
+    @property
+    def degraded(self) -> bool:
+        return time.monotonic() < self._down_until
+
+    def _store(self) -> RedisState | MemoryState:
+        return self.fallback if self.degraded else self.primary
+
+    def _call(self, method: str, *args: Any, **kwargs: Any) -> Any:
+        store = self._store()
+        try:
+            return getattr(store, method)(*args, **kwargs)
+        except redis.exceptions.RedisError as exc:
+            self._mark_down(exc)
+            return getattr(self.fallback, method)(*args, **kwargs)
+
+    def _mark_down(self, exc: Exception) -> None:
+        if not self.degraded:
+            log.error("redis unavailable, using in-process state: %s", type(exc).__name__)
+        self.last_error = f"{type(exc).__name__}: {exc}"
+        self._down_until = time.monotonic() + self.RETRY_AFTER
+
+    def claim(self, key: str, value: str, ttl: int) -> bool:
+        return bool(self._call("claim", key, value, ttl))
+
+    def get(self, key: str) -> str | None:
+        return self._call("get", key)  # type: ignore[no-any-return]
+
+    def set(self, key: str, value: str, ttl: int | None = None) -> None:
+        self._call("set", key, value, ttl)
+
+    def delete(self, key: str) -> None:
+        self._call("delete", key)
+
+    def delete_if(self, key: str, expected: str) -> bool:
+        return bool(self._call("delete_if", key, expected))
+
+    @contextmanager
+    def lock(self, name: str, timeout: float, wait: float) -> Iterator[None]:
+        store = self._store()
+        try:
+            cm = store.lock(name, timeout, wait)
+            cm.__enter__()
+        except redis.exceptions.RedisError as exc:
+            self._mark_down(exc)
+            store = self.fallback
+            cm = store.lock(name, timeout, wait)
+            cm.__enter__()
+        try:
+            yield
+        finally:
+            try:
+                cm.__exit__(None, None, None)
+            except redis.exceptions.RedisError as exc:
+                self._mark_down(exc)
+
+    def ping(self) -> None:
+        """Raises when Redis does not answer; a success ends degraded mode early."""
+        try:
+            self.primary.ping()
+        except redis.exceptions.RedisError as exc:
+            self._mark_down(exc)
+            raise
+        self._down_until = 0.0
+
+
+def build_state(redis_url: str | None) -> StateStore:
+    if redis_url:
+        return ResilientState(RedisState(redis_url))
+    return MemoryState()
+
+
+def get_json(store: StateStore, key: str) -> Any:
+    raw = store.get(key)
+    return None if raw is None else json.loads(raw)
+
+
+def set_json(store: StateStore, key: str, value: Any, ttl: int | None = None) -> None:
+    store.set(key, json.dumps(value, ensure_ascii=False), ttl)

@@ -1,0 +1,139 @@
+"""Shared fixtures: both backends, the fake WeChat API, a WeChat simulator and a running app.
+
+Every webhook test runs twice: on the embedded default (SQLite file, no Redis,
+SQLite queue) and on the server stack (the machine's real PostgreSQL and
+Redis). ``SISONG_TEST_BACKENDS=embedded`` narrows that for a quick run.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+from fastapi.testclient import TestClient
+from sqlalchemy import text
+
+from bot.app import create_app
+from bot.config import Settings, load_settings
+from bot.services import Services, build_services
+from bot.simulator import WeChatSimulator
+from storage.models import Base
+from tests.support.fake_wechat_api import FakeWeChatAPI
+
+TOKEN = "sisongtesttoken"
+APPID = "wxtestappid"
+SECRET = "test-secret"
+AES_KEY = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG"
+
+PG_URL = os.environ.get("SISONG_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
+REDIS_URL = os.environ.get("SISONG_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+BACKENDS = [b.strip() for b in os.environ.get("SISONG_TEST_BACKENDS", "embedded,server").split(",") if b.strip()]
+
+
+@pytest.fixture(autouse=True)
+def _isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """No developer .env or SISONG_* variable leaks into a test."""
+    for key in list(os.environ):
+        if key.startswith("SISONG_") and not key.startswith("SISONG_TEST_"):
+            monkeypatch.delenv(key)
+    monkeypatch.chdir(tmp_path)
+
+
+@pytest.fixture(scope="session")
+def fake_api() -> Iterator[FakeWeChatAPI]:
+    with FakeWeChatAPI(appid=APPID, secret=SECRET) as api:
+        yield api
+
+
+@pytest.fixture
+def api(fake_api: FakeWeChatAPI) -> FakeWeChatAPI:
+    fake_api.reset()
+    fake_api.invalidate_tokens()
+    return fake_api
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+def _backend_settings(backend: str, tmp_path: Path) -> dict[str, Any]:
+    if backend == "embedded":
+        return {"database_url": f"sqlite:///{tmp_path / 'sisong.db'}", "redis_url": None}
+    return {"database_url": PG_URL, "redis_url": REDIS_URL}
+
+
+def reset_server_stores() -> None:
+    from storage.db import Database
+
+    db = Database(PG_URL)
+    db.upgrade()
+    tables = ", ".join(t.name for t in reversed(Base.metadata.sorted_tables))
+    with db.engine.begin() as conn:
+        conn.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+    db.dispose()
+    redis.Redis.from_url(REDIS_URL).flushdb()
+
+
+@pytest.fixture
+def make_settings(backend: str, tmp_path: Path, api: FakeWeChatAPI) -> Callable[..., Settings]:
+    if backend == "server":
+        reset_server_stores()
+
+    def make(**overrides: Any) -> Settings:
+        values: dict[str, Any] = {
+            "wechat_token": TOKEN,
+            "wechat_appid": APPID,
+            "wechat_secret": SECRET,
+            "wechat_api_base": api.base_url,
+            "wecom_robot_url": api.wecom_url,
+            "queue_path": str(tmp_path / "queue.db"),
+            "api_retry_wait": 0.01,
+            "embedded_worker": "true",
+            "reply_deadline": 1.5,
+            **_backend_settings(backend, tmp_path),
+        }
+        values.update(overrides)
+        return load_settings(**values)
+
+    return make
+
+
+@pytest.fixture
+def settings(make_settings: Callable[..., Settings]) -> Settings:
+    return make_settings()
+
+
+@pytest.fixture
+def services(settings: Settings) -> Iterator[Services]:
+    built = build_services(settings, migrate=True)
+    yield built
+    built.close()
+
+
+@pytest.fixture
+def client(services: Services) -> Iterator[TestClient]:
+    with TestClient(create_app(services)) as test_client:
+        yield test_client
+
+
+@pytest.fixture
+def sim(settings: Settings) -> WeChatSimulator:
+    mode = "safe" if settings.wechat_aes_key else "plain"
+    return WeChatSimulator(TOKEN, APPID, settings.wechat_aes_key, mode=mode, openid="oTestUser0000000000000001")
+
+
+def wait_for(predicate: Callable[[], Any], timeout: float = 10.0, interval: float = 0.05) -> Any:
+    """Poll until ``predicate`` is truthy (queue consumers run in other threads)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"condition not met within {timeout}s")

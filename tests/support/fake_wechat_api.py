@@ -1,0 +1,335 @@
+"""A fake WeChat API (``api.weixin.qq.com/cgi-bin/``) on loopback that records calls.
+
+Why a real HTTP server instead of mocking ``requests``: Sisong calls the API
+through wechatpy (requests), the task-queue worker may run in another process,
+and the WeCom robot is called with httpx. A socket on 127.0.0.1 serves all of
+them unchanged; only ``SISONG_WECHAT_API_BASE`` has to point here.
+
+What is modelled, because Sisong's behaviour depends on it:
+
+* access_token issuing (``token``, ``stable_token``) and rejection of unknown
+  or invalidated tokens with 40001 - to test refresh-and-retry;
+* one-shot injected answers (45009, -1, 45015, ...) and per-endpoint latency -
+  to test back-off and deadlines;
+* just enough state for tags, menus and QR codes to round-trip.
+
+Everything else answers ``{"errcode": 0, "errmsg": "ok"}`` and is recorded.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import threading
+import time
+from collections import defaultdict, deque
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+PREFIX = "/cgi-bin/"
+OK = {"errcode": 0, "errmsg": "ok"}
+INVALID_TOKEN = {"errcode": 40001, "errmsg": "invalid credential, access_token is invalid or not latest"}
+_UNPARSED = object()
+
+
+def _endpoint_of(path: str) -> str:
+    """``/cgi-bin/message/custom/send`` -> ``message/custom/send``."""
+    return (path[len(PREFIX) :] if path.startswith(PREFIX) else path).strip("/")
+
+
+@dataclass
+class Call:
+    """One request the fake received. ``json`` is the decoded body (None if empty,
+    the raw text if it was not JSON)."""
+
+    method: str
+    path: str
+    query: dict[str, str]
+    json: Any
+    at: float
+
+    @property
+    def endpoint(self) -> str:
+        """Path after ``/cgi-bin/`` (``message/custom/send``)."""
+        return _endpoint_of(self.path)
+
+
+class FakeWeChatAPI:
+    """Loopback stand-in for the WeChat API and the WeCom group robot."""
+
+    def __init__(self, appid: str = "wxtestappid", secret: str = "test-secret", robot_key: str = "test-robot") -> None:
+        self.appid = appid
+        self.secret = secret
+        self.robot_key = robot_key
+        self.calls: list[Call] = []
+        self._lock = threading.Lock()
+        self._injected: dict[str, deque[dict]] = defaultdict(deque)
+        self._latency: dict[str, float] = {}
+        self._token_seq = itertools.count(1)
+        self._id_seq = itertools.count(1)
+        self._valid_tokens: set[str] = set()
+        self._stable_token: str | None = None
+        self._tags: dict[int, dict[str, Any]] = {}
+        self._menu: dict | None = None
+        self._server: ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def start(self) -> "FakeWeChatAPI":
+        """Bind 127.0.0.1 on a free port and serve from a daemon thread."""
+        if self._server is not None:
+            return self
+        fake = self
+
+        class Handler(_Handler):
+            api = fake
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(
+            # A short poll interval keeps stop() (and so every fixture teardown) fast.
+            target=self._server.serve_forever,
+            kwargs={"poll_interval": 0.02},
+            name="fake-wechat-api",
+            daemon=True,
+        )
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        if self._server is None:
+            return
+        self._server.shutdown()
+        self._server.server_close()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+        self._server = None
+        self._thread = None
+
+    def __enter__(self) -> "FakeWeChatAPI":
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    @property
+    def port(self) -> int:
+        if self._server is None:
+            raise RuntimeError("FakeWeChatAPI is not started")
+        return self._server.server_address[1]
+
+    @property
+    def base_url(self) -> str:
+        """What ``SISONG_WECHAT_API_BASE`` is set to."""
+        return f"http://127.0.0.1:{self.port}{PREFIX}"
+
+    @property
+    def wecom_url(self) -> str:
+        """WeCom group-robot webhook URL."""
+        return f"http://127.0.0.1:{self.port}{PREFIX}webhook/send?key={self.robot_key}"
+
+    # ------------------------------------------------------------------ test controls
+
+    def calls_to(self, endpoint: str) -> list[Call]:
+        """Recorded calls to ``endpoint`` (path after /cgi-bin/), oldest first."""
+        endpoint = endpoint.strip("/")
+        with self._lock:
+            return [c for c in self.calls if c.endpoint == endpoint]
+
+    def inject(self, endpoint: str, *responses: dict) -> None:
+        """Queue one-shot answers for the next calls to ``endpoint``.
+
+        Injected answers win over everything, token checks included, so a test
+        can make even a valid call fail (e.g. 45009, -1 busy).
+        """
+        with self._lock:
+            self._injected[endpoint.strip("/")].extend(responses)
+
+    def set_latency(self, endpoint: str, seconds: float) -> None:
+        """Delay answers to ``endpoint`` (after recording, before answering)."""
+        with self._lock:
+            self._latency[endpoint.strip("/")] = seconds
+
+    def invalidate_tokens(self) -> None:
+        """Every token issued so far answers 40001 from now on (tokens issued later work)."""
+        with self._lock:
+            self._valid_tokens.clear()
+            self._stable_token = None
+
+    def reset(self) -> None:
+        """Forget calls, injections and latencies; tokens, tags and menu stay."""
+        with self._lock:
+            self.calls.clear()
+            self._injected.clear()
+            self._latency.clear()
+
+    @property
+    def tokens(self) -> set[str]:
+        """Tokens currently accepted."""
+        with self._lock:
+            return set(self._valid_tokens)
+
+    # ------------------------------------------------------------------ request handling
+
+    def _record(self, method: str, path: str, query: dict[str, str], body: Any) -> tuple[float, dict | None]:
+        endpoint = _endpoint_of(path)
+        with self._lock:
+            self.calls.append(Call(method=method, path=path, query=query, json=body, at=time.time()))
+            latency = self._latency.get(endpoint, 0.0)
+            queue = self._injected.get(endpoint)
+            injected = queue.popleft() if queue else None
+        return latency, injected
+
+    def _issue_token(self) -> str:
+        with self._lock:
+            token = f"TOKEN-{next(self._token_seq)}"
+            self._valid_tokens.add(token)
+        return token
+
+    def _check_app(self, appid: str | None, secret: str | None, grant_type: str | None) -> dict | None:
+        if grant_type != "client_credential":
+            return {"errcode": 40002, "errmsg": "invalid grant_type"}
+        if appid != self.appid:
+            return {"errcode": 40013, "errmsg": "invalid appid"}
+        if secret != self.secret:
+            return {"errcode": 40125, "errmsg": "invalid appsecret"}
+        return None
+
+    def answer(self, method: str, endpoint: str, query: dict[str, str], body: Any) -> dict:
+        """Default behaviour of one endpoint (no injection)."""
+        if endpoint == "token":
+            error = self._check_app(query.get("appid"), query.get("secret"), query.get("grant_type"))
+            return error or {"access_token": self._issue_token(), "expires_in": 7200}
+        if endpoint == "stable_token":
+            data = body if isinstance(body, dict) else {}
+            error = self._check_app(data.get("appid"), data.get("secret"), data.get("grant_type"))
+            if error:
+                return error
+            with self._lock:
+                current = self._stable_token if self._stable_token in self._valid_tokens else None
+            if current is None or data.get("force_refresh"):
+                current = self._issue_token()
+                with self._lock:
+                    self._stable_token = current
+            return {"access_token": current, "expires_in": 7200}
+        if endpoint == "webhook/send":
+            if query.get("key") != self.robot_key:
+                return {"errcode": 93000, "errmsg": "invalid webhook url"}
+            return dict(OK)
+
+        with self._lock:
+            token_ok = query.get("access_token") in self._valid_tokens
+        if not token_ok:
+            return dict(INVALID_TOKEN)
+        if body is _UNPARSED:
+            return {"errcode": 47001, "errmsg": "data format error"}
+        data = body if isinstance(body, dict) else {}
+        return self._endpoint(endpoint, query, data)
+
+    def _endpoint(self, endpoint: str, query: dict[str, str], data: dict) -> dict:
+        if endpoint == "message/template/send":
+            return {**OK, "msgid": self._next_id()}
+        if endpoint in ("message/mass/sendall", "message/mass/send"):
+            msg_id = self._next_id()
+            return {"errcode": 0, "errmsg": "send job submission success", "msg_id": msg_id, "msg_data_id": msg_id}
+        if endpoint == "tags/create":
+            name = (data.get("tag") or {}).get("name", "")
+            tag = {"id": 100 + self._next_id(), "name": name}
+            with self._lock:
+                self._tags[tag["id"]] = {**tag, "count": 0}
+            return {"tag": tag}
+        if endpoint == "tags/get":
+            with self._lock:
+                tags = [{"id": 2, "name": "星标组", "count": 0}, *(dict(t) for t in self._tags.values())]
+            return {"tags": tags}
+        if endpoint == "qrcode/create":
+            n = self._next_id()
+            answer: dict[str, Any] = {"ticket": f"gQFakeTicket{n:08d}", "url": f"http://weixin.qq.com/q/fake{n:08d}"}
+            if not str(data.get("action_name", "")).startswith("QR_LIMIT"):
+                answer["expire_seconds"] = int(data.get("expire_seconds") or 60)
+            return answer
+        if endpoint == "menu/create":
+            with self._lock:
+                self._menu = data
+            return dict(OK)
+        if endpoint == "menu/get":
+            with self._lock:
+                menu = self._menu
+            return {"menu": menu} if menu is not None else {"errcode": 46003, "errmsg": "menu no exist"}
+        if endpoint == "menu/delete":
+            with self._lock:
+                self._menu = None
+            return dict(OK)
+        if endpoint == "user/info":
+            return {
+                "subscribe": 1,
+                "openid": query.get("openid", ""),
+                "language": "zh_CN",
+                "subscribe_time": int(time.time()),
+                "remark": "",
+                "groupid": 0,
+                "tagid_list": [],
+                "subscribe_scene": "ADD_SCENE_QR_CODE",
+                "qr_scene": 0,
+                "qr_scene_str": "",
+            }
+        # message/custom/send, tags/members/batchtagging, and anything unknown.
+        return dict(OK)
+
+    def _next_id(self) -> int:
+        with self._lock:
+            return next(self._id_seq)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    api: FakeWeChatAPI  # set on the per-server subclass
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
+        pass  # keep pytest output clean
+
+    def do_GET(self) -> None:
+        self._handle("GET")
+
+    def do_POST(self) -> None:
+        self._handle("POST")
+
+    def _handle(self, method: str) -> None:
+        url = urlsplit(self.path)
+        query = {k: v[-1] for k, v in parse_qs(url.query, keep_blank_values=True).items()}
+        length = int(self.headers.get("Content-Length") or 0)
+        raw = self.rfile.read(length) if length else b""
+        body: Any = None
+        parse_failed = False
+        if raw:
+            text = raw.decode("utf-8", errors="replace")
+            try:
+                body = json.loads(text)
+            except ValueError:
+                body, parse_failed = text, True
+
+        latency, injected = self.api._record(method, url.path, query, body)
+        if latency:
+            time.sleep(latency)
+        if not url.path.startswith(PREFIX):
+            self._send(404, {"errcode": 404, "errmsg": "not found"})
+            return
+        endpoint = _endpoint_of(url.path)
+        if injected is not None:
+            answer = injected
+        else:
+            answer = self.api.answer(method, endpoint, query, _UNPARSED if parse_failed else body)
+        self._send(200, answer)
+
+    def _send(self, status: int, payload: dict) -> None:
+        data = json.dumps(payload, ensure_ascii=False).encode("utf-8")
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json; charset=utf-8")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        try:
+            self.wfile.write(data)
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the client gave up (e.g. its timeout was shorter than our latency)
