@@ -84,5 +84,6 @@ class Context:
 
     @property
     def event_key(self) -> str | None:
-        key = getattr(self.message, "key", None)
-        return str(key) if key else None
+        """EventKey as WeChat sent it (wechatpy strips "qrscene_" from subscribe scans)."""
+        key = self.message._data.get("EventKey")
+        return str(key) if isinstance(key, (str, int)) and str(key) else None

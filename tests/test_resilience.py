@@ -1,0 +1,87 @@
+"""Outages: Redis or the database down must never become a 500 or a lost message."""
+
+from __future__ import annotations
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import create_engine
+
+from bot.app import create_app
+from bot.services import Services, build_services
+from bot.simulator import WeChatSimulator
+from tests.conftest import APPID, TOKEN
+
+DEAD_REDIS = "redis://127.0.0.1:1/0"
+
+
+def test_healthz_reports_ok(client: TestClient, backend: str) -> None:
+    response = client.get("/healthz")
+    assert response.status_code == 200
+    body = response.json()
+    assert body["status"] == "ok" and body["database"] == "ok"
+    assert body["redis"] == ("ok" if backend == "server" else "not configured (in-process state)")
+    assert body["queue"]["backend"] == ("RedisHuey" if backend == "server" else "SqliteHuey")
+
+
+def test_metrics_count_requests_and_dedupe_hits(client: TestClient, sim: WeChatSimulator) -> None:
+    xml = sim.text("帮助", msg_id=777000111)
+    sim.post(client, xml)
+    sim.post(client, xml)
+    body = client.get("/metrics").text
+    assert 'sisong_webhook_requests_total{method="POST",status="200"}' in body
+    assert "sisong_dedupe_hits_total" in body
+    assert 'sisong_handler_outcomes_total{handler="help.help_text",outcome="ok"}' in body
+
+
+def test_redis_down_keeps_answering_and_shows_in_healthz(make_settings, backend: str) -> None:  # type: ignore[no-untyped-def]
+    if backend != "server":
+        pytest.skip("only the server stack uses Redis")
+    services = build_services(make_settings(redis_url=DEAD_REDIS, embedded_worker="false"), migrate=True)
+    sim = WeChatSimulator(TOKEN, APPID, openid="oRedisDown000000000000001")
+    try:
+        with TestClient(create_app(services)) as client:
+            reply = sim.post(client, sim.text("帮助", msg_id=424242))
+            assert reply.status == 200 and "打字" in (reply.text or "")
+            again = sim.post(client, sim.text("帮助", msg_id=424242))
+            assert again.text == reply.text  # in-process dedupe still holds
+            health = client.get("/healthz")
+            assert health.status_code == 503
+            assert health.json()["status"] == "degraded"
+            assert health.json()["redis"].startswith("down")
+    finally:
+        services.close()
+
+
+def test_redis_down_customer_messages_still_go_out(make_settings, backend: str, api) -> None:  # type: ignore[no-untyped-def]
+    if backend != "server":
+        pytest.skip("only the server stack uses Redis")
+    from tests.conftest import wait_for
+
+    services = build_services(make_settings(redis_url=DEAD_REDIS, embedded_worker="false"), migrate=True)
+    try:
+        services.queue.send_text("oRedisDown", "队列挂了也要送到")
+        (call,) = wait_for(lambda: api.calls_to("message/custom/send"), timeout=10)
+        assert call.json["text"]["content"] == "队列挂了也要送到"
+    finally:
+        services.close()
+
+
+def _break_database(services: Services) -> None:
+    dead = create_engine("postgresql+psycopg://nobody@127.0.0.1:1/none", connect_args={"connect_timeout": 1})
+    services.db.engine = dead
+    services.db.sessions.configure(bind=dead)
+
+
+def test_database_down_gets_a_polite_busy_reply(client: TestClient, services: Services, sim: WeChatSimulator) -> None:
+    _break_database(services)
+    reply = sim.post(client, sim.text("低保怎么申请"))
+    assert reply.status == 200
+    assert reply.text == "系统繁忙，请稍后再试。"
+    health = client.get("/healthz")
+    assert health.status_code == 503 and health.json()["status"] == "down"
+
+
+def test_database_down_on_subscribe_still_answers(client: TestClient, services: Services, sim: WeChatSimulator) -> None:
+    _break_database(services)
+    reply = sim.post(client, sim.event("subscribe"))
+    assert reply.status == 200 and reply.text == "系统繁忙，请稍后再试。"
