@@ -27,7 +27,7 @@ menu_app = typer.Typer(help="The custom menu (bot/menu.json).", no_args_is_help=
 app.add_typer(db_app, name="db")
 app.add_typer(menu_app, name="menu")
 
-console = Console(stderr=True)
+console = Console(stderr=True, soft_wrap=True)
 
 
 def settings_or_exit(**overrides: object) -> Settings:

@@ -137,7 +137,8 @@ def load_settings(**overrides: object) -> Settings:
     except ValidationError as exc:
         first = exc.errors()[0]
         name = "SISONG_" + str(first["loc"][0]).upper() if first["loc"] else "SISONG_?"
-        raise ConfigError(f"配置错误 {name}: {first['msg']}") from None
+        reason = str(first["msg"]).removeprefix("Value error, ")
+        raise ConfigError(f"配置错误 {name}: {reason}") from None
 
 
 @lru_cache(maxsize=1)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from sqlalchemy.orm import Session
 from wechatpy.messages import BaseMessage
 
 from storage.state import get_json, set_json
@@ -72,6 +73,8 @@ class Context:
     services: "Services"
     conversation: Conversation
     text: str | None = None  # the words of a text message or a recognised voice message
+    # The message's unit of work: committed with the message log once the handler returns.
+    session: Session = field(default=None)  # type: ignore[assignment]
     extras: dict[str, Any] = field(default_factory=dict)
 
     @property

@@ -126,37 +126,63 @@ class Pipeline:
         handler = self.router.resolve(ctx)
         name = handler_name(handler)
         outcome = "ok"
-        try:
-            self._touch_follower(ctx)
-            result = handler(ctx)
-            text, reply = self._shape(ctx, result)
-            ctx.conversation.save()
-        except SQLAlchemyError as exc:
-            log.error("database unavailable while handling %s: %s", name, type(exc).__name__)
-            outcome, text, reply = "db_error", BUSY_TEXT, TextReply(message=message, content=BUSY_TEXT)
-        except Exception:
-            log.exception("handler %s failed for %s", name, short_openid(openid))
-            outcome, text, reply = "error", ERROR_TEXT, TextReply(message=message, content=ERROR_TEXT)
+        # One unit of work per message: the handler's writes, the follower's
+        # last-seen time and the log line commit together, once.
+        with self.services.db.sessions() as session:
+            ctx.session = session
+            try:
+                text, reply = self._shape(ctx, handler(ctx))
+                self._bookkeep(ctx, name, text, started)
+                session.commit()
+                ctx.conversation.save()
+            except SQLAlchemyError as exc:
+                session.rollback()
+                log.error("database unavailable while handling %s: %s", name, type(exc).__name__)
+                outcome, text, reply = "db_error", BUSY_TEXT, TextReply(message=message, content=BUSY_TEXT)
+            except Exception:
+                session.rollback()
+                log.exception("handler %s failed for %s", name, short_openid(openid))
+                outcome, text, reply = "error", ERROR_TEXT, TextReply(message=message, content=ERROR_TEXT)
+                self._log_failure(ctx, name, text, started)
         metrics.HANDLER_OUTCOMES.labels(name, outcome).inc()
 
         in_time = delivery.arrived_in_time(text)
-        reply_xml = reply.render() if in_time and not isinstance(reply, EmptyReply) else SUCCESS
-        latency_ms = int((time.perf_counter() - started) * 1000)
-        self._log(ctx, name, latency_ms, text if in_time else f"[客服消息] {text}" if text else None)
         log.info(
             "handled",
             extra={"openid": short_openid(openid), "type": ctx.msg_type, "event": ctx.event or "",
-                   "handler": name, "outcome": outcome, "ms": latency_ms, "late": not in_time},
+                   "handler": name, "outcome": outcome, "late": not in_time,
+                   "ms": int((time.perf_counter() - started) * 1000)},
         )
-        return reply_xml
+        if not in_time or isinstance(reply, EmptyReply):
+            return SUCCESS
+        return str(reply.render())
 
-    def _touch_follower(self, ctx: Context) -> None:
+    def _bookkeep(self, ctx: Context, handler: str, reply: str | None, started: float) -> None:
         event = ctx.event
-        if event in _SYSTEM_EVENTS or event in {"subscribe", "subscribe_scan", "unsubscribe"}:
-            return  # system events are not the follower; (un)subscribe handlers record themselves
-        interactive = event is None or event in _INTERACTIVE_EVENTS
-        with self.services.db.session() as session:
-            followers.touch(session, ctx.openid, interaction=interactive)
+        if event not in _SYSTEM_EVENTS and event not in {"subscribe", "subscribe_scan", "unsubscribe"}:
+            # System events are not the follower speaking; (un)subscribe handlers record themselves.
+            interactive = event is None or event in _INTERACTIVE_EVENTS
+            followers.touch(ctx.session, ctx.openid, interaction=interactive)
+        message_log.log_inbound(
+            ctx.session,
+            openid=ctx.openid,
+            msg_type=ctx.msg_type,
+            event=event,
+            msg_id=str(getattr(ctx.message, "id", "") or "") or None,
+            text=ctx.text,
+            handler=handler,
+            latency_ms=int((time.perf_counter() - started) * 1000),
+            reply=reply,
+        )
+
+    def _log_failure(self, ctx: Context, handler: str, reply: str, started: float) -> None:
+        """A handler bug must not also lose the follower's message."""
+        try:
+            with self.services.db.session() as session:
+                ctx.session = session
+                self._bookkeep(ctx, handler, reply, started)
+        except SQLAlchemyError as exc:
+            log.error("message log not written: %s", type(exc).__name__)
 
     def _shape(self, ctx: Context, result: object) -> tuple[str | None, BaseReply]:
         """Turn what a handler returned into a reply, paging long text behind "更多"."""
@@ -172,23 +198,6 @@ class Pipeline:
             ctx.conversation.set(more_pages=pages[1:])
             text = pages[0] + MORE_HINT
         return text, TextReply(message=ctx.message, content=text)
-
-    def _log(self, ctx: Context, handler: str, latency_ms: int, reply: str | None) -> None:
-        try:
-            with self.services.db.session() as session:
-                message_log.log_inbound(
-                    session,
-                    openid=ctx.openid,
-                    msg_type=ctx.msg_type,
-                    event=ctx.event,
-                    msg_id=str(getattr(ctx.message, "id", "") or "") or None,
-                    text=ctx.text,
-                    handler=handler,
-                    latency_ms=latency_ms,
-                    reply=reply,
-                )
-        except SQLAlchemyError as exc:
-            log.error("message log not written: %s", type(exc).__name__)
 
 
 def _words_of(message: BaseMessage) -> str | None:

@@ -9,7 +9,6 @@ from storage import followers
 
 @router.event("unsubscribe")
 def on_unsubscribe(ctx: Context) -> None:
-    with ctx.services.db.session() as session:
-        followers.mark_unsubscribed(session, ctx.openid)
+    followers.mark_unsubscribed(ctx.session, ctx.openid)
     ctx.conversation.clear()
     return None

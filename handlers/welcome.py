@@ -11,8 +11,7 @@ from storage import followers
 @router.event("subscribe", "subscribe_scan")
 def on_subscribe(ctx: Context) -> str:
     scene = ctx.event_key if ctx.event == "subscribe_scan" else None
-    with ctx.services.db.session() as session:
-        followers.mark_subscribed(session, ctx.openid, scene=scene)
+    followers.mark_subscribed(ctx.session, ctx.openid, scene=scene)
     ctx.conversation.clear()
     return WELCOME
 
@@ -21,6 +20,5 @@ def on_subscribe(ctx: Context) -> str:
 def on_scan(ctx: Context) -> str:
     """An existing follower scanned a scene QR code (e.g. a village's poster)."""
     if ctx.event_key:
-        with ctx.services.db.session() as session:
-            followers.get_or_create(session, ctx.openid).scene = ctx.event_key
+        followers.get_or_create(ctx.session, ctx.openid).scene = ctx.event_key
     return "欢迎回来！有政策问题可以直接问我，也可以点下方菜单。"
