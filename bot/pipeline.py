@@ -123,6 +123,9 @@ class Pipeline:
             conversation=Conversation(self.services, openid),
             text=_words_of(message),
         )
+        if ctx.event is None:  # events are WeChat's doing, not the follower typing
+            allowed = self.services.limiter.allow(self.services.settings.follower_rate, "in", openid)
+            ctx.extras["too_fast"] = not allowed
         handler = self.router.resolve(ctx)
         name = handler_name(handler)
         outcome = "ok"

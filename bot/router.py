@@ -34,6 +34,7 @@ class Router:
     types: dict[str, Handler] = field(default_factory=dict)
     default_text: Handler | None = None
     fallback_handler: Handler | None = None
+    too_fast_handler: Handler | None = None
 
     # -- registration -------------------------------------------------------
 
@@ -76,6 +77,11 @@ class Router:
         self.fallback_handler = handler
         return handler
 
+    def too_fast(self, handler: Handler) -> Handler:
+        """The handler for a follower over ``SISONG_FOLLOWER_RATE``."""
+        self.too_fast_handler = handler
+        return handler
+
     @staticmethod
     def _register(table: dict[str, Handler], names: tuple[str, ...]) -> Callable[[Handler], Handler]:
         def register(handler: Handler) -> Handler:
@@ -90,6 +96,8 @@ class Router:
     # -- dispatch -----------------------------------------------------------
 
     def resolve(self, ctx: Context) -> Handler:
+        if ctx.extras.get("too_fast") and self.too_fast_handler is not None:
+            return self.too_fast_handler
         event = ctx.event
         if event:
             if event == "click" and ctx.event_key in self.clicks:

@@ -11,6 +11,7 @@ from bot.queue import TaskQueue
 from bot.wechat_client import WeChatAPI
 from bot.wecom import WeComRobot
 from storage.db import Database
+from storage.ratelimit import RateLimiter
 from storage.state import StateStore, build_state
 
 log = logging.getLogger(__name__)
@@ -27,6 +28,7 @@ class Services:
     state: StateStore
     wechat: WeChatAPI
     wecom: WeComRobot | None
+    limiter: RateLimiter
     queue: TaskQueue = field(init=False)
     extras: dict[str, Any] = field(default_factory=dict)
 
@@ -52,7 +54,14 @@ def build_services(settings: Settings | None = None, *, migrate: bool | None = N
             log.info("database migrated: %s", ", ".join(applied))
     state = build_state(settings.redis_url)
     wecom = WeComRobot(settings.wecom_robot_url) if settings.wecom_robot_url else None
-    return Services(settings=settings, db=db, state=state, wechat=WeChatAPI(settings, state), wecom=wecom)
+    return Services(
+        settings=settings,
+        db=db,
+        state=state,
+        wechat=WeChatAPI(settings, state),
+        wecom=wecom,
+        limiter=RateLimiter(settings.redis_url),
+    )
 
 
 def check_schema(services: Services) -> None:

@@ -18,6 +18,7 @@ from handlers import (  # noqa: E402,F401
     media,
     menu,
     more,
+    too_fast,
     unsubscribe,
     voice,
     welcome,

@@ -68,10 +68,24 @@ def _backend_settings(backend: str, tmp_path: Path) -> dict[str, Any]:
     return {"database_url": PG_URL, "redis_url": REDIS_URL}
 
 
+_schema_rebuilt = False
+
+
 def reset_server_stores() -> None:
+    """Empty tables and Redis; the first call of a run rebuilds the schema from the migrations.
+
+    Rebuilding makes the run independent of whatever an earlier run (or another
+    branch's migrations) left in the shared ``test`` database.
+    """
+    global _schema_rebuilt
     from storage.db import Database
 
     db = Database(PG_URL)
+    if not _schema_rebuilt:
+        with db.engine.begin() as conn:
+            conn.execute(text("DROP SCHEMA public CASCADE"))
+            conn.execute(text("CREATE SCHEMA public"))
+        _schema_rebuilt = True
     db.upgrade()
     tables = ", ".join(t.name for t in reversed(Base.metadata.sorted_tables))
     with db.engine.begin() as conn:

@@ -139,3 +139,31 @@ def test_serve_and_chat_end_to_end(tmp_path: Path, api: FakeWeChatAPI) -> None:
     finally:
         server.terminate()
         server.wait(timeout=30)
+
+
+def test_worker_delivers_queued_messages(tmp_path: Path, api: FakeWeChatAPI) -> None:
+    """With Redis, `sisong serve` only enqueues; a separate `sisong worker` sends."""
+    from bot.services import build_services
+    from tests.conftest import REDIS_URL, wait_for
+
+    reset_server_stores()
+    env = cli_env(api, tmp_path, SISONG_DATABASE_URL=PG_URL, SISONG_REDIS_URL=REDIS_URL)
+    settings_env = {k: v for k, v in env.items() if k.startswith("SISONG_")}
+    os.environ.update(settings_env)
+    try:
+        from bot.config import load_settings
+
+        services = build_services(load_settings(), migrate=False)
+        services.queue.send_text("oWorker", "工人送出的消息")
+        assert api.calls_to("message/custom/send") == []
+    finally:
+        for key in settings_env:
+            os.environ.pop(key, None)
+    worker = subprocess.Popen([*SISONG, "worker"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        (call,) = wait_for(lambda: api.calls_to("message/custom/send"), timeout=30)
+        assert call.json["text"]["content"] == "工人送出的消息"
+    finally:
+        worker.terminate()
+        worker.wait(timeout=30)
+        services.close()

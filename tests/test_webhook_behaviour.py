@@ -209,3 +209,23 @@ def test_handover_notifies_cadres_group(
     content = call.json["markdown"]["content"]
     assert "我家低保什么时候发" in content
     assert sim.openid not in content  # openids are shortened in notices
+
+
+def test_a_follower_flooding_is_told_once_and_nothing_is_lost(make_settings) -> None:  # type: ignore[no-untyped-def]
+    from bot.app import create_app
+    from bot.services import build_services
+
+    services = build_services(make_settings(follower_rate="3/minute"), migrate=True)
+    sim = WeChatSimulator("sisongtesttoken", "wxtestappid", openid="oFlood0000000000000000001")
+    try:
+        with TestClient(create_app(services)) as client:
+            replies = [sim.post(client, sim.text("帮助")) for _ in range(5)]
+            assert all("打字" in (r.text or "") for r in replies[:3])
+            assert "发得有点快" in (replies[3].text or "")
+            assert replies[4].is_success
+            other = WeChatSimulator("sisongtesttoken", "wxtestappid", openid="oCalm00000000000000000001")
+            assert "打字" in (other.post(client, other.text("帮助")).text or "")
+            assert "欢迎" in (sim.post(client, sim.event("subscribe")).text or "")  # events are not limited
+        assert len(inbound_logs(services)) == 7
+    finally:
+        services.close()
