@@ -74,6 +74,8 @@ class Context:
     conversation: Conversation
     text: str | None = None  # the words of a text message or a recognised voice message
     # The message's unit of work: committed with the message log once the handler returns.
+    # Handlers write through it (not a second session): on SQLite a second writer
+    # inside the same message would wait on the first one's lock.
     session: Session = field(default=None)  # type: ignore[assignment]
     extras: dict[str, Any] = field(default_factory=dict)
 

@@ -131,7 +131,7 @@ class Pipeline:
         outcome = "ok"
         # One unit of work per message: the handler's writes, the follower's
         # last-seen time and the log line commit together, once.
-        with self.services.db.sessions() as session:
+        with self.services.db.serialized(), self.services.db.sessions() as session:
             ctx.session = session
             try:
                 text, reply = self._shape(ctx, handler(ctx))

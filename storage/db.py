@@ -7,8 +7,9 @@ driver we ship (psycopg 3) so nobody has to know SQLAlchemy's dialect names.
 from __future__ import annotations
 
 import re
+import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
 
 from alembic import command
@@ -57,12 +58,17 @@ class Database:
 
     def __init__(self, url: str) -> None:
         self.url = normalize_url(url)
+        self.is_sqlite = self.url.startswith("sqlite")
         self.engine = make_engine(url)
         self.sessions = sessionmaker(self.engine, expire_on_commit=False)
+        # SQLite has one writer at a time and its busy handler sleeps in steps of
+        # up to 100 ms; queueing writers on a lock in-process is fairer and faster.
+        self._write_lock = threading.Lock() if self.is_sqlite else None
 
-    @property
-    def is_sqlite(self) -> bool:
-        return self.url.startswith("sqlite")
+
+    def serialized(self) -> AbstractContextManager[object]:
+        """Hold around a unit of work that writes (a no-op on PostgreSQL)."""
+        return self._write_lock if self._write_lock is not None else nullcontext()
 
     @contextmanager
     def session(self) -> Iterator[Session]:
