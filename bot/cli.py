@@ -77,6 +77,9 @@ def serve(
     except MigrationsPending as exc:
         console.print(f"[red]{exc}[/red]")
         raise typer.Exit(1) from None
+    except Exception as exc:
+        console.print(f"[red]无法连接数据库 ({type(exc).__name__}): {exc}[/red]")
+        raise typer.Exit(1) from None
     finally:
         services.db.dispose()
     for key, value in settings.model_dump().items():  # the workers re-read settings from the env

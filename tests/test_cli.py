@@ -167,3 +167,10 @@ def test_worker_delivers_queued_messages(tmp_path: Path, api: FakeWeChatAPI) -> 
         worker.terminate()
         worker.wait(timeout=30)
         services.close()
+
+
+def test_serve_with_an_unreachable_database_says_so(tmp_path: Path, api: FakeWeChatAPI) -> None:
+    env = cli_env(api, tmp_path, SISONG_DATABASE_URL="postgresql://nobody@127.0.0.1:1/none")
+    result = subprocess.run([*SISONG, "serve"], env=env, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1
+    assert "无法连接数据库" in result.stderr and "Traceback" not in result.stderr
