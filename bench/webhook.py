@@ -47,6 +47,7 @@ def start_server(port: int, workdir: Path, server_stack: bool) -> subprocess.Pop
     env.update(
         SISONG_WECHAT_TOKEN=TOKEN,
         SISONG_WECHAT_APPID=APPID,
+        SISONG_WECHAT_SECRET="bench-secret",
         SISONG_WECHAT_AES_KEY=AES_KEY,
         SISONG_PORT=str(port),
         SISONG_LOG_LEVEL="WARNING",

@@ -44,7 +44,8 @@ def create_app(services: Services | None = None) -> FastAPI:
         try:
             yield
         finally:
-            app.state.executor.shutdown(wait=False, cancel_futures=True)
+            # Let in-flight messages finish: WeChat may already have been told "success".
+            app.state.executor.shutdown(wait=True)
             services.queue.stop_embedded()
             if owns_services:
                 services.close()

@@ -87,6 +87,10 @@ def serve(
             os.environ[f"SISONG_{key.upper()}"] = str(value)
     if settings.workers > 1:
         os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", tempfile.mkdtemp(prefix="sisong-metrics-"))
+    if settings.is_dev_account:
+        console.print(
+            f"[yellow]开发模式: 未设置 SISONG_WECHAT_APPID，Token 为 {settings.wechat_token}，不会真正调用微信接口。[/yellow]"
+        )
     console.print(f"四送助手 listening on http://{settings.host}:{settings.port}/wechat")
     uvicorn.run(
         "bot.app:create_app",
@@ -104,6 +108,9 @@ def serve(
 @app.command()
 def worker(
     workers: Annotated[int, typer.Option(help="Consumer threads.")] = 2,
+    metrics_port: Annotated[
+        Optional[int], typer.Option(help="Serve this worker's Prometheus metrics (outbound calls) on this port.")
+    ] = None,
 ) -> None:
     """Run task-queue consumers (needed when Redis is configured; `serve` runs one itself otherwise)."""
     from bot.logs import setup_logging
@@ -111,6 +118,11 @@ def worker(
     settings = settings_or_exit()
     setup_logging(settings.log_level, settings.log_json)
     services = services_or_exit(settings)
+    if metrics_port:
+        from prometheus_client import start_http_server
+
+        start_http_server(metrics_port, addr=settings.host)
+        console.print(f"metrics on http://{settings.host}:{metrics_port}/metrics")
     console.print(f"queue consumer: {type(services.queue.huey).__name__}, {workers} threads")
     services.queue.create_consumer(workers=workers).run()
 

@@ -11,10 +11,12 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 OFFICIAL_API_BASE = "https://api.weixin.qq.com/cgi-bin/"
+DEV_APPID = "wxsisongdevappid"
+DEV_TOKEN = "sisongdevtoken"
 
 
 class ConfigError(Exception):
@@ -26,8 +28,8 @@ class Settings(BaseSettings):
         env_prefix="SISONG_", env_file=".env", env_file_encoding="utf-8", extra="ignore"
     )
 
-    wechat_token: str = Field(default="sisongdevtoken", min_length=3, max_length=32)
-    wechat_appid: str = Field(default="wxsisongdevappid", min_length=1)
+    wechat_token: str = Field(default=DEV_TOKEN, min_length=3, max_length=32)
+    wechat_appid: str = Field(default=DEV_APPID, min_length=1)
     wechat_secret: str = ""
     wechat_aes_key: str | None = None
     wechat_api_base: str = OFFICIAL_API_BASE
@@ -99,6 +101,20 @@ class Settings(BaseSettings):
             raise ValueError("use postgresql://user@host/db or sqlite:///file.db")
         return value
 
+    @model_validator(mode="after")
+    def _real_account_is_complete(self) -> "Settings":
+        """The dev defaults let `make run` work out of the box; a real AppID needs the rest."""
+        if self.wechat_appid != DEV_APPID:
+            if not self.wechat_secret:
+                raise ValueError("SISONG_WECHAT_SECRET: required when SISONG_WECHAT_APPID is set")
+            if self.wechat_token == DEV_TOKEN:
+                raise ValueError("SISONG_WECHAT_TOKEN: required when SISONG_WECHAT_APPID is set")
+        return self
+
+    @property
+    def is_dev_account(self) -> bool:
+        return self.wechat_appid == DEV_APPID
+
     @property
     def safe_mode(self) -> bool:
         return self.wechat_aes_key is not None
@@ -137,9 +153,10 @@ def load_settings(**overrides: object) -> Settings:
         return Settings(**overrides)  # type: ignore[arg-type]
     except ValidationError as exc:
         first = exc.errors()[0]
-        name = "SISONG_" + str(first["loc"][0]).upper() if first["loc"] else "SISONG_?"
         reason = str(first["msg"]).removeprefix("Value error, ")
-        raise ConfigError(f"配置错误 {name}: {reason}") from None
+        if first["loc"]:
+            reason = f"SISONG_{str(first['loc'][0]).upper()}: {reason}"
+        raise ConfigError(f"配置错误 {reason}") from None
 
 
 @lru_cache(maxsize=1)

@@ -85,7 +85,13 @@ class Context:
 
     @property
     def event(self) -> str | None:
-        return getattr(self.message, "event", None)
+        """The event name, lower-case; also for event types wechatpy does not know."""
+        event = getattr(self.message, "event", None)
+        if event:
+            return str(event)
+        if self.message._data.get("MsgType") == "event":
+            return str(self.message._data.get("Event") or "unknown").lower()
+        return None
 
     @property
     def event_key(self) -> str | None:

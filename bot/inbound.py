@@ -21,6 +21,7 @@ from wechatpy.utils import WeChatSigner
 from bot.config import Settings
 
 _DTD = re.compile(rb"<!\s*(DOCTYPE|ENTITY)", re.IGNORECASE)
+_FIRST_ELEMENT = re.compile(rb"<[A-Za-z_]")
 
 
 class Rejected(Exception):
@@ -58,7 +59,11 @@ def verify_signature(token: str, params: dict[str, str]) -> None:
 
 
 def _refuse_dtd(data: bytes) -> None:
-    if _DTD.search(data):
+    """A DTD can only stand before the root element; text inside CDATA (a follower
+    pasting "<!DOCTYPE html>") is not one."""
+    root = _FIRST_ELEMENT.search(data)
+    prolog = data[: root.start()] if root else data
+    if _DTD.search(prolog):
         raise Rejected(400, "DTD or entity declaration refused")
 
 

@@ -20,7 +20,7 @@ from bot import metrics
 from bot.context import Context, Conversation
 from bot.inbound import Inbound
 from bot.privacy import short_openid
-from bot.router import Router, handler_name
+from bot.router import Handler, Router, handler_name
 from bot.services import Services
 from bot.textfit import MORE_HINT, split_pages
 from storage import followers, message_log
@@ -95,7 +95,12 @@ class Pipeline:
             metrics.DEDUPE_HITS.inc()
             return self._wait_for_first(key)
 
-        reply_xml = self._answer(message, delivery)
+        try:
+            reply_xml = self._answer(message, delivery)
+        except Exception:  # a bug outside any handler: still answer, never leave the key pending
+            log.exception("message pipeline failed")
+            in_time = delivery.arrived_in_time(ERROR_TEXT)
+            reply_xml = TextReply(message=message, content=ERROR_TEXT).render() if in_time else SUCCESS
         state.set(key, DONE_PREFIX + reply_xml, self.services.settings.dedupe_ttl)
         return reply_xml
 
@@ -123,17 +128,14 @@ class Pipeline:
             conversation=Conversation(self.services, openid),
             text=_words_of(message),
         )
-        if ctx.event is None:  # events are WeChat's doing, not the follower typing
-            allowed = self.services.limiter.allow(self.services.settings.follower_rate, "in", openid)
-            ctx.extras["too_fast"] = not allowed
-        handler = self.router.resolve(ctx)
-        name = handler_name(handler)
-        outcome = "ok"
+        name, outcome = "unresolved", "ok"
         # One unit of work per message: the handler's writes, the follower's
         # last-seen time and the log line commit together, once.
-        with self.services.db.serialized(), self.services.db.sessions() as session:
+        with self.services.db.sessions() as session:
             ctx.session = session
             try:
+                handler = self._route(ctx)
+                name = handler_name(handler)
                 text, reply = self._shape(ctx, handler(ctx))
                 self._bookkeep(ctx, name, text, started)
                 session.commit()
@@ -159,6 +161,12 @@ class Pipeline:
         if not in_time or isinstance(reply, EmptyReply):
             return SUCCESS
         return str(reply.render())
+
+    def _route(self, ctx: Context) -> Handler:
+        if ctx.event is None:  # events are WeChat's doing, not the follower typing
+            allowed = self.services.limiter.allow(self.services.settings.follower_rate, "in", ctx.openid)
+            ctx.extras["too_fast"] = not allowed
+        return self.router.resolve(ctx)
 
     def _bookkeep(self, ctx: Context, handler: str, reply: str | None, started: float) -> None:
         event = ctx.event

@@ -13,7 +13,6 @@ from typing import TYPE_CHECKING, Any
 
 from huey import Huey, RedisHuey, SqliteHuey
 from huey.consumer import Consumer
-from redis.exceptions import RedisError
 
 from bot.wechat_client import WeChatAPIError
 from bot.wecom import WeComError
@@ -56,7 +55,7 @@ class TaskQueue:
         """Enqueue; if the broker is down, run in a thread rather than lose the message."""
         try:
             task(*args)
-        except (RedisError, OSError) as exc:
+        except Exception as exc:  # RedisError, sqlite3.OperationalError, OSError, ...
             log.error("queue unavailable (%s), running %s in-process", type(exc).__name__, task.name)
             threading.Thread(target=task.call_local, args=args, daemon=True).start()
 

@@ -54,6 +54,19 @@ class _TransientError(Exception):
         self.cause = cause
 
 
+class _TimeoutSession(requests.Session):
+    """wechatpy's token fetch passes no timeout; a hung endpoint must not hold the refresh lock."""
+
+    def __init__(self, timeout: float) -> None:
+        super().__init__()
+        self.default_timeout = timeout
+
+    def request(self, *args: Any, **kwargs: Any) -> requests.Response:  # type: ignore[override]
+        if kwargs.get("timeout") is None:
+            kwargs["timeout"] = self.default_timeout
+        return super().request(*args, **kwargs)
+
+
 class StateSessionStorage(SessionStorage):
     """wechatpy's session storage on top of our state store (Redis or in-process)."""
 
@@ -91,11 +104,12 @@ class SisongWeChatClient(WeChatClient):
             auto_retry=False,
         )
         self.API_BASE_URL = settings.wechat_api_base
+        self._http = _TimeoutSession(settings.api_timeout)
         self._state = state
 
     def fetch_access_token(self) -> dict[str, Any]:
-        if not self.secret:
-            raise WeChatAPIError("token", None, "SISONG_WECHAT_SECRET is not set")
+        if not self.secret:  # 41004 is WeChat's own "appsecret missing": permanent
+            raise WeChatAPIError("token", 41004, "SISONG_WECHAT_SECRET is not set")
         metrics.TOKEN_FETCHES.inc()
         log.info("fetching access token")
         return self._fetch_access_token(  # type: ignore[no-any-return]
@@ -155,14 +169,15 @@ class WeChatAPI:
 
     def _call_with_token_refresh(self, api: str, fn: Callable[[], T]) -> T:
         for refreshed in (False, True):
-            token = self.client.access_token
+            token = None
             try:
+                token = self.client.access_token
                 result = fn()
             except WeChatClientException as exc:
                 errcode = int(exc.errcode) if exc.errcode is not None else None
                 metrics.OUTBOUND.labels(api, str(errcode)).inc()
                 error = WeChatAPIError(api, errcode, exc.errmsg)
-                if errcode in TOKEN_ERRORS and not refreshed:
+                if errcode in TOKEN_ERRORS and token is not None and not refreshed:
                     log.warning("%s: token rejected (%s), refreshing once", api, errcode)
                     self.client.invalidate(token)
                     continue

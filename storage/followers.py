@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from sqlalchemy import select
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from storage.models import Follower
@@ -12,12 +13,18 @@ from storage.models.base import utcnow
 
 
 def get_or_create(session: Session, openid: str) -> Follower:
+    """The follower row, created if needed without racing a concurrent first message."""
     follower = session.scalar(select(Follower).where(Follower.openid == openid))
-    if follower is None:
-        follower = Follower(openid=openid, subscribed=True)
-        session.add(follower)
-        session.flush()
-    return follower
+    if follower is not None:
+        return follower
+    dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
+    now = utcnow()
+    session.execute(
+        dialect.insert(Follower)
+        .values(openid=openid, subscribed=True, first_seen=now, last_seen=now)
+        .on_conflict_do_nothing(index_elements=["openid"])
+    )
+    return session.scalars(select(Follower).where(Follower.openid == openid)).one()
 
 
 def touch(session: Session, openid: str, *, interaction: bool, now: datetime | None = None) -> Follower:

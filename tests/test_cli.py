@@ -15,7 +15,7 @@ import pytest
 from typer.testing import CliRunner
 
 from bot.cli import app
-from tests.conftest import APPID, PG_URL, SECRET, TOKEN, reset_server_stores
+from tests.conftest import APPID, BACKENDS, PG_URL, SECRET, TOKEN, reset_server_stores
 from tests.support.fake_wechat_api import FakeWeChatAPI
 
 runner = CliRunner()
@@ -62,13 +62,22 @@ def test_db_upgrade_on_sqlite_and_postgresql(tmp_path: Path, api: FakeWeChatAPI)
     assert "applied" in result.stderr or "up to date" in result.stderr
     assert (tmp_path / "cli.db").exists()
 
+    if "server" not in BACKENDS:
+        return
     reset_server_stores()
-    result = subprocess.run(
-        [*SISONG, "db", "upgrade"], env=cli_env(api, tmp_path, SISONG_DATABASE_URL=PG_URL),
-        capture_output=True, text=True, timeout=60,
-    )
+    from sqlalchemy import create_engine, text
+
+    engine = create_engine(PG_URL.replace("postgresql://", "postgresql+psycopg://"))
+    with engine.begin() as conn:  # an empty schema, as on a new server
+        conn.execute(text("DROP SCHEMA public CASCADE"))
+        conn.execute(text("CREATE SCHEMA public"))
+    engine.dispose()
+    env = cli_env(api, tmp_path, SISONG_DATABASE_URL=PG_URL)
+    result = subprocess.run([*SISONG, "db", "upgrade"], env=env, capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
-    assert "up to date" in result.stderr
+    assert "applied: 0001" in result.stderr
+    again = subprocess.run([*SISONG, "db", "upgrade"], env=env, capture_output=True, text=True, timeout=60)
+    assert "up to date" in again.stderr
 
 
 def test_menu_push_uploads_the_repo_menu(tmp_path: Path, api: FakeWeChatAPI) -> None:
@@ -143,6 +152,8 @@ def test_serve_and_chat_end_to_end(tmp_path: Path, api: FakeWeChatAPI) -> None:
 
 def test_worker_delivers_queued_messages(tmp_path: Path, api: FakeWeChatAPI) -> None:
     """With Redis, `sisong serve` only enqueues; a separate `sisong worker` sends."""
+    if "server" not in BACKENDS:
+        pytest.skip("needs PostgreSQL and Redis")
     from bot.services import build_services
     from tests.conftest import REDIS_URL, wait_for
 
@@ -174,3 +185,10 @@ def test_serve_with_an_unreachable_database_says_so(tmp_path: Path, api: FakeWeC
     result = subprocess.run([*SISONG, "serve"], env=env, capture_output=True, text=True, timeout=60)
     assert result.returncode == 1
     assert "无法连接数据库" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_wrong_secret_is_reported_without_a_traceback(tmp_path: Path, api: FakeWeChatAPI) -> None:
+    env = cli_env(api, tmp_path, SISONG_WECHAT_SECRET="wrong-secret")
+    result = subprocess.run([*SISONG, "menu", "push"], env=env, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1
+    assert "40125" in result.stderr and "Traceback" not in result.stderr

@@ -82,3 +82,11 @@ def test_masking_filter_survives_bad_format_strings() -> None:
     record = logging.makeLogRecord({"msg": "value %d", "args": ("not a number",)})
     assert MaskingFilter().filter(record)
     assert record.args is None
+
+
+def test_real_account_without_secret_fails_naming_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SISONG_WECHAT_APPID", "wx1234567890abcdef")
+    monkeypatch.setenv("SISONG_WECHAT_TOKEN", "realtoken123")
+    with pytest.raises(ConfigError) as info:
+        load_settings()
+    assert "SISONG_WECHAT_SECRET" in str(info.value)

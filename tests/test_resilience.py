@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import create_engine
@@ -23,14 +25,22 @@ def test_healthz_reports_ok(client: TestClient, backend: str) -> None:
     assert body["queue"]["backend"] == ("RedisHuey" if backend == "server" else "SqliteHuey")
 
 
+def metric(body: str, name: str) -> float:
+    match = re.search(rf"^{re.escape(name)} ([0-9.e+]+)$", body, re.MULTILINE)
+    return float(match.group(1)) if match else 0.0
+
+
 def test_metrics_count_requests_and_dedupe_hits(client: TestClient, sim: WeChatSimulator) -> None:
+    before = client.get("/metrics").text
     xml = sim.text("帮助", msg_id=777000111)
     sim.post(client, xml)
     sim.post(client, xml)
     body = client.get("/metrics").text
-    assert 'sisong_webhook_requests_total{method="POST",status="200"}' in body
-    assert "sisong_dedupe_hits_total" in body
-    assert 'sisong_handler_outcomes_total{handler="help.help_text",outcome="ok"}' in body
+    requests = 'sisong_webhook_requests_total{method="POST",status="200"}'
+    assert metric(body, requests) - metric(before, requests) == 2
+    assert metric(body, "sisong_dedupe_hits_total") - metric(before, "sisong_dedupe_hits_total") == 1
+    outcome = 'sisong_handler_outcomes_total{handler="help.help_text",outcome="ok"}'
+    assert metric(body, outcome) - metric(before, outcome) == 1
 
 
 def test_redis_down_keeps_answering_and_shows_in_healthz(make_settings, backend: str) -> None:  # type: ignore[no-untyped-def]
@@ -85,3 +95,50 @@ def test_database_down_on_subscribe_still_answers(client: TestClient, services: 
     _break_database(services)
     reply = sim.post(client, sim.event("subscribe"))
     assert reply.status == 200 and reply.text == "系统繁忙，请稍后再试。"
+
+
+def test_concurrent_first_messages_from_a_new_follower_all_get_answers(
+    client: TestClient, services: Services
+) -> None:
+    import threading
+
+    from sqlalchemy import func, select
+
+    from storage.models import Follower, MessageLog
+
+    sim = WeChatSimulator(TOKEN, APPID, openid="oBurst0000000000000000001")
+    replies: list[str | None] = []
+    xmls = [sim.image() for _ in range(12)]
+    threads = [threading.Thread(target=lambda x=x: replies.append(sim.post(client, x).text)) for x in xmls]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(replies) == 12 and all(r and "收到了" in r for r in replies)
+    with services.db.session() as session:
+        assert session.scalar(select(func.count()).select_from(Follower)) == 1
+        assert session.scalar(select(func.count()).select_from(MessageLog)) == 12
+
+
+def test_token_endpoint_busy_is_retried(services: Services, api) -> None:  # type: ignore[no-untyped-def]
+    api.inject("token", {"errcode": -1, "errmsg": "system busy"})
+    services.wechat.send_text("oA", "hi")
+    assert len(api.calls_to("token")) == 2
+    assert len(api.calls_to("message/custom/send")) == 1
+
+
+def test_hung_token_endpoint_times_out(make_settings, api) -> None:  # type: ignore[no-untyped-def]
+    import time
+
+    from bot.wechat_client import WeChatAPIError
+
+    services = build_services(make_settings(api_timeout=0.3, api_retry_attempts=2), migrate=True)
+    api.set_latency("token", 2.0)
+    started = time.monotonic()
+    try:
+        with pytest.raises(WeChatAPIError):
+            services.wechat.send_text("oA", "hi")
+        assert time.monotonic() - started < 1.9
+    finally:
+        api.set_latency("token", 0)
+        services.close()

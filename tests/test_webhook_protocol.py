@@ -214,3 +214,43 @@ def test_oversized_body_is_refused_by_declared_length(client: TestClient, sim: W
 
     response = client.post("/wechat", params=params, content=chunks())
     assert response.status_code == 413
+
+
+def test_doctype_text_inside_a_message_is_just_text(client: TestClient, sim: WeChatSimulator) -> None:
+    reply = sim.post(client, sim.text("<!DOCTYPE html> 这是什么"))
+    assert reply.status == 200 and "收到您的留言" in (reply.text or "")
+
+
+def test_unknown_event_is_not_the_follower_speaking(make_settings) -> None:  # type: ignore[no-untyped-def]
+    from bot.app import create_app
+    from bot.services import build_services
+
+    services = build_services(make_settings(follower_rate="1/minute"), migrate=True)
+    sim = WeChatSimulator(TOKEN, APPID, openid="oEvents00000000000000001")
+    try:
+        with TestClient(create_app(services)) as client:
+            assert "打字" in (sim.post(client, sim.text("帮助")).text or "")
+            assert sim.post(client, sim.event("brand_new_event")).is_success
+            assert sim.post(client, sim.event("another_new_event")).is_success
+    finally:
+        services.close()
+
+
+def test_mangled_encrypted_envelope_is_a_clean_400(make_settings) -> None:  # type: ignore[no-untyped-def]
+    from bot.app import create_app
+    from bot.services import build_services
+
+    services = build_services(make_settings(wechat_aes_key=AES_KEY), migrate=True)
+    sim = WeChatSimulator(TOKEN, APPID, AES_KEY, mode="safe")
+    try:
+        with TestClient(create_app(services)) as client:
+            request = sim.sign("<xml/>")
+            bogus = "<xml><ToUserName>gh</ToUserName><Encrypt><![CDATA[bm90IGNpcGhlcnRleHQ=]]></Encrypt></xml>"
+            from bot.inbound import signature_of
+
+            params = dict(request.params)
+            params["msg_signature"] = signature_of(TOKEN, params["timestamp"], params["nonce"], "bm90IGNpcGhlcnRleHQ=")
+            response = client.post("/wechat", params=params, content=bogus.encode())
+            assert response.status_code == 400 and "Traceback" not in response.text
+    finally:
+        services.close()
