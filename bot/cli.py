@@ -13,6 +13,7 @@ import typer
 from rich.console import Console
 
 from bot.config import ConfigError, Settings, load_settings
+from knowledge.cli import register as register_knowledge_commands
 
 MENU_FILE = Path(__file__).with_name("menu.json")
 
@@ -201,16 +202,8 @@ def chat(
     run_repl(settings, target, openid, mode or ("safe" if settings.safe_mode else "plain"))
 
 
-def _mount_optional_commands() -> None:
-    """Commands from other packages (knowledge: handbook, ask, faq, unanswered)."""
-    try:
-        from knowledge.cli import register
-    except ImportError:
-        return
-    register(app)
-
-
-_mount_optional_commands()
+# Knowledge-base commands: handbook, ask, faq, unanswered, synonym.
+register_knowledge_commands(app)
 
 
 def main() -> None:

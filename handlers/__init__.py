@@ -12,12 +12,12 @@ STARTUP: list[Callable[[Any], None]] = []
 from handlers import (  # noqa: E402,F401
     events,
     fallback,
-    free_text,
     handover,
     help,
     media,
     menu,
     more,
+    policy_qa,
     too_fast,
     unsubscribe,
     voice,

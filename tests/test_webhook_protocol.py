@@ -99,7 +99,7 @@ def test_forged_msg_signature_in_safe_mode_is_refused(make_settings) -> None:  #
 # -- every message and event type ---------------------------------------------
 
 MESSAGES = {
-    "text": lambda s: s.text("你们是做什么的"),
+    "text": lambda s: s.text("娃儿读大学有补助没"),
     "image": lambda s: s.image(),
     "voice_recognised": lambda s: s.voice(recognition="帮助"),
     "voice_unrecognised": lambda s: s.voice(),
@@ -109,7 +109,7 @@ MESSAGES = {
     "link": lambda s: s.link("通知", "扶贫通知", "http://example.com/a"),
 }
 EXPECT_TEXT = {
-    "text": "收到您的留言",
+    "text": "第三十一条",
     "image": "只看得懂文字和语音",
     "voice_recognised": "打字或发语音问政策",
     "voice_unrecognised": "没听清",
@@ -218,7 +218,7 @@ def test_oversized_body_is_refused_by_declared_length(client: TestClient, sim: W
 
 def test_doctype_text_inside_a_message_is_just_text(client: TestClient, sim: WeChatSimulator) -> None:
     reply = sim.post(client, sim.text("<!DOCTYPE html> 这是什么"))
-    assert reply.status == 200 and "收到您的留言" in (reply.text or "")
+    assert reply.status == 200 and "答不上来" in (reply.text or "")
 
 
 def test_unknown_event_is_not_the_follower_speaking(make_settings) -> None:  # type: ignore[no-untyped-def]

@@ -2,6 +2,28 @@
 
 from storage.models.base import Base
 from storage.models.followers import Follower
+from storage.models.knowledge import (
+    KbArticle,
+    KbDocument,
+    KbFaq,
+    KbIndex,
+    KbPassage,
+    KbState,
+    KbSynonym,
+    KbUnanswered,
+)
 from storage.models.messages import MessageLog
 
-__all__ = ["Base", "Follower", "MessageLog"]
+__all__ = [
+    "Base",
+    "Follower",
+    "KbArticle",
+    "KbDocument",
+    "KbFaq",
+    "KbIndex",
+    "KbPassage",
+    "KbState",
+    "KbSynonym",
+    "KbUnanswered",
+    "MessageLog",
+]

@@ -1,0 +1,198 @@
+"""Deciding what to reply to one message, given a loaded snapshot.
+
+Order matters and is deliberate: messages that are not questions (emoji,
+thanks, "详细", "0") first; then the cadres' FAQ; then a direct article number
+(第四十条); then the handbook search, read in the context of the previous
+topic when the message is a short follow-up; and below the confidence
+threshold an honest hand-over instead of a guess.
+"""
+
+from __future__ import annotations
+
+import re
+
+from knowledge import compose, replies
+from knowledge.answers import Answer, Source
+from knowledge.nlp.cues import CUE_TERMS
+from knowledge.search.faq_match import core
+from knowledge.search.query import Query
+from knowledge.search.ranker import Candidate
+from knowledge.snapshot import ArticleRecord, Snapshot
+
+FOLLOW_UP_MAX_CHARS = 20
+SAME_CHAPTER_BOOST = 1.15
+NO_TOPIC_CHAPTER_BOOST = 2.0
+CUE_TITLE_BOOST = 1.25
+_ARTICLE_REF = re.compile(r"第([零〇一二两三四五六七八九十百千\d]+)条")
+
+
+def article_topic(article_id: int) -> str:
+    return f"a:{article_id}"
+
+
+def faq_topic(faq_id: int) -> str:
+    return f"f:{faq_id}"
+
+
+def parse_topic(topic: str | None) -> tuple[str, int] | None:
+    if not topic or ":" not in topic:
+        return None
+    kind, _, raw = topic.partition(":")
+    return (kind, int(raw)) if kind in ("a", "f") and raw.isdigit() else None
+
+
+def topic_article(snapshot: Snapshot, topic: str | None) -> ArticleRecord | None:
+    parsed = parse_topic(topic)
+    if parsed is None or parsed[0] != "a":
+        return None
+    position = snapshot.positions.get(parsed[1])
+    return snapshot.articles[position] if position is not None else None
+
+
+def article_pages(snapshot: Snapshot, topic: str | None) -> list[str]:
+    parsed = parse_topic(topic)
+    if parsed is None:
+        return []
+    if parsed[0] == "f":
+        entry = snapshot.faq_by_id.get(parsed[1])
+        return compose.paginate(f"常见问题：{entry.question}", entry.answer) if entry else []
+    article = topic_article(snapshot, topic)
+    if article is None:
+        return []
+    return compose.paginate(compose.citation(article), article.text)
+
+
+def _source(article: ArticleRecord, score: float) -> Source:
+    chapter = article.chapter_label or article.chapter_title
+    return Source(article.document, chapter, article.label, article.title, round(score, 4))
+
+
+class Responder:
+    def __init__(self, snapshot: Snapshot, min_confidence: float, answer_chars: int) -> None:
+        self.snapshot = snapshot
+        self.min_confidence = min_confidence
+        self.answer_chars = answer_chars
+
+    # -- entry point ------------------------------------------------------------
+
+    def respond(self, question: str, last_topic: str | None) -> Answer:
+        question = (question or "").strip()
+        if not replies.has_text(question):
+            return Answer(replies.NO_TEXT, topic=last_topic, kind="smalltalk")
+        kind = replies.kind_of(question)
+        if kind == "human":
+            return Answer(replies.HANDOVER, handover=True, topic=last_topic, kind="handover")
+        if kind == "detail":
+            return self._detail(last_topic)
+        if kind == "greeting":
+            return Answer(replies.GREETING, topic=last_topic, kind="smalltalk")
+        if kind == "thanks":
+            return Answer(replies.THANKS, topic=last_topic, kind="smalltalk")
+        if len(question) > replies.LONG_QUESTION:
+            return Answer(replies.TOO_LONG, handover=True, topic=last_topic, kind="unanswerable")
+        faq = self.snapshot.faqs.match(question)
+        if faq is not None:
+            entry, score = faq
+            source = Source("常见问题", "", "", entry.question, round(score, 4))
+            return Answer(compose.faq_text(entry.answer), [source], topic=faq_topic(entry.id),
+                          confidence=score, kind="faq")
+        if self.snapshot.empty:
+            return Answer(replies.EMPTY_KB, handover=True, topic=last_topic, kind="unanswerable")
+        direct = self._by_article_number(question, last_topic)
+        if direct is not None:
+            return direct
+        return self._search(question, last_topic)
+
+    # -- the pieces ---------------------------------------------------------------
+
+    def _detail(self, last_topic: str | None) -> Answer:
+        pages = article_pages(self.snapshot, last_topic)
+        if not pages:
+            return Answer(replies.NEED_TOPIC_FOR_DETAIL, topic=last_topic, kind="clarify")
+        article = topic_article(self.snapshot, last_topic)
+        sources = [_source(article, 1.0)] if article else []
+        # The handler should send article_pages() one by one; this is the same text in one piece.
+        text = "\n".join(re.sub(r"^（\d+/\d+）\n", "", p) for p in pages)
+        return Answer(text, sources, topic=last_topic, confidence=1.0, kind="detail")
+
+    def _by_article_number(self, question: str, last_topic: str | None) -> Answer | None:
+        match = _ARTICLE_REF.search(question)
+        if match is None:
+            return None
+        label = match.group(0)
+        same = [a for a in self.snapshot.articles if a.label == label]
+        if not same:
+            return None
+        query = self.snapshot.analyzer.analyse(question)
+        if len(same) > 1:
+            # Several documents number their articles alike: the rest of the question decides.
+            scores = self.snapshot.ranker.article_scores(query)
+            same.sort(key=lambda a: -scores[self.snapshot.positions[a.id]])
+        article = same[0]
+        body = compose.excerpt(article, query, self.answer_chars, self._unit)
+        return Answer(compose.answer_text(article, body), [_source(article, 1.0)],
+                      topic=article_topic(article.id), confidence=1.0, kind="article")
+
+    @property
+    def _unit(self) -> float:
+        return self.snapshot.index.max_idf()
+
+    def _is_follow_up(self, question: str, query: Query, alone: list[Candidate]) -> bool:
+        """A short message that does not stand on its own ("那要什么材料", "去哪里办")."""
+        if len(core(question)) > FOLLOW_UP_MAX_CHARS:
+            return False
+        if not query.has_topic:
+            return True
+        return not alone or alone[0].coverage < self.min_confidence
+
+    def _search(self, question: str, last_topic: str | None) -> Answer:
+        analyzer, ranker = self.snapshot.analyzer, self.snapshot.ranker
+        query = analyzer.analyse(question)
+        cue_boost = self._cue_title_boost(query)
+        candidates = ranker.rank(query, boost=cue_boost)
+        previous = topic_article(self.snapshot, last_topic)
+        kind = "article"
+        if previous is None and not query.has_topic and not query.unknown_topic:
+            return Answer(replies.CLARIFY, topic=last_topic, kind="clarify")  # "要什么材料": of what?
+        if previous is not None and self._is_follow_up(question, query, candidates):
+            context = f"{previous.title} {previous.chapter_title}".strip() or previous.label
+            contextual = analyzer.analyse(question, context=context)
+            # A question with no topic of its own ("找哪个申请") is about the previous chapter.
+            factor = SAME_CHAPTER_BOOST if query.has_topic else NO_TOPIC_CHAPTER_BOOST
+            boost = {
+                i: factor
+                for i, a in enumerate(self.snapshot.articles)
+                if a.document == previous.document and a.chapter_label == previous.chapter_label
+                and a.chapter_title == previous.chapter_title
+            }
+            for position, extra in cue_boost.items():
+                boost[position] = boost.get(position, 1.0) * extra
+            followed = ranker.rank(contextual, boost=boost)
+            if followed:
+                query, candidates, kind = contextual, followed, "followup"
+                if not query.has_topic and not query.unknown_topic:
+                    candidates[0].coverage = 1.0  # the previous topic is the whole topic
+        if not candidates:
+            return self._no_answer(query, last_topic)
+        best = candidates[0]
+        if best.coverage < self.min_confidence:
+            return self._no_answer(query, last_topic)
+        article = self.snapshot.articles[best.position]
+        body = compose.excerpt(article, query, self.answer_chars, self._unit)
+        sources = [_source(self.snapshot.articles[c.position], c.score) for c in candidates]
+        return Answer(compose.answer_text(article, body), sources, topic=article_topic(article.id),
+                      confidence=round(best.coverage, 4), kind=kind)
+
+    def _cue_title_boost(self, query: Query) -> dict[int, float]:
+        """Articles whose title names what the question asks for (申请 for "咋个申请", 标准 for "多少")."""
+        words = {w for cue in query.cues for w in CUE_TERMS.get(cue, ())}
+        if not words:
+            return {}
+        return {i: CUE_TITLE_BOOST for i, a in enumerate(self.snapshot.articles)
+                if any(w in a.title for w in words)}
+
+    def _no_answer(self, query: Query, last_topic: str | None) -> Answer:
+        if not query.topic_concepts:
+            # Only "要什么材料", "多少钱": ask which policy, do not bother a person yet.
+            return Answer(replies.CLARIFY, topic=last_topic, kind="clarify")
+        return Answer(replies.UNANSWERABLE, handover=True, topic=last_topic, kind="unanswerable")

@@ -1,0 +1,307 @@
+"""Command line for cadres: load the handbook, ask, manage FAQ, synonyms and unanswered questions.
+
+Mounted on the ``sisong`` app with ``knowledge.cli.register(app)``; runs on its
+own as ``python -m knowledge.cli``. Every command gets its database from
+``get_db()``, which the host application may replace with ``set_db_factory``.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+from rich.table import Table
+from sqlalchemy import select
+
+from knowledge.ingest.importer import HandbookImportError, ImportReport, import_files
+from knowledge.service import KnowledgeBase, ensure_sample_loaded
+from knowledge.store.faq import FaqError, add_faq, list_faqs, promote_unanswered, remove_faq
+from knowledge.store.synonyms import add_synonym, list_synonyms, remove_synonym
+from knowledge.store.unanswered import list_unanswered
+from storage.db import Database
+from storage.models.knowledge import KbDocument
+
+console = Console()
+errors = Console(stderr=True)
+
+handbook_app = typer.Typer(help="政策汇编：导入、查看。", no_args_is_help=True)
+faq_app = typer.Typer(help="常见问题（FAQ）：添加、查看、删除；把待答问题转成 FAQ。", no_args_is_help=True)
+unanswered_app = typer.Typer(help="答不上来、等人工回复的问题。", no_args_is_help=True)
+synonym_app = typer.Typer(help="群众说法 → 政策用语 的同义词（补充 knowledge/data/synonyms.txt）。", no_args_is_help=True)
+
+
+# -- database hook --------------------------------------------------------------------
+
+def _default_db() -> Database:
+    from bot.config import get_settings
+
+    db = Database(get_settings().database_url)
+    if db.is_sqlite:
+        db.upgrade()  # the embedded default migrates itself; PostgreSQL uses `sisong db upgrade`
+    return db
+
+
+_db_factory: Callable[[], Database] = _default_db
+_db: Database | None = None
+
+
+def set_db_factory(factory: Callable[[], Database]) -> None:
+    """Let the host application (or a test) decide where the database is."""
+    global _db_factory, _db
+    _db_factory, _db = factory, None
+
+
+def get_db() -> Database:
+    global _db
+    if _db is None:
+        _db = _db_factory()
+    return _db
+
+
+# -- handbook ---------------------------------------------------------------------------
+
+_STATUS = {"imported": "新导入", "updated": "已更新", "unchanged": "未变化（已导入过）"}
+
+
+def _print_report(report: ImportReport) -> None:
+    table = Table(title="导入结果")
+    for column in ("文件", "标题", "状态", "章", "条", "段落"):
+        table.add_column(column)
+    for f in report.files:
+        table.add_row(f.name, f.title, _STATUS.get(f.status, f.status), str(f.chapters), str(f.articles),
+                      str(f.passages))
+    console.print(table)
+    warnings = report.warnings
+    console.print(f"共 {report.documents} 个文件，{report.chapters} 章，{report.articles} 条；警告 {len(warnings)} 条。")
+    for name in report.removed:
+        console.print(f"[yellow]已移除：{name}[/yellow]")
+    for warning in warnings:
+        console.print(f"[yellow]警告：{warning}[/yellow]")
+
+
+@handbook_app.command("import")
+def handbook_import(
+    paths: Annotated[list[Path], typer.Argument(help="一个或多个 .docx / .pdf / .md / .txt 文件")],
+    replace: Annotated[bool, typer.Option("--replace", help="导入后只保留这些文件，移除其他已导入的文件")] = False,
+) -> None:
+    """导入政策汇编。同一文件重复导入不会重复；有一个文件出错则全部不导入。"""
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), console=errors,
+                  transient=True) as progress:
+        task = progress.add_task("读取文件", total=2 * len(paths) + 1)
+
+        def step(stage: str, name: str) -> None:
+            label = {"read": "读取", "write": "写入", "index": "建立索引"}.get(stage, stage)
+            progress.update(task, advance=1, description=f"{label} {name}".strip())
+
+        try:
+            report = import_files(get_db(), paths, replace=replace, progress=step)
+        except HandbookImportError as exc:
+            progress.stop()
+            for failure in exc.failures:
+                errors.print(f"[red]导入失败 {failure}[/red]")
+            errors.print("没有导入任何内容。请处理上面的文件后重新导入。")
+            raise typer.Exit(1) from None
+    _print_report(report)
+
+
+@handbook_app.command("list")
+def handbook_list() -> None:
+    """列出已导入的文件。"""
+    with get_db().session() as session:
+        docs = session.execute(select(KbDocument).order_by(KbDocument.id)).scalars().all()
+        rows = [(d.id, d.name, d.title, d.chapters, d.articles, d.imported_at) for d in docs]
+    if not rows:
+        console.print("还没有导入任何政策汇编。用 `sisong handbook import 文件` 导入。")
+        return
+    table = Table(title="已导入的政策汇编")
+    for column in ("编号", "文件", "标题", "章", "条", "导入时间"):
+        table.add_column(column)
+    for doc_id, name, title, chapters, articles, imported in rows:
+        table.add_row(str(doc_id), name, title, str(chapters), str(articles), f"{imported:%Y-%m-%d %H:%M}")
+    console.print(table)
+
+
+# -- ask ----------------------------------------------------------------------------------
+
+def ask(
+    question: Annotated[Optional[str], typer.Argument(help="问题；配合 --json 省略时，从标准输入每行读一个问题")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="每个问题输出一行 JSON")] = False,
+) -> None:
+    """像群众一样提问，看助手怎么回答（知识库为空时先载入示例汇编）。"""
+    db = get_db()
+    ensure_sample_loaded(db)
+    kb = KnowledgeBase.open(db)
+    if question is None:
+        if not as_json:
+            errors.print("请给出问题，例如：sisong ask \"低保咋个申请\"；或用 --json 从标准输入读取。")
+            raise typer.Exit(2)
+        for line in sys.stdin:
+            line = line.strip()
+            if line:
+                print(json.dumps(kb.answer(line).to_json(line), ensure_ascii=False), flush=True)
+        return
+    answer = kb.answer(question)
+    if as_json:
+        print(json.dumps(answer.to_json(question), ensure_ascii=False))
+        return
+    console.print(answer.text, markup=False, highlight=False)
+    if answer.sources:
+        console.print("[dim]来源：" + "；".join(
+            f"{s.article or s.title}（{s.score:g}）" for s in answer.sources) + "[/dim]")
+    if answer.handover:
+        console.print("[yellow]（将转人工）[/yellow]")
+
+
+# -- FAQ -----------------------------------------------------------------------------------
+
+def _notify(openids: list[str], text: str) -> None:
+    """Send the answer to everyone who asked, through the WeChat service layer."""
+    from bot.services import notify_followers
+
+    notify_followers(openids, text)
+
+
+@faq_app.command("add")
+def faq_add(
+    question: Annotated[Optional[str], typer.Argument(help="问题（用 --from-unanswered 时省略）")] = None,
+    answer: Annotated[Optional[str], typer.Argument(help="答案")] = None,
+    from_unanswered: Annotated[Optional[int], typer.Option("--from-unanswered", help="把这个编号的待答问题转成 FAQ，并把答案发给提问的人")] = None,
+) -> None:
+    """添加一条常见问题；或用 --from-unanswered 编号 答案 回复待答问题。"""
+    db = get_db()
+    try:
+        if from_unanswered is not None:
+            text = answer if answer is not None else question
+            if not text:
+                errors.print("请给出答案：sisong faq add --from-unanswered 编号 \"答案\"")
+                raise typer.Exit(2)
+            openids = promote_unanswered(db, from_unanswered, text)
+            console.print(f"已转为常见问题；提问的 {len(openids)} 位群众将收到答复。")
+            if openids:
+                _notify(openids, f"您之前问的问题，工作人员回复如下：\n{text}")
+            return
+        if not question or not answer:
+            errors.print("请给出问题和答案：sisong faq add \"问题\" \"答案\"")
+            raise typer.Exit(2)
+        faq_id = add_faq(db, question, answer)
+        console.print(f"已添加常见问题，编号 {faq_id}。")
+    except FaqError as exc:
+        errors.print(f"[red]{exc}[/red]")
+        raise typer.Exit(1) from None
+
+
+@faq_app.command("list")
+def faq_list(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """列出常见问题。"""
+    faqs = list_faqs(get_db())
+    if as_json:
+        for f in faqs:
+            print(json.dumps({"id": f.id, "question": f.question, "answer": f.answer}, ensure_ascii=False))
+        return
+    if not faqs:
+        console.print("还没有常见问题。")
+        return
+    table = Table(title="常见问题")
+    for column in ("编号", "问题", "答案"):
+        table.add_column(column)
+    for f in faqs:
+        table.add_row(str(f.id), f.question, f.answer)
+    console.print(table)
+
+
+@faq_app.command("remove")
+def faq_remove(faq_id: Annotated[int, typer.Argument(help="编号")]) -> None:
+    """删除一条常见问题。"""
+    if not remove_faq(get_db(), faq_id):
+        errors.print(f"[red]没有编号为 {faq_id} 的常见问题。[/red]")
+        raise typer.Exit(1)
+    console.print(f"已删除常见问题 {faq_id}。")
+
+
+# -- unanswered ----------------------------------------------------------------------------
+
+@unanswered_app.command("list")
+def unanswered_list(
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+    show_all: Annotated[bool, typer.Option("--all", help="包括已答复的")] = False,
+) -> None:
+    """列出待人工回复的问题。"""
+    items = list_unanswered(get_db(), status=None if show_all else "open")
+    if as_json:
+        for u in items:
+            print(json.dumps({"id": u.id, "openid": u.openid, "question": u.question, "status": u.status,
+                              "created_at": u.created_at.isoformat(), "faq_id": u.faq_id}, ensure_ascii=False))
+        return
+    if not items:
+        console.print("没有待答问题。")
+        return
+    table = Table(title="待答问题（用 sisong faq add --from-unanswered 编号 \"答案\" 回复）")
+    for column in ("编号", "问题", "状态", "时间"):
+        table.add_column(column)
+    for u in items:
+        table.add_row(str(u.id), u.question, "待答" if u.status == "open" else "已答", f"{u.created_at:%m-%d %H:%M}")
+    console.print(table)
+
+
+# -- synonyms --------------------------------------------------------------------------------
+
+@synonym_app.command("add")
+def synonym_add(
+    phrase: Annotated[str, typer.Argument(help="群众的说法，如 “娃儿”")],
+    expansion: Annotated[list[str], typer.Argument(help="汇编里的用语，可多个，如 子女 学生")],
+) -> None:
+    """添加一条同义词：群众说 PHRASE 时，按 EXPANSION 去找政策。"""
+    try:
+        synonym_id = add_synonym(get_db(), phrase, " ".join(expansion))
+    except ValueError as exc:
+        errors.print(f"[red]{exc}[/red]")
+        raise typer.Exit(1) from None
+    console.print(f"已添加同义词，编号 {synonym_id}。")
+
+
+@synonym_app.command("list")
+def synonym_list() -> None:
+    """列出在数据库里添加的同义词。"""
+    rows = list_synonyms(get_db())
+    if not rows:
+        console.print("数据库里还没有同义词（内置词表见 knowledge/data/synonyms.txt）。")
+        return
+    table = Table(title="同义词")
+    for column in ("编号", "群众说法", "政策用语"):
+        table.add_column(column)
+    for r in rows:
+        table.add_row(str(r.id), r.phrase, r.expansion)
+    console.print(table)
+
+
+@synonym_app.command("remove")
+def synonym_remove(synonym_id: Annotated[int, typer.Argument(help="编号")]) -> None:
+    """删除一条同义词。"""
+    if not remove_synonym(get_db(), synonym_id):
+        errors.print(f"[red]没有编号为 {synonym_id} 的同义词。[/red]")
+        raise typer.Exit(1)
+    console.print(f"已删除同义词 {synonym_id}。")
+
+
+# -- mounting --------------------------------------------------------------------------------
+
+def register(app: typer.Typer) -> None:
+    """Mount every knowledge command on the host Typer app."""
+    app.add_typer(handbook_app, name="handbook")
+    app.command("ask")(ask)
+    app.add_typer(faq_app, name="faq")
+    app.add_typer(unanswered_app, name="unanswered")
+    app.add_typer(synonym_app, name="synonym")
+
+
+app = typer.Typer(help="四送助手·政策问答", no_args_is_help=True)
+register(app)
+
+if __name__ == "__main__":
+    app()

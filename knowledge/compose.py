@@ -1,0 +1,145 @@
+"""Writing the reply: the few sentences that answer, the citation, and the full-article pages.
+
+A household asked one thing; the reply quotes the sentences of the article
+that answer it (the amount for "多少钱", the papers for "要带啥"), keeps them in
+the article's order so they read naturally, names where they come from so a
+cadre can check, and says how to get more.
+"""
+
+from __future__ import annotations
+
+from knowledge.nlp.cues import sentence_cue_hits
+from knowledge.nlp.sentences import split_sentences
+from knowledge.search.query import Query
+from knowledge.snapshot import ArticleRecord
+
+FOOTER = "回复“详细”看全文 / 回复“0”转人工"
+FAQ_FOOTER = "回复“0”转人工"
+PAGE_BYTES = 2048
+MAX_SENTENCES = 3
+CUE_BONUS = 0.8  # per matched cue, relative to the rarest handbook word's weight
+FOLLOW_SHARE = 0.12  # a further sentence must add at least this share of the best one's score
+ALSO_RELEVANT = 0.5  # ... or be nearly as relevant as the best one on its own
+
+
+def citation(article: ArticleRecord) -> str:
+    parts = []
+    if article.chapter_label and article.chapter_label != article.label:
+        parts.append(article.chapter_label)
+    elif article.chapter_title and not article.chapter_label:
+        parts.append(article.chapter_title)
+    if article.label:
+        parts.append(article.label)
+    if article.title:
+        parts.append(article.title)
+    document = f"《{article.document}》" if article.document else ""
+    return document + " ".join(parts)
+
+
+def _contributions(sentence: str, query: Query, unit: float) -> dict[str, float]:
+    """What a sentence contributes, per concept and per cue, so overlap can be discounted."""
+    parts: dict[str, float] = {}
+    for n, concept in enumerate(query.concepts):
+        best = 0.0
+        for term, weight in concept.terms.items():
+            if (len(term) >= 2 or concept.surface == term) and term in sentence:
+                best = max(best, weight)
+        if best:
+            scale = 0.3 if concept.from_context else 1.0
+            parts[f"c{n}"] = best * max(concept.weight, 0.5 * unit) * scale * (0.5 if concept.aspect else 1.0)
+    for cue in query.cues:
+        if sentence_cue_hits(sentence, {cue}):
+            parts[f"q{cue}"] = CUE_BONUS * unit
+    return parts
+
+
+def excerpt(article: ArticleRecord, query: Query, max_chars: int, unit: float) -> str:
+    """The few sentences of the article that answer the question, in its order.
+
+    The best sentence first; then only sentences that add something the chosen
+    ones lack (another part of the question, or the amount/papers/place asked
+    for), so an answer is short and still complete.
+    """
+    sentences = split_sentences(article.text)
+    if not sentences:
+        return article.title
+    contributions = [_contributions(s, query, unit) for s in sentences]
+    totals = [sum(c.values()) for c in contributions]
+    first = max(range(len(sentences)), key=lambda i: (totals[i], -i))
+    chosen = [first]
+    covered = dict(contributions[first])
+    length = len(sentences[first])
+    best = totals[first]
+
+    def gain(i: int) -> float:
+        return sum(max(0.0, v - covered.get(k, 0.0)) for k, v in contributions[i].items())
+
+    while len(chosen) < MAX_SENTENCES and best > 0:
+        options = [(gain(i), totals[i], -i, i) for i in range(len(sentences))
+                   if i not in chosen and length + len(sentences[i]) <= max_chars
+                   and (gain(i) >= best * FOLLOW_SHARE or totals[i] >= best * ALSO_RELEVANT)]
+        if not options:
+            break
+        i = max(options)[3]
+        chosen.append(i)
+        for k, v in contributions[i].items():
+            covered[k] = max(covered.get(k, 0.0), v)
+        length += len(sentences[i])
+    chosen.sort()
+    pieces = []
+    for n, i in enumerate(chosen):
+        sentence = sentences[i]
+        ends_run = n == len(chosen) - 1 or chosen[n + 1] != i + 1
+        if ends_run and sentence.endswith(("；", ";", "，", ",", "：", ":")):
+            sentence = sentence[:-1] + "。"
+        pieces.append(sentence)
+        if ends_run and n != len(chosen) - 1:
+            pieces.append("……")
+    return "".join(pieces)
+
+
+def answer_text(article: ArticleRecord, body: str) -> str:
+    return f"{body}\n——摘自{citation(article)}\n{FOOTER}"
+
+
+def faq_text(answer: str) -> str:
+    return f"{answer}\n{FAQ_FOOTER}"
+
+
+def _utf8_len(text: str) -> int:
+    return len(text.encode("utf-8"))
+
+
+def paginate(heading: str, body: str, limit: int = PAGE_BYTES) -> list[str]:
+    """Split ``heading`` + ``body`` into pages, each strictly under ``limit`` UTF-8 bytes.
+
+    Pages break between sentences (never inside one unless a single sentence is
+    longer than a page); line breaks of the article are kept.
+    """
+    marker_room = _utf8_len("（99/99）\n")
+    budget = limit - 1 - marker_room
+    units: list[tuple[str, bool]] = []  # (text, starts a new line)
+    for line in body.splitlines():
+        for n, sentence in enumerate(split_sentences(line, clause_split_over=10**9)):
+            first = n == 0
+            while _utf8_len(sentence) > budget:  # one enormous sentence: cut by characters
+                cut = len(sentence)
+                while _utf8_len(sentence[:cut]) > budget:
+                    cut = cut * 3 // 4
+                units.append((sentence[:cut], first))
+                sentence, first = sentence[cut:], False
+            units.append((sentence, first))
+    pages: list[str] = []
+    current = heading
+    for text, new_line in units:
+        candidate = (current + ("\n" if new_line else "") + text) if current else text
+        if current and _utf8_len(candidate) > budget:
+            pages.append(current)
+            current = text
+        else:
+            current = candidate
+    if current:
+        pages.append(current)
+    if len(pages) > 1:
+        pages = [f"（{n}/{len(pages)}）\n{page}" for n, page in enumerate(pages, 1)]
+    return pages

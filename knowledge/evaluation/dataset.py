@@ -1,0 +1,36 @@
+"""The evaluation set format: one JSON object per line.
+
+``{"id", "question", "articles": ["第六条"], "facts": ["3.5万元"], "handover": false, "context": "…"}``
+``split`` is "dev" or "holdout". ``articles`` lists acceptable article labels, ``facts`` strings the reply must contain, ``context`` an
+earlier question whose topic the question follows up on; ``handover: true`` marks questions the
+handbook cannot answer.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class EvalItem:
+    id: int
+    question: str
+    articles: tuple[str, ...]
+    facts: tuple[str, ...]
+    handover: bool
+    context: str | None = None
+    split: str = "dev"  # dev: looked at while improving the system; holdout: written after, never tuned on
+
+
+def load_items(path: Path) -> list[EvalItem]:
+    items = []
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        raw = json.loads(line)
+        items.append(EvalItem(int(raw.get("id", number)), raw["question"], tuple(raw.get("articles", ())),
+                              tuple(raw.get("facts", ())), bool(raw.get("handover", False)), raw.get("context"),
+                              raw.get("split", "dev")))
+    return items

@@ -1,0 +1,1 @@
+"""Turning handbook files (.docx, .pdf, .md, .txt) into articles and passages."""

@@ -1,0 +1,218 @@
+"""Importing handbook files into the database, all or nothing.
+
+Every file is read and parsed before anything is written, so a scanned or
+encrypted file in a batch stops the whole batch with its name, and a cadre is
+never left with half a handbook. Files are keyed by content hash (importing
+the same file again changes nothing) and by name (an edited file replaces its
+previous version). Passages, the rebuilt index and the generation bump are
+committed in one transaction.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from sqlalchemy import delete, select
+from sqlalchemy.orm import Session
+
+from knowledge.ingest import errors
+from knowledge.ingest.errors import HandbookFileError
+from knowledge.ingest.readers import read_file
+from knowledge.ingest.structure import ParsedDocument, parse_structure
+from knowledge.nlp.sentences import chunk_sentences, split_sentences
+from knowledge.nlp.tokenizer import Segmenter, default_segmenter
+from knowledge.store.index_store import rebuild_index
+from knowledge.store.state import bump_generation, lock_state
+from storage.db import Database
+from storage.models.knowledge import KbArticle, KbDocument, KbPassage
+
+PASSAGE_CHARS = 300
+
+Progress = Callable[[str, str], None]  # (stage, file name); stages: read, write, index
+
+
+class HandbookImportError(Exception):
+    """One or more files could not be imported; nothing was written."""
+
+    def __init__(self, failures: list[HandbookFileError]) -> None:
+        self.failures = failures
+        super().__init__("；".join(str(f) for f in failures))
+
+
+@dataclass
+class ParsedFile:
+    path: Path
+    content_hash: str
+    size: int
+    document: ParsedDocument
+
+
+@dataclass
+class FileReport:
+    name: str
+    title: str
+    status: str  # imported | updated | unchanged
+    chapters: int
+    articles: int
+    passages: int
+    warnings: list[str] = field(default_factory=list)
+
+
+@dataclass
+class ImportReport:
+    files: list[FileReport]
+    removed: list[str]
+    changed: bool
+
+    @property
+    def documents(self) -> int:
+        return len(self.files)
+
+    @property
+    def chapters(self) -> int:
+        return sum(f.chapters for f in self.files)
+
+    @property
+    def articles(self) -> int:
+        return sum(f.articles for f in self.files)
+
+    @property
+    def warnings(self) -> list[str]:
+        return [f"{f.name}：{w}" for f in self.files for w in f.warnings]
+
+
+def split_passages(text: str) -> list[str]:
+    """Long articles become several passages, cut only at sentence ends."""
+    return chunk_sentences(split_sentences(text), PASSAGE_CHARS) or [text]
+
+
+def parse_file(path: Path) -> ParsedFile:
+    raw = read_file(path)
+    document = parse_structure(raw)
+    if not document.articles:
+        raise HandbookFileError(path, errors.NO_ARTICLES)
+    return ParsedFile(path, hashlib.sha256(raw.content).hexdigest(), len(raw.content), document)
+
+
+def parse_files(paths: Sequence[Path], progress: Progress | None = None) -> list[ParsedFile]:
+    parsed: list[ParsedFile] = []
+    failures: list[HandbookFileError] = []
+    seen: set[str] = set()
+    for path in paths:
+        try:
+            item = parse_file(path)
+            if item.content_hash not in seen:
+                seen.add(item.content_hash)
+                parsed.append(item)
+        except HandbookFileError as exc:
+            failures.append(exc)
+        if progress:
+            progress("read", path.name)
+    if failures:
+        raise HandbookImportError(failures)
+    return parsed
+
+
+def _delete_documents(session: Session, document_ids: Iterable[int]) -> None:
+    ids = list(document_ids)
+    if not ids:
+        return
+    article_ids = select(KbArticle.id).where(KbArticle.document_id.in_(ids))
+    session.execute(delete(KbPassage).where(KbPassage.article_id.in_(article_ids)))
+    session.execute(delete(KbArticle).where(KbArticle.document_id.in_(ids)))
+    session.execute(delete(KbDocument).where(KbDocument.id.in_(ids)))
+
+
+def _insert_document(session: Session, item: ParsedFile) -> tuple[int, int]:
+    doc = item.document
+    row = KbDocument(
+        name=doc.name, title=doc.title, content_hash=item.content_hash, size_bytes=item.size,
+        chapters=doc.chapters, articles=len(doc.articles),
+        warnings=json.dumps(doc.warnings, ensure_ascii=False),
+    )
+    session.add(row)
+    session.flush()
+    articles = [
+        KbArticle(document_id=row.id, seq=seq, chapter_label=a.chapter_label, chapter_title=a.chapter_title,
+                  label=a.label, title=a.title, text=a.text)
+        for seq, a in enumerate(doc.articles, 1)
+    ]
+    session.add_all(articles)
+    session.flush()
+    passages = [
+        KbPassage(article_id=article.id, seq=seq, text=chunk)
+        for article in articles
+        for seq, chunk in enumerate(split_passages(article.text), 1)
+    ]
+    session.add_all(passages)
+    session.flush()
+    return row.id, len(passages)
+
+
+def write_documents(
+    session: Session,
+    parsed: Sequence[ParsedFile],
+    replace: bool,
+    segmenter: Segmenter,
+    progress: Progress | None = None,
+) -> ImportReport:
+    lock_state(session)
+    existing = session.execute(select(KbDocument)).scalars().all()
+    by_hash = {d.content_hash: d for d in existing}
+    by_name = {d.name: d for d in existing}
+    kept: set[int] = set()
+    reports: list[FileReport] = []
+    changed = False
+    for item in parsed:
+        doc = item.document
+        same = by_hash.get(item.content_hash)
+        if same is not None:
+            kept.add(same.id)
+            passages = session.execute(
+                select(KbPassage.id).join(KbArticle).where(KbArticle.document_id == same.id)
+            ).all()
+            reports.append(FileReport(doc.name, doc.title, "unchanged", same.chapters, same.articles,
+                                      len(passages), doc.warnings))
+        else:
+            status = "imported"
+            previous = by_name.get(doc.name)
+            if previous is not None and previous.id not in kept:
+                _delete_documents(session, [previous.id])
+                status = "updated"
+            new_id, passages = _insert_document(session, item)
+            kept.add(new_id)
+            changed = True
+            reports.append(FileReport(doc.name, doc.title, status, doc.chapters, len(doc.articles),
+                                      passages, doc.warnings))
+        if progress:
+            progress("write", doc.name)
+    removed: list[str] = []
+    if replace:
+        stale = [d for d in existing if d.id not in kept and d.content_hash not in
+                 {p.content_hash for p in parsed} and d.name not in {p.document.name for p in parsed}]
+        removed = [d.name for d in stale]
+        _delete_documents(session, [d.id for d in stale])
+        changed = changed or bool(stale)
+    if changed:
+        rebuild_index(session, segmenter)
+        bump_generation(session)
+    if progress:
+        progress("index", "")
+    return ImportReport(reports, removed, changed)
+
+
+def import_files(
+    db: Database,
+    paths: Sequence[Path | str],
+    replace: bool = False,
+    progress: Progress | None = None,
+    segmenter: Segmenter | None = None,
+) -> ImportReport:
+    """Import handbook files; raises HandbookImportError (naming each bad file) and writes nothing then."""
+    parsed = parse_files([Path(p) for p in paths], progress)
+    with db.session() as session:
+        return write_documents(session, parsed, replace, segmenter or default_segmenter(), progress)

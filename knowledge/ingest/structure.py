@@ -1,0 +1,254 @@
+"""Recognising a handbook's structure: document title, chapters and articles.
+
+Policy compilations number their units in a handful of ways (第X章/第X条 for
+regulations; 一、/（一）/1. for reports and notices; Word heading styles for
+everything else). We pick the finest marker kind that occurs as the article
+level and the next coarser one as chapters; finer markers inside an article
+stay part of its text. Each article keeps its label as written (第十二条),
+because that is what a household or cadre will quote back.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+from knowledge.ingest.blocks import Block, RawDocument
+from knowledge.ingest.markers import Marker, find_marker
+
+TITLE_MAX = 30  # a "heading" longer than this is a sentence, not a title
+
+# Which marker kind is the article, and which may be the chapter above it.
+_LEVELS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("article", ("chapter",)),
+    ("paren_item", ("chapter", "cn_item")),
+    ("cn_item", ("chapter",)),
+    ("num_item", ("chapter", "paren_item", "cn_item")),
+)
+_BRACKET_TITLE = re.compile(r"^[【\[]([^】\]]{1,40})[】\]]\s*(.*)$", re.S)
+_FIRST_CLAUSE = re.compile(r"^(.{1,30}?)[。：:]\s*(.*)$", re.S)
+
+
+@dataclass
+class ParsedArticle:
+    chapter_label: str
+    chapter_title: str
+    label: str
+    title: str
+    text: str
+    number: int | None = None
+
+
+@dataclass
+class ParsedDocument:
+    name: str
+    title: str
+    articles: list[ParsedArticle]
+    chapters: int
+    warnings: list[str] = field(default_factory=list)
+
+
+def clean_title(text: str) -> str:
+    return text.strip().strip("《》").strip()
+
+
+def split_heading(kind: str, rest: str) -> tuple[str, str]:
+    """Split the text after a label into (title, body)."""
+    rest = rest.strip()
+    bracket = _BRACKET_TITLE.match(rest)
+    if bracket:
+        return bracket.group(1).strip(), bracket.group(2).strip()
+    if len(rest) <= TITLE_MAX and not re.search(r"[。；;，,]", rest):
+        return rest.rstrip("：:"), ""
+    if kind != "article":
+        # 一、/（一） headings are usually "short title。body" on one line.
+        clause = _FIRST_CLAUSE.match(rest)
+        if clause and not re.search(r"[，,；;]", clause.group(1)):
+            return clause.group(1).strip(), clause.group(2).strip()
+    return "", rest
+
+
+@dataclass
+class _Classified:
+    block: Block
+    marker: Marker | None
+
+
+def _choose_levels(items: list[_Classified]) -> tuple[str | None, str | None]:
+    kinds = {i.marker.kind for i in items if i.marker is not None}
+    for article_kind, chapter_kinds in _LEVELS:
+        if article_kind in kinds:
+            chapter_kind = next((k for k in chapter_kinds if k in kinds), None)
+            return article_kind, chapter_kind
+    return None, None
+
+
+class _Builder:
+    """Accumulates articles while walking the blocks in order."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.articles: list[ParsedArticle] = []
+        self.warnings: list[str] = []
+        self.chapter_label = ""
+        self.chapter_title = ""
+        self.chapters = 0
+        self.section = ""
+        self.current: ParsedArticle | None = None
+        self.lines: list[str] = []
+        self.chapter_lines: list[str] = []
+        self.preamble: list[str] = []
+
+    @property
+    def full_chapter_title(self) -> str:
+        return f"{self.chapter_title} {self.section}".strip()
+
+    def close_article(self) -> None:
+        if self.current is None:
+            return
+        article, self.current = self.current, None
+        article.text = "\n".join(self.lines).strip() or article.title
+        self.lines = []
+        if not article.text:
+            self.warnings.append(f"{article.label or '一个条目'}没有内容，已跳过")
+            return
+        self.articles.append(article)
+
+    def close_chapter(self) -> None:
+        self.close_article()
+        if self.chapter_lines:
+            # Text directly under a chapter heading, outside any article.
+            self.articles.append(
+                ParsedArticle(self.chapter_label, self.full_chapter_title, self.chapter_label,
+                              self.chapter_title, "\n".join(self.chapter_lines))
+            )
+            self.chapter_lines = []
+
+    def start_chapter(self, label: str, title: str) -> None:
+        self.close_chapter()
+        self.chapter_label, self.chapter_title, self.section = label, title, ""
+        self.chapters += 1
+
+    def start_article(self, label: str, title: str, body: str, number: int | None) -> None:
+        self.close_article()
+        if self.chapter_lines:
+            self.close_chapter_preamble()
+        self.current = ParsedArticle(self.chapter_label, self.full_chapter_title, label, title, "", number)
+        self.lines = [body] if body else []
+
+    def close_chapter_preamble(self) -> None:
+        lines, self.chapter_lines = self.chapter_lines, []
+        self.articles.append(
+            ParsedArticle(self.chapter_label, self.full_chapter_title, self.chapter_label,
+                          self.chapter_title, "\n".join(lines))
+        )
+
+    def add_text(self, text: str) -> None:
+        if self.current is not None:
+            self.lines.append(text)
+        elif self.chapter_label or self.chapter_title:
+            self.chapter_lines.append(text)
+        else:
+            self.preamble.append(text)
+
+
+def _numbering_warnings(articles: list[ParsedArticle], per_chapter: bool) -> list[str]:
+    warnings: list[str] = []
+    previous: ParsedArticle | None = None
+    seen: set[tuple[str, int]] = set()
+    for article in articles:
+        if article.number is None or article.label == article.chapter_label:
+            continue
+        scope = article.chapter_label if per_chapter else ""
+        if (scope, article.number) in seen:
+            warnings.append(f"条文编号重复：{scope}{article.label}")
+        seen.add((scope, article.number))
+        same_scope = previous is not None and (not per_chapter or previous.chapter_label == article.chapter_label)
+        if same_scope and previous is not None and previous.number is not None:
+            if article.number > previous.number + 1:
+                warnings.append(f"条文编号不连续：{scope}{previous.label}之后是{article.label}")
+        previous = article
+    return warnings
+
+
+def parse_structure(raw: RawDocument) -> ParsedDocument:
+    items = [
+        _Classified(b, None if b.table_row else find_marker(b.text))
+        for b in raw.blocks
+    ]
+    article_kind, chapter_kind = _choose_levels(items)
+    heading_levels = sorted({i.block.heading for i in items if i.block.heading and i.marker is None})
+    builder = _Builder(raw.name)
+    title = ""
+
+    # Without any text markers, Word/markdown heading levels give the structure.
+    style_article = style_chapter = None
+    if article_kind is None and heading_levels:
+        if len(heading_levels) >= 2:
+            style_chapter, style_article = heading_levels[0], heading_levels[1]
+        else:
+            style_article = heading_levels[0]
+
+    for index, item in enumerate(items):
+        block, marker = item.block, item.marker
+        text = block.text.strip()
+        if block.heading == 0 and not title and not builder.articles and builder.current is None:
+            title = clean_title(text)
+            continue
+        if marker is not None and marker.kind == chapter_kind:
+            chapter_title, chapter_body = split_heading(marker.kind, marker.rest)
+            builder.start_chapter(marker.label, chapter_title)
+            if chapter_body:
+                builder.add_text(chapter_body)
+            continue
+        if marker is not None and marker.kind == "section" and article_kind == "article":
+            builder.close_article()
+            section_title, _ = split_heading("section", marker.rest)
+            builder.section = f"{marker.label} {section_title}".strip()
+            continue
+        if marker is not None and marker.kind == article_kind:
+            article_title, body = split_heading(marker.kind, marker.rest)
+            builder.start_article(marker.label, article_title, body, marker.number)
+            continue
+        if block.heading is not None and marker is None:
+            if style_chapter is not None and block.heading == style_chapter:
+                builder.start_chapter("", clean_title(text))
+                continue
+            if style_article is not None and block.heading == style_article:
+                builder.start_article("", clean_title(text), "", None)
+                continue
+            if article_kind is not None and chapter_kind is None and block.heading >= 1:
+                builder.start_chapter("", clean_title(text))
+                continue
+        if not title and index == 0 and _looks_like_title(text, marker):
+            title = clean_title(text)
+            continue
+        builder.add_text(text)
+    builder.close_chapter()
+
+    warnings = list(raw.warnings)
+    articles = builder.articles
+    if article_kind is None and style_article is None:
+        # No structure at all: every paragraph is its own unit, so answers still cite something.
+        paragraphs = [line for a in articles for line in a.text.splitlines()] + builder.preamble
+        articles = [
+            ParsedArticle("", "", f"第{n}段", "", text) for n, text in enumerate(paragraphs, 1) if text.strip()
+        ]
+        builder.preamble = []
+        warnings.append("没有识别出“第X章/第X条”或“一、（一）”等结构，已按段落导入")
+    elif builder.preamble:
+        preamble = "\n".join(builder.preamble).strip()
+        if len(preamble) >= 20:
+            articles.insert(0, ParsedArticle("", "", "", "说明", preamble))
+
+    warnings.extend(builder.warnings)
+    if article_kind is not None:
+        warnings.extend(_numbering_warnings(articles, per_chapter=article_kind != "article"))
+
+    if not title:
+        title = clean_title(raw.title_hint or "") or re.sub(r"\.[A-Za-z]+$", "", raw.name)
+    return ParsedDocument(raw.name, title, articles, builder.chapters, warnings)
+
+
+def _looks_like_title(text: str, marker: Marker | None) -> bool:
+    return marker is None and len(text) <= 40 and not re.search(r"[。；;！？]$|[，,]", text)

@@ -1,0 +1,77 @@
+"""What a question asks about: an amount, the papers to bring, where to go, when, how, or who qualifies.
+
+The ranking finds the article; these cues pick the sentences of it worth
+quoting. "补多少钱" wants the sentence with the amount, "要带啥" the one that
+lists documents. Cue words are also what a follow-up like "那要什么材料"
+consists of, which is how a follow-up is told from a new question.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Cue:
+    name: str
+    question: re.Pattern[str]  # matched on the question
+    sentence: re.Pattern[str]  # matched on candidate sentences
+
+
+CUES: tuple[Cue, ...] = (
+    Cue(
+        "amount",
+        re.compile(r"多少|好多|几多|多钱|补.{0,2}钱|给.{0,2}钱|标准|额度|补不补|补点|多补|能报|报多|最多|最高|几个点|比例|工资|津贴|补贴|补助|奖励|多大|面积|平方|几年|期限"),
+        re.compile(r"\d[\d.,]*\s*(万元|元|%|平方米|周岁|年|个月|天)|[一二三四五六七八九十两]+(万元|元|年|个月)|全额|免除|免费|不承担"),
+    ),
+    Cue(
+        "materials",
+        re.compile(r"材料|资料|手续|证明|证件|带啥|带什么|带哪些|要带|带上|东西|证$"),
+        re.compile(r"提供|带上|带|材料|身份证|户口簿|证明|申请表|照片|凭"),
+    ),
+    Cue(
+        "where",
+        re.compile(r"哪里|哪儿|哪点|哪哈|在哪|去哪|找哪|找谁|哪个部门|哪个单位|向哪|哪家"),
+        re.compile(r"到.{0,12}(办理|申请|咨询|领取|登记|报名|反映)|向.{0,12}(申请|提出|反映)|找|村委会|乡镇|县.{0,4}(局|中心|残联|大厅)|窗口|网点|小程序"),
+    ),
+    Cue(
+        "when",
+        re.compile(r"什么时候|啥时候|几时|多久|多长时间|几号|哪天|几天|几点|好久|时间|到账|期限"),
+        re.compile(r"\d+\s*(日|号|月|天|个工作日|小时|年)|[一二三四五六七八九十]+(个月|天|年)|每月|每年|每季度|之前|以前|以内|期间|前后|时"),
+    ),
+    Cue(
+        "how",
+        re.compile(r"咋个|咋办|咋整|咋弄|怎么|怎样|如何|申请|办理|程序|流程|领$|咋领|怎么领"),
+        re.compile(r"申请|办理|提出|程序|登记|申报|报名|审核|审批|办"),
+    ),
+    Cue(
+        "eligibility",
+        re.compile(r"能不能|能否|可不可以|可以不|行不行|能.{1,8}不$|能.{1,6}吗|条件|符合|够不够|算不算|享受|资格|有没有|有没得|有.{0,6}没|会不会"),
+        re.compile(r"可以|符合|条件|对象|不能|不得|应当|须|必须|享受|适用|一律|优先"),
+    ),
+)
+
+# Handbook words the kind of question points to: "咋个申请" is answered by the
+# article on the application procedure, "要带啥" by the one listing papers.
+CUE_TERMS: dict[str, tuple[str, ...]] = {
+    "materials": ("提供", "材料", "证明", "申请"),
+    "where": ("办理", "申请", "窗口"),
+    "how": ("申请", "程序", "办理"),
+    "when": ("时间", "期限"),
+    "amount": ("标准", "额度"),
+}
+
+# Words that only name an aspect; a question made of them alone is a follow-up.
+ASPECT_WORDS = frozenset(
+    "材料 资料 手续 证明 证件 条件 标准 程序 流程 时间 多久 地方 部门 办理 申请 申报 报名 领取 钱 补助 补贴 "
+    "元 年龄 周岁 要求 规定 费用 一年 一个月 每月 每年 本人".split()
+)
+
+
+def question_cues(question: str) -> set[str]:
+    return {cue.name for cue in CUES if cue.question.search(question)}
+
+
+def sentence_cue_hits(sentence: str, wanted: set[str]) -> int:
+    return sum(1 for cue in CUES if cue.name in wanted and cue.sentence.search(sentence))

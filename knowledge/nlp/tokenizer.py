@@ -1,0 +1,149 @@
+"""Word segmentation with jieba and the shipped domain dictionary.
+
+One jieba ``Tokenizer`` per process, separate from jieba's global one so other
+code using jieba is not affected by our dictionary. HMM new-word guessing is
+off: the index and the queries must cut text the same way, and guessed words
+("能补", "底保") would differ between a handbook sentence and a question.
+Search mode also yields the short words inside long ones, so "危房" in a
+question still meets "危房改造" in the handbook.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+import threading
+import unicodedata
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+
+import jieba
+
+DATA_DIR = Path(__file__).resolve().parent.parent / "data"
+DOMAIN_DICT = DATA_DIR / "domain_dict.txt"
+STOPWORDS_FILE = DATA_DIR / "stopwords.txt"
+# Bump when tokenization logic changes: persisted indexes then rebuild once.
+TOKENIZER_VERSION = "3"
+
+_WORD = re.compile(r"[\u3400-\u9fff\uf900-\ufaffA-Za-z0-9]")
+_FULLWIDTH = str.maketrans({chr(c): chr(c - 0xFEE0) for c in range(0xFF01, 0xFF5F)} | {"\u3000": " "})
+
+jieba.setLogLevel(logging.WARNING)
+
+
+def normalize_text(text: str) -> str:
+    """Full-width letters/digits to ASCII, NFKC, lower case: "ＤＬ级" and "dl级" meet "DL级"."""
+    return unicodedata.normalize("NFKC", text.translate(_FULLWIDTH)).lower()
+
+
+def is_han(char: str) -> bool:
+    return "\u3400" <= char <= "\u9fff" or "\uf900" <= char <= "\ufaff"
+
+
+@dataclass(frozen=True)
+class Token:
+    word: str
+    start: int
+    end: int
+
+
+class Segmenter:
+    """jieba with our dictionary and stopwords; thread-safe after first use."""
+
+    def __init__(self, dict_path: Path = DOMAIN_DICT, stopwords_path: Path = STOPWORDS_FILE) -> None:
+        self.dict_path = dict_path
+        self.stopwords_path = stopwords_path
+        self._lock = threading.Lock()
+        self._jieba: jieba.Tokenizer | None = None
+
+    @cached_property
+    def stopwords(self) -> frozenset[str]:
+        words: set[str] = set()
+        for line in self.stopwords_path.read_text(encoding="utf-8").splitlines():
+            if not line.startswith("#"):
+                words.update(line.split())
+        return frozenset(words)
+
+    @cached_property
+    def fingerprint(self) -> str:
+        """Changes when the dictionary, stopwords or tokenizer code change."""
+        digest = hashlib.sha256(TOKENIZER_VERSION.encode())
+        digest.update(self.dict_path.read_bytes())
+        digest.update(self.stopwords_path.read_bytes())
+        return digest.hexdigest()[:32]
+
+    @property
+    def jieba(self) -> jieba.Tokenizer:
+        if self._jieba is None:
+            with self._lock:
+                if self._jieba is None:
+                    tokenizer = jieba.Tokenizer()
+                    tokenizer.initialize()
+                    tokenizer.load_userdict(str(self.dict_path))
+                    # Questions are lower-cased by normalize_text; so must our words be ("D级" -> "d级").
+                    for line in self.dict_path.read_text(encoding="utf-8").splitlines():
+                        word = line.split(" ")[0].strip()
+                        if word and word != word.lower():
+                            tokenizer.add_word(word.lower(), 20000)
+                    self._jieba = tokenizer
+        return self._jieba
+
+    def is_dictionary_word(self, word: str) -> bool:
+        """True for words jieba knows (its own dictionary or ours)."""
+        return bool(self.jieba.FREQ.get(word))
+
+    def tokens(self, text: str) -> list[Token]:
+        """Search-mode tokens with their spans in ``normalize_text(text)``, stopwords and punctuation dropped."""
+        text = normalize_text(text)
+        raw = [(w.strip(), s, e) for w, s, e in self.jieba.tokenize(text, mode="search", HMM=False)]
+        # "会不会" is a stopword; the "不会" search mode finds inside it must go with it.
+        stopped = [(s, e) for w, s, e in raw if w in self.stopwords and e - s >= 2]
+        out = []
+        for word, start, end in raw:
+            if not word or not _WORD.search(word) or word in self.stopwords:
+                continue
+            if any(s <= start and end <= e and (e - s) > (end - start) for s, e in stopped):
+                continue
+            out.append(Token(word, start, end))
+        return out
+
+    def frequency(self, word: str) -> int:
+        """jieba's corpus count for a word (0 if unknown): how everyday a word is."""
+        return int(self.jieba.FREQ.get(word) or 0)
+
+    def boundaries(self, text: str) -> set[int]:
+        """Word boundaries (offsets) of the plain segmentation of ``normalize_text(text)``."""
+        text = normalize_text(text)
+        edges = {0, len(text)}
+        for _, start, end in self.jieba.tokenize(text, HMM=False):
+            edges.update((start, end))
+        return edges
+
+    @cached_property
+    def _tags(self) -> dict[str, str]:
+        import jieba.posseg
+
+        return jieba.posseg.POSTokenizer(self.jieba).word_tag_tab
+
+    def tag(self, word: str) -> str | None:
+        """jieba's part-of-speech tag for a dictionary word (n, v, m, ...), None if unknown."""
+        return self._tags.get(word)
+
+    def words(self, text: str) -> list[str]:
+        return [t.word for t in self.tokens(text)]
+
+
+_DEFAULT: Segmenter | None = None
+_DEFAULT_LOCK = threading.Lock()
+
+
+def default_segmenter() -> Segmenter:
+    """The process-wide segmenter (jieba loads its dictionary once, ~0.7 s)."""
+    global _DEFAULT
+    if _DEFAULT is None:
+        with _DEFAULT_LOCK:
+            if _DEFAULT is None:
+                _DEFAULT = Segmenter()
+    return _DEFAULT

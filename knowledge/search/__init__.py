@@ -1,0 +1,1 @@
+"""Finding the article that answers a question: index, query analysis, ranking, FAQ matching."""

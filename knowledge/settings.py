@@ -1,0 +1,33 @@
+"""Knowledge-base settings (environment prefix ``SISONG_``, ``.env`` supported).
+
+Kept apart from bot.config so the knowledge base can be used (CLI, bench,
+tests) without the webhook's settings, and so its knobs are documented in one
+place (docs/knowledge.md).
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class KnowledgeSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="SISONG_", env_file=".env", env_file_encoding="utf-8",
+                                      extra="ignore")
+
+    # An extra synonym file cadres edit, read on top of knowledge/data/synonyms.txt.
+    kb_synonyms_file: Path | None = None
+    # How often (seconds) a worker checks whether the knowledge base changed.
+    kb_reload_seconds: float = Field(default=3.0, ge=0)
+    # Below this share of the question covered by the best article, hand over to a person.
+    kb_min_confidence: float = Field(default=0.6, ge=0, le=1)
+    # Target length of an answer's excerpt, in characters.
+    kb_answer_chars: int = Field(default=300, ge=60, le=600)
+
+
+@lru_cache(maxsize=1)
+def get_knowledge_settings() -> KnowledgeSettings:
+    return KnowledgeSettings()

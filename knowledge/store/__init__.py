@@ -1,0 +1,1 @@
+"""Database access for the knowledge base: generation, index, FAQ, synonyms, unanswered queue."""

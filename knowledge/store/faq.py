@@ -1,0 +1,87 @@
+"""FAQ pairs cadres maintain: add, list, remove, and promote an unanswered question.
+
+Promoting answers everyone who asked the same question while it waited, so the
+caller gets back their openids to send the answer to.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import delete, select, update
+
+from knowledge.search.faq_match import DICE_MIN, core, similarity
+from knowledge.store.state import bump_generation
+from storage.db import Database
+from storage.models.base import utcnow
+from storage.models.knowledge import KbFaq, KbUnanswered
+
+
+class FaqError(Exception):
+    """A FAQ operation that cannot be done; the message is for the cadre."""
+
+
+@dataclass(frozen=True)
+class FaqRecord:
+    id: int
+    question: str
+    answer: str
+    from_unanswered_id: int | None
+
+
+def _check(question: str, answer: str) -> tuple[str, str]:
+    question, answer = question.strip(), answer.strip()
+    if not core(question):
+        raise FaqError("问题不能为空")
+    if not answer:
+        raise FaqError("答案不能为空")
+    if len(answer.encode("utf-8")) > 1800:
+        raise FaqError("答案太长（微信单条消息约600个汉字以内），请精简后再添加")
+    return question, answer
+
+
+def add_faq(db: Database, question: str, answer: str, from_unanswered_id: int | None = None) -> int:
+    question, answer = _check(question, answer)
+    with db.session() as session:
+        row = KbFaq(question=question, answer=answer, from_unanswered_id=from_unanswered_id)
+        session.add(row)
+        session.flush()
+        bump_generation(session)
+        return row.id
+
+
+def list_faqs(db: Database) -> list[FaqRecord]:
+    with db.session() as session:
+        rows = session.execute(select(KbFaq).order_by(KbFaq.id)).scalars().all()
+        return [FaqRecord(r.id, r.question, r.answer, r.from_unanswered_id) for r in rows]
+
+
+def remove_faq(db: Database, faq_id: int) -> bool:
+    with db.session() as session:
+        deleted = session.execute(delete(KbFaq).where(KbFaq.id == faq_id)).rowcount
+        if deleted:
+            bump_generation(session)
+        return bool(deleted)
+
+
+def promote_unanswered(db: Database, unanswered_id: int, answer: str) -> list[str]:
+    """Turn an unanswered question into a FAQ; returns the openids that asked it (to send the answer to)."""
+    with db.session() as session:
+        item = session.get(KbUnanswered, unanswered_id)
+        if item is None:
+            raise FaqError(f"找不到编号为 {unanswered_id} 的待答问题")
+        question, answer = _check(item.question, answer)
+        faq = KbFaq(question=question, answer=answer, from_unanswered_id=item.id)
+        session.add(faq)
+        session.flush()
+        waiting = session.execute(select(KbUnanswered).where(KbUnanswered.status == "open")).scalars().all()
+        same = [w for w in waiting if w.id == item.id or similarity(w.normalized, item.normalized) >= DICE_MIN]
+        if item not in same:
+            same.append(item)  # already answered once: answer its asker again
+        now = utcnow()
+        session.execute(
+            update(KbUnanswered).where(KbUnanswered.id.in_([w.id for w in same]))
+            .values(status="answered", faq_id=faq.id, answered_at=now)
+        )
+        bump_generation(session)
+        return list(dict.fromkeys(w.openid for w in same if w.openid))

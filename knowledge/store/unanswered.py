@@ -1,0 +1,53 @@
+"""The queue of questions the bot could not answer, for a person to pick up."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import select
+
+from knowledge.search.faq_match import core
+from storage.db import Database
+from storage.models.knowledge import KbUnanswered
+
+MAX_QUESTION_CHARS = 2000
+
+
+@dataclass(frozen=True)
+class UnansweredRecord:
+    id: int
+    openid: str | None
+    question: str
+    status: str
+    created_at: datetime
+    faq_id: int | None
+
+
+def record_unanswered(db: Database, openid: str | None, question: str) -> int:
+    """Queue a question; the same follower asking the same thing again keeps one entry."""
+    question = question.strip()[:MAX_QUESTION_CHARS]
+    normalized = core(question)[:500]
+    with db.session() as session:
+        existing = session.execute(
+            select(KbUnanswered.id).where(
+                KbUnanswered.status == "open",
+                KbUnanswered.normalized == normalized,
+                KbUnanswered.openid.is_(None) if openid is None else KbUnanswered.openid == openid,
+            )
+        ).scalar_one_or_none()
+        if existing is not None:
+            return int(existing)
+        row = KbUnanswered(openid=openid, question=question, normalized=normalized)
+        session.add(row)
+        session.flush()
+        return row.id
+
+
+def list_unanswered(db: Database, status: str | None = "open", limit: int = 200) -> list[UnansweredRecord]:
+    with db.session() as session:
+        query = select(KbUnanswered).order_by(KbUnanswered.id.desc()).limit(limit)
+        if status:
+            query = query.where(KbUnanswered.status == status)
+        rows = session.execute(query).scalars().all()
+        return [UnansweredRecord(r.id, r.openid, r.question, r.status, r.created_at, r.faq_id) for r in rows]
