@@ -52,7 +52,7 @@ def describe(reply: DecodedReply) -> str:
 
 
 def run_repl(settings: Settings, url: str, openid: str, mode: str) -> None:
-    console = Console()
+    console = Console(soft_wrap=True)  # Chinese has no spaces: let the terminal wrap
     sim = WeChatSimulator(
         settings.wechat_token, settings.wechat_appid, settings.wechat_aes_key, mode=mode, openid=openid
     )

@@ -16,7 +16,7 @@ from bot.router import _Keyword, router
 from bot.services import Services
 from bot.simulator import WeChatSimulator
 from bot.textfit import utf8_len
-from storage.models import Follower, MessageLog
+from storage.models import Follower, KbUnanswered, MessageLog
 from tests.conftest import wait_for
 
 CALLS: list[str] = []
@@ -199,16 +199,20 @@ def test_message_log_records_handler_and_latency(
     assert row.latency_ms is not None and row.reply and "打字" in row.reply
 
 
-def test_handover_notifies_cadres_group(
-    client: TestClient, api, sim: WeChatSimulator  # type: ignore[no-untyped-def]
+def test_handover_is_queued_and_cadres_group_told(
+    client: TestClient, services: Services, api, sim: WeChatSimulator  # type: ignore[no-untyped-def]
 ) -> None:
     sim.post(client, sim.text("我家低保什么时候发"))
+    api.reset()
     reply = sim.post(client, sim.text("0"))
-    assert "通知工作人员" in (reply.text or "")
+    assert "工作人员会尽快联系您" in (reply.text or "")
     (call,) = wait_for(lambda: api.calls_to("webhook/send"), timeout=15)
     content = call.json["markdown"]["content"]
-    assert "我家低保什么时候发" in content
+    assert "请求人工帮助" in content and "我家低保什么时候发" in content
     assert sim.openid not in content  # openids are shortened in notices
+    with services.db.session() as session:
+        queued = [row.question for row in session.scalars(select(KbUnanswered))]
+    assert "我家低保什么时候发" in queued
 
 
 def test_a_follower_flooding_is_told_once_and_nothing_is_lost(make_settings) -> None:  # type: ignore[no-untyped-def]
