@@ -13,7 +13,7 @@ import re
 
 from knowledge import compose, replies
 from knowledge.answers import Answer, Source
-from knowledge.nlp.cues import CUE_TERMS
+from knowledge.nlp.cues import CUE_TITLE_TERMS
 from knowledge.search.faq_match import core
 from knowledge.search.query import Query
 from knowledge.search.ranker import Candidate
@@ -23,6 +23,9 @@ FOLLOW_UP_MAX_CHARS = 20
 SAME_CHAPTER_BOOST = 1.15
 NO_TOPIC_CHAPTER_BOOST = 2.0
 CUE_TITLE_BOOST = 1.25
+CUE_TOPIC_TITLE_BOOST = 1.6
+PROCEDURE_CUES = frozenset({"how", "where", "materials"})
+SINGLE_CHAR_TOPIC = 0.7  # only words, not lone characters, name a topic in a title
 _ARTICLE_REF = re.compile(r"第([零〇一二两三四五六七八九十百千\d]+)条")
 
 
@@ -137,13 +140,27 @@ class Responder:
     def _unit(self) -> float:
         return self.snapshot.index.max_idf()
 
-    def _is_follow_up(self, question: str, query: Query, alone: list[Candidate]) -> bool:
-        """A short message that does not stand on its own ("那要什么材料", "去哪里办")."""
+    def _has_topic(self, query: Query) -> bool:
+        """Does the question name something of its own, other than the papers it asks about ("要几张照片")?
+
+        A paper asked about in another sense ("身份证过期了咋个换") is the topic itself.
+        """
+        if not query.has_topic or not query.asks_papers:
+            return query.has_topic
+        ranker = self.snapshot.ranker
+        return not all(ranker.is_paper(c) for c in query.topic_concepts if c.known)
+
+    def _is_follow_up(self, question: str, query: Query, alone: list[Candidate], previous: ArticleRecord) -> bool:
+        """A short message that does not stand on its own ("那要什么材料", "去哪里办"),
+        or whose words the previous article has too ("要几张照片" after 残疾证)."""
         if len(core(question)) > FOLLOW_UP_MAX_CHARS:
             return False
-        if not query.has_topic:
+        if not self._has_topic(query):
             return True
-        return not alone or alone[0].coverage < self.min_confidence
+        if not alone or alone[0].coverage < self.min_confidence:
+            return True
+        coverage, _ = self.snapshot.ranker.coverage(self.snapshot.positions[previous.id], query)
+        return coverage >= self.min_confidence
 
     def _search(self, question: str, last_topic: str | None) -> Answer:
         analyzer, ranker = self.snapshot.analyzer, self.snapshot.ranker
@@ -152,13 +169,14 @@ class Responder:
         candidates = ranker.rank(query, boost=cue_boost)
         previous = topic_article(self.snapshot, last_topic)
         kind = "article"
-        if previous is None and not query.has_topic and not query.unknown_topic:
+        if previous is None and not self._has_topic(query) and not query.unknown_topic:
             return Answer(replies.CLARIFY, topic=last_topic, kind="clarify")  # "要什么材料": of what?
-        if previous is not None and self._is_follow_up(question, query, candidates):
+        if previous is not None and self._is_follow_up(question, query, candidates, previous):
             context = f"{previous.title} {previous.chapter_title}".strip() or previous.label
             contextual = analyzer.analyse(question, context=context)
             # A question with no topic of its own ("找哪个申请") is about the previous chapter.
-            factor = SAME_CHAPTER_BOOST if query.has_topic else NO_TOPIC_CHAPTER_BOOST
+            own_topic = self._has_topic(query)
+            factor = SAME_CHAPTER_BOOST if own_topic else NO_TOPIC_CHAPTER_BOOST
             boost = {
                 i: factor
                 for i, a in enumerate(self.snapshot.articles)
@@ -170,7 +188,7 @@ class Responder:
             followed = ranker.rank(contextual, boost=boost)
             if followed:
                 query, candidates, kind = contextual, followed, "followup"
-                if not query.has_topic and not query.unknown_topic:
+                if not own_topic and not query.unknown_topic:
                     candidates[0].coverage = 1.0  # the previous topic is the whole topic
         if not candidates:
             return self._no_answer(query, last_topic)
@@ -184,12 +202,25 @@ class Responder:
                       confidence=round(best.coverage, 4), kind=kind)
 
     def _cue_title_boost(self, query: Query) -> dict[int, float]:
-        """Articles whose title names what the question asks for (申请 for "咋个申请", 标准 for "多少")."""
-        words = {w for cue in query.cues for w in CUE_TERMS.get(cue, ())}
+        """Articles whose title names what the question asks for (申请 for "咋个申请", 标准 for "多少").
+
+        When a question asks how, where or with what papers, and a title names both the
+        procedure and the question's topic ("低保申请办理" for "低保咋个申请"), the article
+        is about exactly what is asked, and wins over one that only mentions it
+        ("农村最低生活保障对象 … 可以申请低保").
+        """
+        words = {w for cue in query.cues for w in CUE_TITLE_TERMS.get(cue, ())}
         if not words:
             return {}
-        return {i: CUE_TITLE_BOOST for i, a in enumerate(self.snapshot.articles)
-                if any(w in a.title for w in words)}
+        topic = {h for c in query.topic_concepts if c.known and c.salience >= SINGLE_CHAR_TOPIC
+                 for h in c.heads if len(h) >= 2}
+        procedure = {w for cue in query.cues & PROCEDURE_CUES for w in CUE_TITLE_TERMS[cue]}
+        boost = {}
+        for i, article in enumerate(self.snapshot.articles):
+            if any(w in article.title for w in words):
+                named = any(w in article.title for w in procedure) and any(h in article.title for h in topic)
+                boost[i] = CUE_TOPIC_TITLE_BOOST if named else CUE_TITLE_BOOST
+        return boost
 
     def _no_answer(self, query: Query, last_topic: str | None) -> Answer:
         if not query.topic_concepts:

@@ -8,11 +8,14 @@ cadre can check, and says how to get more.
 
 from __future__ import annotations
 
+import re
+
 from knowledge.nlp.cues import sentence_cue_hits
 from knowledge.nlp.sentences import split_sentences
 from knowledge.search.query import Query
 from knowledge.snapshot import ArticleRecord
 
+_WORDLIKE = re.compile(r"[\u3400-\u9fffa-z0-9]{2}")
 FOOTER = "回复“详细”看全文 / 回复“0”转人工"
 FAQ_FOOTER = "回复“0”转人工"
 PAGE_BYTES = 2048
@@ -20,6 +23,8 @@ MAX_SENTENCES = 3
 CUE_BONUS = 0.8  # per matched cue, relative to the rarest handbook word's weight
 FOLLOW_SHARE = 0.12  # a further sentence must add at least this share of the best one's score
 ALSO_RELEVANT = 0.5  # ... or be nearly as relevant as the best one on its own
+TITLE_WORD_SHARE = 0.7  # a question word that is in the article's title tells its sentences apart less
+IMPLIED_CUE_SHARE = 0.5  # where to go and what to bring, for a "how" question
 
 
 def citation(article: ArticleRecord) -> str:
@@ -36,20 +41,40 @@ def citation(article: ArticleRecord) -> str:
     return document + " ".join(parts)
 
 
-def _contributions(sentence: str, query: Query, unit: float) -> dict[str, float]:
-    """What a sentence contributes, per concept and per cue, so overlap can be discounted."""
+def mentions(sentence: str, term: str) -> bool:
+    """``term`` in ``sentence``; a number only as a whole number (60 is not in 600元)."""
+    if not term.isdigit():
+        return term in sentence
+    return re.search(rf"(?<![\d.]){re.escape(term)}(?![\d.])", sentence) is not None
+
+
+def _bigrams(text: str) -> set[str]:
+    return {text[i:i + 2] for i in range(len(text) - 1) if _WORDLIKE.fullmatch(text[i:i + 2])}
+
+
+def _contributions(sentence: str, query: Query, unit: float, title: str = "") -> dict[str, float]:
+    """What a sentence contributes, per concept and per cue, so overlap can be discounted.
+
+    A word of the article's title (危房改造 in 危房改造补助标准) is what every sentence of it
+    is about: it counts less than a word that singles a sentence out (修缮加固 for 漏雨).
+    """
     parts: dict[str, float] = {}
     for n, concept in enumerate(query.concepts):
         best = 0.0
         for term, weight in concept.terms.items():
-            if (len(term) >= 2 or concept.surface == term) and term in sentence:
-                best = max(best, weight)
+            if (len(term) >= 2 or concept.surface == term) and mentions(sentence, term):
+                best = max(best, weight * (TITLE_WORD_SHARE if term in title else 1.0))
         if best:
             scale = 0.3 if concept.from_context else 1.0
-            parts[f"c{n}"] = best * max(concept.weight, 0.5 * unit) * scale * (0.5 if concept.aspect else 1.0)
+            parts[f"c{n}"] = best * max(concept.focus, 0.5 * unit) * scale * (0.5 if concept.aspect else 1.0)
     for cue in query.cues:
         if sentence_cue_hits(sentence, {cue}):
             parts[f"q{cue}"] = CUE_BONUS * unit
+    if "how" in query.cues:
+        # "咋个办" is answered by the procedure: where to go and what to bring are part of it.
+        for cue in ("where", "materials"):
+            if cue not in query.cues and sentence_cue_hits(sentence, {cue}):
+                parts[f"q{cue}"] = IMPLIED_CUE_SHARE * CUE_BONUS * unit
     return parts
 
 
@@ -63,7 +88,7 @@ def excerpt(article: ArticleRecord, query: Query, max_chars: int, unit: float) -
     sentences = split_sentences(article.text)
     if not sentences:
         return article.title
-    contributions = [_contributions(s, query, unit) for s in sentences]
+    contributions = [_contributions(s, query, unit, article.title) for s in sentences]
     totals = [sum(c.values()) for c in contributions]
     first = max(range(len(sentences)), key=lambda i: (totals[i], -i))
     chosen = [first]
@@ -74,13 +99,21 @@ def excerpt(article: ArticleRecord, query: Query, max_chars: int, unit: float) -
     def gain(i: int) -> float:
         return sum(max(0.0, v - covered.get(k, 0.0)) for k, v in contributions[i].items())
 
+    # Between sentences that add as much, the one about the same case as those chosen:
+    # for "房子漏雨补多少" after "漏雨…属于C级的，按修缮加固标准补助", the C级 amount, not the D级 one.
+    title_pairs = _bigrams(article.title)
+    pairs = [_bigrams(s) - title_pairs for s in sentences]
+
+    def affinity(i: int) -> int:
+        return len(pairs[i] & set().union(*(pairs[j] for j in chosen)))
+
     while len(chosen) < MAX_SENTENCES and best > 0:
-        options = [(gain(i), totals[i], -i, i) for i in range(len(sentences))
+        options = [(round(gain(i), 6), affinity(i), totals[i], -i, i) for i in range(len(sentences))
                    if i not in chosen and length + len(sentences[i]) <= max_chars
                    and (gain(i) >= best * FOLLOW_SHARE or totals[i] >= best * ALSO_RELEVANT)]
         if not options:
             break
-        i = max(options)[3]
+        i = max(options)[-1]
         chosen.append(i)
         for k, v in contributions[i].items():
             covered[k] = max(covered.get(k, 0.0), v)

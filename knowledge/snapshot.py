@@ -19,6 +19,7 @@ from knowledge.search.faq_match import FaqEntry, FaqMatcher, core
 from knowledge.search.index import PassageIndex
 from knowledge.search.query import QueryAnalyzer
 from knowledge.search.ranker import Ranker
+from knowledge.search.senses import HandbookText
 from knowledge.store.index_store import load_index, rebuild_index
 from knowledge.store.state import current_generation, lock_state
 from knowledge.store.synonyms import SynonymRecord, table_from_rows
@@ -106,14 +107,15 @@ def load_snapshot(db: Database, segmenter: Segmenter, synonyms_file: Path | None
         return load_snapshot(db, segmenter, synonyms_file, _repaired=True)
     passage_article = np.array([positions[passage_rows[int(p)]] for p in index.passage_ids], dtype=np.int64)
     synonyms = file_synonyms(synonyms_file).merged(table_from_rows(synonym_rows))
+    text = HandbookText([a.text for a in articles], [a.title for a in articles], segmenter.words)
     faq_entries = [FaqEntry(r[0], r[1], r[2], core(r[1])) for r in faq_rows]
     return Snapshot(
         generation=generation,
         articles=articles,
         positions=positions,
         index=index,
-        analyzer=QueryAnalyzer(segmenter, synonyms, index),
-        ranker=Ranker(index, passage_article, len(articles)),
+        analyzer=QueryAnalyzer(segmenter, synonyms, index, text),
+        ranker=Ranker(index, passage_article, len(articles), text),
         faqs=FaqMatcher(faq_entries),
         faq_by_id={e.id: e for e in faq_entries},
     )

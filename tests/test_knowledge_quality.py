@@ -32,18 +32,19 @@ def results(tmp_path_factory: pytest.TempPathFactory) -> tuple[Metrics, Metrics]
 
 def test_eval_set_is_large_and_varied() -> None:
     items = load_items(EVAL_SET)
-    assert len(items) >= 120
-    assert sum(i.handover for i in items) >= 15
+    assert len(items) >= 300
+    assert sum(i.handover for i in items) >= 60
     assert sum(1 for i in items if i.context) >= 5
 
 
 def test_quality_meets_the_targets_with_a_margin(results: tuple[Metrics, Metrics]) -> None:
+    # Targets (issue 3): hit@1 ≥ 0.90, facts ≥ 0.85, abstention ≥ 0.85, false hand-overs ≤ 5%.
     ours, _ = results
     assert ours.hit1 >= 0.88, ours
-    assert ours.hit3 >= 0.93, ours
+    assert ours.hit3 >= 0.95, ours
     assert ours.facts >= 0.85, ours
-    assert ours.abstain_recall >= 0.78, ours
-    assert ours.abstain_precision >= 0.75, ours
+    assert ours.abstain_recall >= 0.83, ours
+    assert ours.abstain_precision >= 0.85, ours
     assert ours.false_handover <= 0.05, ours
 
 

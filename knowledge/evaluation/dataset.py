@@ -1,7 +1,7 @@
 """The evaluation set format: one JSON object per line.
 
 ``{"id", "question", "articles": ["第六条"], "facts": ["3.5万元"], "handover": false, "context": "…"}``
-``split`` is "dev" or "holdout". ``articles`` lists acceptable article labels, ``facts`` strings the reply must contain, ``context`` an
+``split`` says when a question was written (dev, holdout, holdout2, holdout3: see docs/knowledge.md). ``articles`` lists acceptable article labels, ``facts`` strings the reply must contain, ``context`` an
 earlier question whose topic the question follows up on; ``handover: true`` marks questions the
 handbook cannot answer.
 """
@@ -21,7 +21,7 @@ class EvalItem:
     facts: tuple[str, ...]
     handover: bool
     context: str | None = None
-    split: str = "dev"  # dev: looked at while improving the system; holdout: written after, never tuned on
+    split: str = "dev"  # dev: written first and tuned on; holdout*: written later, first run recorded in the docs
 
 
 def load_items(path: Path) -> list[EvalItem]:

@@ -9,6 +9,7 @@ consists of, which is how a follow-up is told from a new question.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 
 
@@ -27,7 +28,7 @@ CUES: tuple[Cue, ...] = (
     ),
     Cue(
         "materials",
-        re.compile(r"材料|资料|手续|证明|证件|带啥|带什么|带哪些|要带|带上|东西|证$"),
+        re.compile(r"材料|资料|手续|证明|证件|带啥|带什么|带哪些|要带|带上|东西|证$|照片|相片|复印件"),
         re.compile(r"提供|带上|带|材料|身份证|户口簿|证明|申请表|照片|凭"),
     ),
     Cue(
@@ -62,15 +63,62 @@ CUE_TERMS: dict[str, tuple[str, ...]] = {
     "amount": ("标准", "额度"),
 }
 
+# Words in an article's title that say it is about that aspect: "低保申请办理" answers "低保咋个申请",
+# "危房改造补助标准" answers "补多少".
+CUE_TITLE_TERMS: dict[str, tuple[str, ...]] = {
+    "materials": ("申请", "办理", "材料"),
+    "where": ("办理", "申请", "窗口"),
+    "how": ("申请", "程序", "办理", "流程"),
+    "when": ("时间", "期限"),
+    "amount": ("标准", "额度"),
+}
+
 # Words that only name an aspect; a question made of them alone is a follow-up.
 ASPECT_WORDS = frozenset(
     "材料 资料 手续 证明 证件 条件 标准 程序 流程 时间 多久 地方 部门 办理 申请 申报 报名 领取 钱 补助 补贴 "
-    "元 年龄 周岁 要求 规定 费用 一年 一个月 每月 每年 本人".split()
+    "元 年龄 周岁 要求 规定 费用 一年 一个月 每月 每年 本人 工作日 期限".split()
 )
 
 
+# Question words: what is asked, never what it is about.
+_ASKING = re.compile(
+    r"多少|好多|几多|多钱|多久|多长时间|多长|好久|几时|什么时候|啥时候|啥时|几号|哪天|几天|几点|几年|几个|几次|几张"
+    r"|哪里|哪儿|哪点|哪哈|哪个|哪些|哪家|咋个|咋样|咋办|咋整|咋弄|怎么|怎样|如何|多大|好大|啥子|啥|什么"
+    r"|带啥|要带|带什么|带哪些|最长|最久|最多|最高|最少"
+)
+
+
+def only_asks(phrase: str, residue_is_filler: Callable[[str], bool]) -> bool:
+    """Is ``phrase`` (a word or synonym phrase of a question) only a way of asking?
+
+    "要多久", "补多少", "盖多大", "几号发" say what kind of fact is wanted, not what
+    the question is about. ``residue_is_filler`` judges what is left once the
+    question words are taken out ("要", "补", "发").
+    """
+    residue, count = _ASKING.subn("", phrase)
+    return count > 0 and (not residue or residue_is_filler(residue))
+
+
+# Asking which papers to bring ("要带啥", "要啥证明", "要几张照片"), as opposed to merely
+# naming a paper ("出生证明丢了去哪补"), which is a question about the paper itself.
+_ASKS_PAPERS = re.compile(
+    r"材料|资料|手续|证件|东西|要带|带啥|带什么|带哪些|带上|带不带|几张|几份|啥证|什么证"
+    r"|(要|需要|开|交|提供|准备)[^，,。？?！!\s]{0,4}(证明|照片|相片|复印件)"
+)
+
+
+def asks_papers(question: str) -> bool:
+    return bool(_ASKS_PAPERS.search(question))
+
+
+_HOW_ITSELF = re.compile(r"咋|怎|如何|程序|流程|领$")
+
+
 def question_cues(question: str) -> set[str]:
-    return {cue.name for cue in CUES if cue.question.search(question)}
+    cues = {cue.name for cue in CUES if cue.question.search(question)}
+    if "eligibility" in cues and "how" in cues and not _HOW_ITSELF.search(question):
+        cues.discard("how")  # "能不能申请": whether one may, not how to
+    return cues
 
 
 def sentence_cue_hits(sentence: str, wanted: set[str]) -> int:

@@ -24,12 +24,16 @@ class SynonymHit:
     start: int
     end: int
     expansions: tuple[str, ...]
+    whole: bool = True  # on word boundaries, not inside a longer word
 
 
 @dataclass
 class SynonymTable:
     rules: dict[str, tuple[str, ...]] = field(default_factory=dict)
-    _pattern: re.Pattern[str] | None = None
+    longest: int = 0  # the longest phrase, in characters
+
+    def __post_init__(self) -> None:
+        self.longest = max((len(p) for p in self.rules), default=0)
 
     @classmethod
     def from_files(cls, paths: Iterable[Path]) -> "SynonymTable":
@@ -57,7 +61,7 @@ class SynonymTable:
             return
         merged = self.rules.get(phrase, ()) + tuple(w for w in words if w not in self.rules.get(phrase, ()))
         self.rules[phrase] = merged
-        self._pattern = None
+        self.longest = max(self.longest, len(phrase))
 
     def merged(self, other: "SynonymTable") -> "SynonymTable":
         table = SynonymTable(dict(self.rules))
@@ -65,28 +69,34 @@ class SynonymTable:
             table.add(phrase, words)
         return table
 
-    @property
-    def pattern(self) -> re.Pattern[str] | None:
-        if self._pattern is None and self.rules:
-            # Longest first, so "房子漏雨" wins over "房子" at the same position.
-            alternatives = sorted(self.rules, key=len, reverse=True)
-            self._pattern = re.compile("|".join(re.escape(p) for p in alternatives))
-        return self._pattern
-
     def find(self, text: str, boundaries: set[int] | None = None) -> list[SynonymHit]:
-        """Non-overlapping rule hits in ``text`` (already normalized), plus age mentions.
+        """Rule hits in ``text`` (already normalized), none inside another, plus age mentions.
 
-        A one-character phrase (猪, 车) only counts as a word of its own, on word
-        ``boundaries``: "猪" in "猪肉价格" is not about raising pigs.
+        With word ``boundaries``, hits that begin and end on them are preferred and
+        marked ``whole``; a phrase inside a longer word (子女 in 独生子女) is still
+        reported, not whole.
+        A one-character phrase (猪, 车) only counts as a word of its own:
+        "猪" in "猪肉价格" is not about raising pigs.
         """
-        hits: list[SynonymHit] = []
-        if self.pattern is not None:
-            for match in self.pattern.finditer(text):
-                if len(match.group()) == 1 and boundaries is not None and not (
-                    match.start() in boundaries and match.end() in boundaries
-                ):
+        found: list[SynonymHit] = []
+        longest = self.longest
+        for start in range(len(text)):
+            for end in range(min(len(text), start + longest), start, -1):
+                phrase = text[start:end]
+                if phrase not in self.rules:
                     continue
-                hits.append(SynonymHit(match.group(), match.start(), match.end(), self.rules[match.group()]))
+                whole = boundaries is None or (start in boundaries and end in boundaries)
+                if len(phrase) == 1 and not whole:
+                    continue
+                found.append(SynonymHit(phrase, start, end, self.rules[phrase], whole))
+        found.sort(key=lambda h: (not h.whole, -(h.end - h.start), h.start))
+        hits: list[SynonymHit] = []
+        for hit in found:
+            # Inside a longer hit ("房子" in "房子漏雨"): the longer rule says it all. Overlapping
+            # one ("雨天漏" and "漏得" in "下雨天漏得"): both, they become one concept.
+            if not any(h.start <= hit.start and hit.end <= h.end for h in hits):
+                hits.append(hit)
+        hits.sort(key=lambda h: h.start)
         for match in _AGE.finditer(text):
             hits.append(SynonymHit(match.group(), match.start(), match.end(), ("年龄", "周岁")))
         return hits

@@ -12,11 +12,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from knowledge.nlp.cues import ASPECT_WORDS, CUE_TERMS, question_cues
+import numpy as np
+
+from knowledge.nlp.cues import ASPECT_WORDS, CUE_TERMS, asks_papers, only_asks, question_cues
 from knowledge.nlp.homophones import HomophoneMap
-from knowledge.nlp.synonyms import SynonymTable
+from knowledge.nlp.synonyms import SynonymHit, SynonymTable
 from knowledge.nlp.tokenizer import Segmenter, is_han, normalize_text
 from knowledge.search.index import PassageIndex
+from knowledge.search.senses import HandbookText
 
 OWN_WEIGHT = 1.0  # the household's own words (and their homophone fixes)
 SYNONYM_WEIGHT = 0.6  # what the synonym table adds
@@ -37,6 +40,10 @@ SINGLE_CHAR = 0.3
 FUNCTION_WORD = 0.3
 VERB = 0.7
 SINGLE_CHAR_QUERY_WEIGHT = 0.5  # in ranking too, a lone character is weak evidence
+_CUE_WORDS = frozenset(w for words in CUE_TERMS.values() for w in words)  # 提供 for "要带啥"
+PAPER_SUFFIXES = frozenset("证 卡".split())  # 老年证, 宅基地证, 慢性病卡: a paper or card of its own
+DIRECTIONS = frozenset("来 去 上 下 进 出 回 过 起 到 给".split())
+MODAL_PREFIXES = frozenset("才 再 可 还 又 都 就 也 不".split())
 NOUN_TAGS = frozenset("n nr nrt nrfg ns nt nz vn an ng l i j".split())
 FUNCTION_TAGS = frozenset("r rr rz m mq q d p c u t tg f s y e o zg ad dg uj ul uz ud ug uv".split())
 
@@ -50,11 +57,16 @@ class Concept:
     # Whole words that stand for the concept (the word itself, its homophone fix, synonym
     # expansions); the other terms are pieces search mode found inside them (证明 in 出生证明).
     heads: set[str] = field(default_factory=set)
+    expansions: set[str] = field(default_factory=set)  # heads a synonym rule added
     from_context: bool = False
+    compound: bool = False  # a word and 证/卡 merged (老年证): rules for the word alone do not name it
     weight: float = 0.0  # importance for confidence, set by analyse()
+    focus: float = 0.0  # importance for picking sentences: its rarest word's weight
+    unknown_weight: float = 0.0  # its weight were the handbook not to use it (in the question's sense)
     salience: float = 1.0  # 1 for names of things, less for verbs, single characters, function words
     known: bool = False
     aspect: bool = False
+    noun: bool = False  # jieba calls it a noun (狗, 牛 as well as 驾照)
 
     def add(self, term: str, weight: float, head: bool = False) -> None:
         if weight > self.terms.get(term, 0.0):
@@ -70,13 +82,18 @@ class Query:
     cues: set[str]
 
     @property
+    def asks_papers(self) -> bool:
+        """Does the question ask which papers to bring ("要带啥", "要啥材料")?"""
+        return asks_papers(self.text)
+
+    @property
     def topic_concepts(self) -> list[Concept]:
         return [c for c in self.concepts if not c.aspect and not c.from_context]
 
     @property
     def unknown_topic(self) -> bool:
-        """Does the question name something the handbook never mentions (驾照)?"""
-        return any(not c.known and c.salience >= VERB for c in self.topic_concepts)
+        """Does the question name something the handbook never mentions (驾照, or the 狗 of "狗咬了人")?"""
+        return any(not c.known and (c.salience >= VERB or c.noun) for c in self.topic_concepts)
 
     @property
     def has_topic(self) -> bool:
@@ -94,10 +111,12 @@ class Query:
 
 
 class QueryAnalyzer:
-    def __init__(self, segmenter: Segmenter, synonyms: SynonymTable, index: PassageIndex) -> None:
+    def __init__(self, segmenter: Segmenter, synonyms: SynonymTable, index: PassageIndex,
+                 text: HandbookText | None = None) -> None:
         self.segmenter = segmenter
         self.synonyms = synonyms
         self.index = index
+        self.text = text
         vocabulary = set(index.vocab) | set(_dictionary_words(segmenter))
         self.homophones = HomophoneMap(vocabulary)
 
@@ -133,8 +152,20 @@ class QueryAnalyzer:
         # Search mode yields "危房改造" and also "危房", "改造" inside it: one concept.
         tops = [t for t in tokens if not any(o is not t and o.start <= t.start and t.end <= o.end
                                              and (o.end - o.start) > (t.end - t.start) for o in tokens)]
-        concepts = []
+        concepts: list[Concept] = []
         for top in tops:
+            previous = concepts[-1] if concepts else None
+            if (top.word in PAPER_SUFFIXES and previous is not None and previous.end == top.start
+                    and len(previous.surface) >= 2 and not previous.from_context):
+                # jieba cuts 宅基地证, 老年证, 慢性病卡 into a word and 证/卡: the paper or card
+                # is another thing than the word, and the word is only a piece of it.
+                compound = Concept(previous.surface + top.word, previous.start, top.end, compound=True)
+                compound.add(compound.surface, OWN_WEIGHT, head=True)
+                for term, weight in previous.terms.items():
+                    compound.add(term, weight)
+                compound.add(top.word, SINGLE_CHAR_QUERY_WEIGHT)
+                concepts[-1] = compound
+                continue
             concept = Concept(top.word, top.start, top.end)
             for token in tokens:
                 if top.start <= token.start and token.end <= top.end:
@@ -154,57 +185,159 @@ class QueryAnalyzer:
         return sorted(concepts, key=lambda c: c.start)
 
     def _apply_synonyms(self, text: str, concepts: list[Concept]) -> list[Concept]:
-        for hit in self.synonyms.find(text, self.segmenter.boundaries(text)):
+        boundaries = self.segmenter.boundaries(text)
+        for hit in self.synonyms.find(text, boundaries):
             inside = [c for c in concepts if c.start < hit.end and hit.start < c.end]
             if inside:
-                merged = Concept(text[min(c.start for c in inside):max(c.end for c in inside)],
-                                 min(c.start for c in inside), max(c.end for c in inside))
+                # The concept spans the words and the rule's phrase: "搬到" (搬 + a stopword), not "搬".
+                start = min([hit.start] + [c.start for c in inside])
+                end = max([hit.end] + [c.end for c in inside])
+                merged = Concept(text[start:end], start, end, compound=any(c.compound for c in inside))
                 for c in inside:
                     for term, weight in c.terms.items():
                         merged.add(term, weight, head=term in c.heads)
+                    merged.expansions |= c.expansions
                 concepts = [c for c in concepts if c not in inside]
             else:
                 merged = Concept(hit.phrase, hit.start, hit.end)
+            if any(c.compound and not (hit.start <= c.start and c.end <= hit.end) for c in inside):
+                whole = False  # 慢性病 in 慢性病卡: the card is not the illness
+            else:
+                whole = hit.whole or self._rest_is_handbook(text, merged, hit)
             # When the household already used a handbook word (低保), the rule's words
             # only back it up; when it did not (娃儿), they carry the concept.
             own_known = any(t in self.index.vocab for t in merged.heads)
             weight = SYNONYM_WEIGHT * (OWN_KNOWN_SYNONYM_SHARE if own_known else 1.0)
             for expansion in hit.expansions:
-                merged.add(expansion, weight, head=True)
+                merged.add(expansion, weight if whole else weight * PIECE_SHARE, head=whole)
+                if whole:
+                    merged.expansions.add(expansion)
                 for term in self._terms_of(expansion):
                     merged.add(term, weight * PIECE_SHARE)
             concepts.append(merged)
         return sorted(concepts, key=lambda c: c.start)
 
+    def _rest_is_handbook(self, text: str, concept: Concept, hit: SynonymHit) -> bool:
+        """A phrase inside a longer word counts for the word when the rest of it is handbook
+        words too (搬迁 in 易地搬迁, 车间 in 扶贫车间) or a verb taking it (盖新房); otherwise
+        the word is something else (子女 in 独生子女, 养猪 in 养猪场) and the rule's words are
+        only pieces of it."""
+        before, after = text[concept.start:hit.start], text[hit.end:concept.end]
+        if len(before) == 1 and not after and (self.segmenter.tag(before) or "").startswith("v"):
+            return True  # a verb and its object: 盖 新房
+        rest = before + " " + after
+        words = self.segmenter.words(rest)
+        covered = sum(len(w) for w in words if len(w) >= 2 and w in self.index.vocab)
+        return covered >= sum(1 for ch in rest if not ch.isspace())
+
+    def _only_asks(self, concept: Concept) -> bool:
+        """"要多久", "补多少": a way of asking, unless the synonym table says it names something
+        ("分几次" => 分期 拨付 is about instalments)."""
+        return only_asks(concept.surface, self._is_filler) and all(
+            self._is_filler(h) or h in _CUE_WORDS or only_asks(h, self._is_filler) for h in concept.heads)
+
+    def _is_filler(self, text: str) -> bool:
+        """Stopwords, aspect words and lone verbs: what is left of "要多久", "补多少", "几号发"."""
+        if text in ASPECT_WORDS or text in self.segmenter.stopwords:
+            return True
+        if len(text) == 1:
+            return text in self.segmenter.stopwords or (self.segmenter.tag(text) or "").startswith("v")
+        return all(t in ASPECT_WORDS for t in self.segmenter.words(text))
+
     def _salience(self, concept: Concept) -> float:
         if sum(1 for ch in concept.surface if is_han(ch) or ch.isalnum()) < 2:
             return SINGLE_CHAR
         tag = self.segmenter.tag(concept.surface)
-        if tag is None or tag in NOUN_TAGS:
-            return 1.0  # phrases merged by a synonym rule, and names of things
-        if tag in FUNCTION_TAGS:
+        if not concept.expansions and self._made_of_function_words(concept):
+            return FUNCTION_WORD  # jieba's idiom 不能自己 in "能不能自己申报"
+        if tag is None:
+            # A phrase a synonym rule merged: as salient as its most salient word
+            # ("房子漏雨" names a thing; "丢了", "搬到" are verbs).
+            kinds = [self._word_salience(t, self.segmenter.tag(t)) for t in self.segmenter.words(concept.surface)]
+            return max([k for k in kinds if k is not None], default=1.0)
+        return self._word_salience(concept.surface, tag)
+
+    def _made_of_function_words(self, concept: Concept) -> bool:
+        """A word the handbook lacks that is only stopwords and modal verbs run together:
+        jieba's dictionary has idioms such as 不能自己 that swallow "能不能自己申报"."""
+        surface, stopwords = concept.surface, self.segmenter.stopwords
+        if len(surface) < 3 or surface in self.index.vocab:
+            return False
+        parts = [t for t in concept.terms if t != surface] + [w for w in stopwords if len(w) >= 2 and w in surface]
+        covered: set[int] = set()
+        for part in parts:
+            if part in stopwords or self._word_salience(part, self.segmenter.tag(part)) == FUNCTION_WORD:
+                start = surface.find(part)
+                while start >= 0:
+                    covered.update(range(start, start + len(part)))
+                    start = surface.find(part, start + 1)
+        return len(covered) == len(surface)
+
+    def _word_salience(self, word: str, tag: str | None) -> float | None:
+        if tag is None:
+            return None
+        if tag in FUNCTION_TAGS or self._light_verb(word, tag):
             return FUNCTION_WORD
+        if tag in NOUN_TAGS:
+            return 1.0  # names of things
         return VERB
 
+    @staticmethod
+    def _light_verb(word: str, tag: str) -> bool:
+        """A one-character verb with a direction or a modal (拿来, 发给, 用到, 进去, 再补, 才能):
+        how it is said, not what it is about, unlike 离婚, 欺负, 打猎."""
+        return tag.startswith("v") and len(word) == 2 and (word[1] in DIRECTIONS or word[0] in MODAL_PREFIXES)
+
+    def _idf(self, term: str) -> float:
+        """idf of an index term, or of a phrase the handbook's text has (偿还旧债); 0 if neither."""
+        if term in self.index.vocab:
+            return self.index.term_idf(term)
+        if self.text is not None and len(term) >= 2:
+            return self.text.phrase_idf(term)
+        return 0.0
+
     def _weigh(self, concept: Concept) -> None:
-        known = [self.index.term_idf(t) for t in concept.heads if t in self.index.vocab]
+        known = [self._idf(t) for t in concept.heads]
+        known = [idf for idf in known if idf > 0]
         concept.known = bool(known)
-        concept.aspect = concept.aspect or concept.surface in ASPECT_WORDS or all(t in ASPECT_WORDS for t in concept.terms)
+        concept.aspect = (concept.aspect or concept.surface in ASPECT_WORDS or self._only_asks(concept)
+                          or all(t in ASPECT_WORDS for t in concept.terms))
         salience = concept.salience = self._salience(concept)
-        if known:
-            concept.weight = max(known) * salience
-            return
-        # A word the handbook never uses and no synonym explains. Rare words name
-        # things (驾照 31, 彩礼 45 in jieba's counts): most likely the topic the
-        # handbook lacks. Everyday words (知道, 突然) are mostly phrasing.
-        if salience <= SINGLE_CHAR:
+        concept.noun = (self.segmenter.tag(concept.surface) or "").startswith("n")
+        concept.unknown_weight = self._unknown_weight(concept)
+        concept.focus = max(known) * salience if known else concept.unknown_weight
+        concept.weight = self._concept_idf(concept, max(known)) * salience if known else concept.unknown_weight
+
+    def _concept_idf(self, concept: Concept, rarest: float) -> float:
+        """How specific the concept is in the handbook: the idf of the passages that have any of
+        its words. 娃儿 stands for 子女, 学生, 幼儿, 儿童: together they are in many passages, so a
+        question's 娃儿 says less than its 疫苗, even though 儿童 alone is rare."""
+        # What the concept stands for: the rule's words and the whole phrase, not its own
+        # pieces (一年 in 干满一年 says nothing of 稳岗).
+        words = concept.expansions | {concept.surface} if concept.expansions else concept.heads
+        ids = [self.index.term_id(t) for t in words]
+        ids = [tid for tid in ids if tid is not None]
+        if len(ids) < 2:
+            return rarest
+        passages = np.unique(np.concatenate([self.index.postings(tid) for tid in ids]))
+        n, df = self.index.num_docs, len(passages)
+        return float(np.log(1.0 + (n - df + 0.5) / (df + 0.5)))
+
+    def _unknown_weight(self, concept: Concept) -> float:
+        """The weight of a word the handbook never uses (in this sense) and no synonym explains.
+
+        Rare words name things (驾照 31, 彩礼 45 in jieba's counts): most likely
+        the topic the handbook lacks. Everyday words (知道, 突然) are mostly phrasing.
+        A lone character counts little, unless it is a noun (猫 in "猫丢了咋办").
+        """
+        if concept.salience <= SINGLE_CHAR and not concept.noun:
             factor = UNKNOWN_SINGLE
         else:
             frequency = self.segmenter.frequency(concept.surface)
             factor = UNKNOWN_RARE if frequency < RARE_BELOW else UNKNOWN_COMMON if frequency < COMMON_BELOW else UNKNOWN_EVERYDAY
-            if salience == FUNCTION_WORD:
+            if concept.salience == FUNCTION_WORD:
                 factor *= 0.5
-        concept.weight = factor * self.index.max_idf()
+        return factor * self.index.max_idf()
 
 
 def _dictionary_words(segmenter: Segmenter) -> list[str]:

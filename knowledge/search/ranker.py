@@ -15,12 +15,24 @@ import numpy as np
 
 from knowledge.search.index import PassageIndex
 from knowledge.search.query import Concept, Query
+from knowledge.search.senses import HandbookText, bounded
 
 
 SHORTLIST = 10
 PART_CREDIT = 0.5  # the article has 证明 where the question said 出生证明
+ALL_PIECES_CREDIT = 0.8  # every part of a word the handbook lacks, apart (特困…供养 for 特困供养)
 UNMATCHED_KNOWN = 0.35  # cost of a handbook word the article lacks, relative to its weight
 COVERAGE_BASE = 0.2  # a candidate covering none of the question keeps this share of its score
+
+
+def _covered_share(word: str, pieces: list[str]) -> float:
+    covered: set[int] = set()
+    for piece in pieces:
+        start = word.find(piece)
+        while start >= 0:
+            covered.update(range(start, start + len(piece)))
+            start = word.find(piece, start + 1)
+    return len(covered) / max(1, len(word))
 
 
 @dataclass
@@ -32,8 +44,11 @@ class Candidate:
 
 
 class Ranker:
-    def __init__(self, index: PassageIndex, passage_article: np.ndarray, article_count: int) -> None:
+    def __init__(self, index: PassageIndex, passage_article: np.ndarray, article_count: int,
+                 text: HandbookText | None = None) -> None:
         self.index = index
+        self.text = text
+        self._known_sense: dict[str, bool] = {}
         self.passage_article = passage_article.astype(np.int64)
         self.article_count = article_count
         order = np.argsort(self.passage_article, kind="stable")
@@ -50,16 +65,64 @@ class Ranker:
     def _present(self, position: int, term: str) -> bool:
         tid = self.index.term_id(term)
         if tid is None:
-            return False
+            # A phrase jieba cuts into several words (偿还旧债): does the text have it?
+            return self.text is not None and len(term) >= 2 and position in self.text.articles_with(term)
         return bool(np.isin(self.index.postings(tid), self.article_passages[position], assume_unique=True).any())
 
-    def credit(self, position: int, concept: Concept) -> float:
-        """1 if the article has a whole word for the concept, PART_CREDIT if only a piece of one."""
-        if any(self._present(position, t) for t in concept.heads):
+    def _same_sense(self, position: int, term: str, papers_asked: bool) -> bool:
+        """The article uses ``term`` as the question does (see senses.py)."""
+        return papers_asked or self.text is None or not self.text.only_as_paper(position, term)
+
+    def _has(self, position: int, term: str, papers_asked: bool) -> bool:
+        return self._present(position, term) and self._same_sense(position, term, papers_asked)
+
+    def credit(self, position: int, concept: Concept, papers_asked: bool = True) -> float:
+        """1 if the article has a whole word for the concept, PART_CREDIT if only a piece of one.
+
+        Unless the question asks which papers to bring, a word the article only
+        lists as a paper to bring (身份证 in "申请时带身份证") does not count.
+        """
+        papers_asked = papers_asked or concept.from_context
+        if any(self._has(position, t, papers_asked) for t in concept.heads):
             return 1.0
-        if any(self._present(position, t) for t in concept.terms if t not in concept.heads):
-            return PART_CREDIT
-        return 0.0
+        pieces = [t for t in concept.terms if t not in concept.heads and self._has(position, t, papers_asked)]
+        if not pieces:
+            return 0.0
+        if concept.known:
+            return PART_CREDIT  # 危房 where the question said 危房改造: the same thing, less precisely
+        # A word the handbook lacks: as much credit as the pieces found cover of it. 证明 is
+        # half of 出生证明 and says nothing of 出生; an article with both 特困 and 供养 has
+        # all of 特困供养 (what "特困工养" sounds like), just not side by side.
+        share = max(_covered_share(word, pieces) for word in {concept.surface} | concept.heads)
+        return ALL_PIECES_CREDIT if share >= 1.0 else PART_CREDIT * share
+
+    def is_paper(self, concept: Concept) -> bool:
+        """Is the concept a paper the handbook only ever lists as one to bring (户口簿, 照片)?"""
+        return concept.known and not self.known_sense(concept, papers_asked=False)
+
+    def known_sense(self, concept: Concept, papers_asked: bool) -> bool:
+        """Does the handbook use the concept's words in the question's sense anywhere?
+
+        身份证 is in the handbook only as a paper to bring: for "办身份证要多久"
+        the handbook has nothing, and a missing 身份证 costs as much as 驾照.
+        """
+        if not concept.known:
+            return False
+        if papers_asked or concept.from_context or self.text is None:
+            return True
+        for term in concept.heads:
+            cached = self._known_sense.get(term)
+            if cached is None:
+                bounded(self._known_sense)
+                tid = self.index.term_id(term)
+                if tid is not None:
+                    articles = {int(a) for a in np.unique(self.passage_article[self.index.postings(tid)])}
+                else:
+                    articles = set(self.text.articles_with(term)) if len(term) >= 2 else set()
+                cached = self._known_sense[term] = any(not self.text.only_as_paper(a, term) for a in articles)
+            if cached:
+                return True
+        return False
 
     def coverage(self, position: int, query: Query) -> tuple[float, list[Concept]]:
         """Share of the question's weight the article covers.
@@ -69,15 +132,19 @@ class Ranker:
         never uses costs its full weight: that is the sign of a topic it lacks.
         """
         concepts = query.topic_concepts or [c for c in query.concepts if not c.from_context]
+        papers_asked = query.asks_papers
         got = total = 0.0
         matched = []
         for concept in concepts:
-            credit = self.credit(position, concept)
+            credit = self.credit(position, concept, papers_asked)
             if credit:
                 matched.append(concept)
-            missing = concept.weight * (1 - credit)
-            got += concept.weight * credit
-            total += concept.weight * credit + (missing * UNMATCHED_KNOWN if concept.known else missing)
+            known = self.known_sense(concept, papers_asked)
+            # A word the handbook has only in another sense weighs as a word it lacks.
+            weight = concept.weight if known or not concept.known else max(concept.weight, concept.unknown_weight)
+            missing = weight * (1 - credit)
+            got += weight * credit
+            total += weight * credit + (missing * UNMATCHED_KNOWN if known else missing)
         return (got / total if total > 0 else 0.0), matched
 
     def rank(self, query: Query, k: int = 3, boost: dict[int, float] | None = None) -> list[Candidate]:
