@@ -10,6 +10,7 @@ import re
 
 _ID_NUMBER = re.compile(r"(?<!\d)(\d{6})\d{8}(\d{3}[\dXx])(?!\d)")
 _PHONE = re.compile(r"(?<!\d)(1[3-9]\d)\d{4}(\d{4})(?!\d)")
+_BANK_CARD = re.compile(r"(?<!\d)(\d{4})\d{8,11}(\d{4})(?!\d)")
 _OPENID = re.compile(r"\bo[A-Za-z0-9_-]{20,40}\b")
 
 
@@ -27,8 +28,9 @@ def mask_name(name: str) -> str:
 
 
 def mask_text(text: str) -> str:
-    """Mask ID numbers, phone numbers and stray openids inside free text."""
+    """Mask ID numbers, phone numbers, bank-card numbers and stray openids inside free text."""
     text = _ID_NUMBER.sub(lambda m: m.group(1) + "********" + m.group(2), text)
     text = _PHONE.sub(lambda m: m.group(1) + "****" + m.group(2), text)
+    text = _BANK_CARD.sub(lambda m: m.group(1) + " **** " + m.group(2), text)
     text = _OPENID.sub(lambda m: short_openid(m.group(0)), text)
     return text

@@ -17,6 +17,10 @@ NO_QUESTION = "（请求人工帮助）"
 
 @router.keyword("0", "人工", "转人工", "找人", "人工服务", overrides_state=True)
 def handover(ctx: Context) -> str:
+    return request_person(ctx)
+
+
+def request_person(ctx: Context) -> str:
     last_question = ctx.conversation.get("last_question")
     knowledge_base(ctx.services).record_unanswered(ctx.openid, last_question or NO_QUESTION)
     lines = [f"### 有住户请求人工帮助\n> 住户：{short_openid(ctx.openid)}"]

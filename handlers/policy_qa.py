@@ -11,7 +11,6 @@ from bot.context import Context
 from bot.privacy import mask_text, short_openid
 from bot.router import router
 from bot.services import Services
-from bot.textfit import MORE_HINT
 from handlers import STARTUP
 from knowledge.service import KnowledgeBase, ensure_sample_loaded
 
@@ -34,11 +33,22 @@ def knowledge_base(services: Services) -> KnowledgeBase:
     return kb  # type: ignore[no-any-return]
 
 
+# Replies that are not about a policy topic keep the follower's last real question.
+_NOT_A_QUESTION = {"detail", "smalltalk", "clarify", "handover"}
+
+
 @router.text
 def ask(ctx: Context) -> str:
+    """Answer from the handbook. "详细" comes here too: the whole article, paged by the pipeline."""
     question = ctx.text or ""
     answer = knowledge_base(ctx.services).ask(ctx.openid, question, ctx.conversation.get("topic"))
-    ctx.conversation.set(topic=answer.topic, last_question=question[:200])
+    if answer.kind == "handover":  # "零", "找人工" and other ways of asking for a person
+        from handlers.handover import request_person
+
+        return request_person(ctx)
+    ctx.conversation.set(topic=answer.topic)
+    if answer.kind not in _NOT_A_QUESTION:
+        ctx.conversation.set(last_question=question[:200])
     if answer.handover and answer.kind == "unanswerable":
         ctx.services.queue.notify_cadres(
             "### 有住户的问题没答上来\n"
@@ -47,16 +57,3 @@ def ask(ctx: Context) -> str:
             "请在待答问题里回复（sisong unanswered list），转成常见问题后会自动发给提问的住户。"
         )
     return answer.text
-
-
-@router.keyword("详细", "看全文", "全文", "详细内容", "详细点")
-def details(ctx: Context) -> str:
-    """The whole article behind the last answer, paged under WeChat's limit."""
-    topic = ctx.conversation.get("topic")
-    if not topic:
-        return "请先问一个政策问题，再回复“详细”看全文。"
-    pages = knowledge_base(ctx.services).article_pages(topic)
-    if not pages:
-        return "这条政策没有更多内容了。有其他问题可以直接问我。"
-    ctx.conversation.set(more_pages=pages[1:])
-    return pages[0] + MORE_HINT if len(pages) > 1 else pages[0]

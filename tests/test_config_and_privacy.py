@@ -66,6 +66,8 @@ def test_personal_data_is_masked() -> None:
     masked = mask_text(text)
     assert "13812345678" not in masked and "138****5678" in masked
     assert "53012319800101123X" not in masked and "530123********123X" in masked
+    card = mask_text("卡号6217003810026781234")
+    assert "6217003810026781234" not in card and card.endswith("6217 **** 1234")
     assert "oAbCdEfGhIjKlMnOpQrStUvWxYz" not in masked
     assert short_openid("oAbCdEfGhIjKlMnOpQrStUvWxYz") == "oAbC…WxYz"
 

@@ -37,7 +37,43 @@ def test_details_sends_the_whole_article_in_pages(client: TestClient, sim: WeCha
     assert "危房" in first
     full = sim.post(client, sim.text("详细")).text or ""
     assert utf8_len(full) <= 2048
-    assert len(full) > 100 and "危房" in full
+    assert len(full) > 100 and "危房" in full and "1.5万元" in full and "3.5万元" in full
+
+
+def test_details_of_a_long_article_loses_no_page(make_settings) -> None:  # type: ignore[no-untyped-def]
+    """An article longer than one WeChat message comes whole over "详细" + "更多"."""
+    from bot.app import create_app
+    from bot.services import build_services
+    from knowledge.ingest.importer import import_files
+
+    settings = make_settings()
+    services = build_services(settings, migrate=True)
+    sentences = "".join(f"第{i}项：山羊养殖补助按每只三百元发放，需到村委会登记。" for i in range(1, 80))
+    handbook = Path(settings.queue_file).parent / "long.md"
+    handbook.write_text(f"# 长条款汇编\n\n## 第一章 产业\n\n第一条 山羊养殖补助 {sentences}\n", encoding="utf-8")
+    import_files(services.db, [handbook])
+    sim = WeChatSimulator(settings.wechat_token, settings.wechat_appid, openid="oLongRead000000000000001")
+    try:
+        with TestClient(create_app(services)) as client:
+            assert "山羊" in (sim.post(client, sim.text("山羊补助多少钱")).text or "")
+            pages = [sim.post(client, sim.text("详细")).text or ""]
+            while "回复“更多”" in pages[-1]:
+                pages.append(sim.post(client, sim.text("更多")).text or "")
+            assert len(pages) >= 2 and all(utf8_len(p) <= 2048 for p in pages)
+            whole = "".join(pages)
+            assert "第1项" in whole and "第79项" in whole
+    finally:
+        services.close()
+
+
+def test_other_ways_of_asking_for_a_person_are_queued(
+    client: TestClient, services: Services, sim: WeChatSimulator
+) -> None:
+    sim.post(client, sim.text("残疾人两项补贴怎么领"))
+    reply = sim.post(client, sim.text("找人工")).text or ""
+    assert "工作人员会尽快联系您" in reply
+    with services.db.session() as session:
+        assert session.scalar(select(KbUnanswered).where(KbUnanswered.openid == sim.openid)) is not None
 
 
 def test_follow_up_is_read_in_the_context_of_the_last_topic(client: TestClient, sim: WeChatSimulator) -> None:
