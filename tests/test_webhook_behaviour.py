@@ -233,3 +233,28 @@ def test_a_follower_flooding_is_told_once_and_nothing_is_lost(make_settings) -> 
         assert len(inbound_logs(services)) == 7
     finally:
         services.close()
+
+
+@pytest.mark.parametrize(("stall", "expect_passive"), [(1.7, True), (3.0, False)])
+def test_answer_ready_at_the_deadline_goes_out_exactly_once(
+    client: TestClient, services: Services, api, sim: WeChatSimulator,  # type: ignore[no-untyped-def]
+    monkeypatch: pytest.MonkeyPatch, stall: float, expect_passive: bool,
+) -> None:
+    """The answer was claimed in time but storing it stalls past the deadline (1.5 s in tests)."""
+    original_set = services.state.set
+
+    def slow_set(key: str, value: str, ttl: int | None = None) -> None:
+        if key.startswith("dedupe:"):
+            time.sleep(stall)
+        original_set(key, value, ttl)
+
+    monkeypatch.setattr(services.state, "set", slow_set)
+    reply = sim.post(client, sim.text("帮助"))
+    if expect_passive:
+        assert "打字" in (reply.text or "")  # the grace period caught it
+        time.sleep(0.5)
+        assert api.calls_to("message/custom/send") == []
+    else:
+        assert reply.is_success
+        (sent,) = wait_for(lambda: api.calls_to("message/custom/send"), timeout=15)
+        assert "打字" in sent.json["text"]["content"]
