@@ -13,6 +13,7 @@ import re
 
 from knowledge import compose, replies
 from knowledge.answers import Answer, Source
+from knowledge.nlp.cn_numbers import parse_cn_number
 from knowledge.nlp.cues import CUE_TITLE_TERMS
 from knowledge.search.faq_match import core
 from knowledge.search.query import Query
@@ -26,7 +27,12 @@ CUE_TITLE_BOOST = 1.25
 CUE_TOPIC_TITLE_BOOST = 1.6
 PROCEDURE_CUES = frozenset({"how", "where", "materials"})
 SINGLE_CHAR_TOPIC = 0.7  # only words, not lone characters, name a topic in a title
-_ARTICLE_REF = re.compile(r"第([零〇一二两三四五六七八九十百千\d]+)条")
+_ARTICLE_REF = re.compile(r"第([零〇一二两三四五六七八九十百千\d０-９]+)条")
+
+
+def _article_number(label: str) -> int | None:
+    match = _ARTICLE_REF.fullmatch(label)
+    return parse_cn_number(match.group(1)) if match else None
 
 
 def article_topic(article_id: int) -> str:
@@ -52,17 +58,21 @@ def topic_article(snapshot: Snapshot, topic: str | None) -> ArticleRecord | None
     return snapshot.articles[position] if position is not None else None
 
 
-def article_pages(snapshot: Snapshot, topic: str | None) -> list[str]:
+def _whole(snapshot: Snapshot, topic: str | None) -> tuple[str, str] | None:
+    """(heading, body) of the article or FAQ behind ``topic``."""
     parsed = parse_topic(topic)
     if parsed is None:
-        return []
+        return None
     if parsed[0] == "f":
         entry = snapshot.faq_by_id.get(parsed[1])
-        return compose.paginate(f"常见问题：{entry.question}", entry.answer) if entry else []
+        return (f"常见问题：{entry.question}", entry.answer) if entry else None
     article = topic_article(snapshot, topic)
-    if article is None:
-        return []
-    return compose.paginate(compose.citation(article), article.text)
+    return (compose.citation(article), article.text) if article is not None else None
+
+
+def article_pages(snapshot: Snapshot, topic: str | None) -> list[str]:
+    whole = _whole(snapshot, topic)
+    return compose.paginate(*whole) if whole is not None else []
 
 
 def _source(article: ArticleRecord, score: float) -> Source:
@@ -109,21 +119,23 @@ class Responder:
     # -- the pieces ---------------------------------------------------------------
 
     def _detail(self, last_topic: str | None) -> Answer:
-        pages = article_pages(self.snapshot, last_topic)
-        if not pages:
+        whole = _whole(self.snapshot, last_topic)
+        if whole is None:
             return Answer(replies.NEED_TOPIC_FOR_DETAIL, topic=last_topic, kind="clarify")
         article = topic_article(self.snapshot, last_topic)
         sources = [_source(article, 1.0)] if article else []
-        # The handler should send article_pages() one by one; this is the same text in one piece.
-        text = "\n".join(re.sub(r"^（\d+/\d+）\n", "", p) for p in pages)
-        return Answer(text, sources, topic=last_topic, confidence=1.0, kind="detail")
+        # The whole article in one piece, as written (the handler pages it; may exceed 2048 bytes).
+        heading, body = whole
+        return Answer(f"{heading}\n{body}", sources, topic=last_topic, confidence=1.0, kind="detail")
 
     def _by_article_number(self, question: str, last_topic: str | None) -> Answer | None:
         match = _ARTICLE_REF.search(question)
         if match is None:
             return None
-        label = match.group(0)
-        same = [a for a in self.snapshot.articles if a.label == label]
+        number = parse_cn_number(match.group(1))  # 第6条, 第六条 and 第０６条 are the same article
+        if number is None:
+            return None
+        same = [a for a in self.snapshot.articles if _article_number(a.label) == number]
         if not same:
             return None
         query = self.snapshot.analyzer.analyse(question)

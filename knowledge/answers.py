@@ -16,7 +16,7 @@ class Source:
 
 @dataclass
 class Answer:
-    text: str  # ready to send, under 2048 UTF-8 bytes
+    text: str  # ready to send, under 2048 UTF-8 bytes (except kind "detail": the whole article, paged by the caller)
     sources: list[Source] = field(default_factory=list)  # best first; empty when nothing was cited
     handover: bool = False  # True: a person should take over (record the question, tell a cadre)
     topic: str | None = None  # remember as the follower's last topic; pass back as last_topic

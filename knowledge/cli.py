@@ -81,6 +81,8 @@ def _print_report(report: ImportReport) -> None:
     console.print(f"共 {report.documents} 个文件，{report.chapters} 章，{report.articles} 条；警告 {len(warnings)} 条。")
     for name in report.removed:
         console.print(f"[yellow]已移除：{name}[/yellow]")
+    if report.sample_removed:
+        console.print("[yellow]已移除内置的示例汇编（青山县，虚构），现在只按导入的政策汇编回答。[/yellow]")
     for warning in warnings:
         console.print(f"[yellow]警告：{warning}[/yellow]")
 
@@ -172,6 +174,7 @@ def faq_add(
     question: Annotated[Optional[str], typer.Argument(help="问题（用 --from-unanswered 时省略）")] = None,
     answer: Annotated[Optional[str], typer.Argument(help="答案")] = None,
     from_unanswered: Annotated[Optional[int], typer.Option("--from-unanswered", help="把这个编号的待答问题转成 FAQ，并把答案发给提问的人")] = None,
+    rephrased: Annotated[Optional[str], typer.Option("--question", help="配合 --from-unanswered：FAQ 里显示的问题换个说法（默认用群众的原话，电话、身份证号、银行卡号会被遮住）")] = None,
 ) -> None:
     """添加一条常见问题；或用 --from-unanswered 编号 答案 回复待答问题。"""
     db = get_db()
@@ -181,11 +184,19 @@ def faq_add(
             if not text:
                 errors.print("请给出答案：sisong faq add --from-unanswered 编号 \"答案\"")
                 raise typer.Exit(2)
-            openids = promote_unanswered(db, from_unanswered, text)
+            openids = promote_unanswered(db, from_unanswered, text, question=rephrased)
             console.print(f"已转为常见问题；提问的 {len(openids)} 位群众将收到答复。")
             if openids:
-                _notify(openids, f"您之前问的问题，工作人员回复如下：\n{text}")
+                try:
+                    _notify(openids, f"您之前问的问题，工作人员回复如下：\n{text}")
+                except Exception as exc:  # noqa: BLE001 - any sending failure is reported the same way
+                    errors.print(f"[red]常见问题已保存，但答复没有发给提问的群众（{type(exc).__name__}: {exc}）。"
+                                 f"稍后再运行同一条命令即可重发，不会重复添加常见问题。[/red]")
+                    raise typer.Exit(1) from None
             return
+        if rephrased is not None:
+            errors.print("--question 只和 --from-unanswered 一起用；直接添加请写：sisong faq add \"问题\" \"答案\"")
+            raise typer.Exit(2)
         if not question or not answer:
             errors.print("请给出问题和答案：sisong faq add \"问题\" \"答案\"")
             raise typer.Exit(2)

@@ -15,8 +15,8 @@ from pathlib import Path
 
 from knowledge.answering import Responder, article_pages
 from knowledge.answers import Answer, Source
-from knowledge.ingest.importer import import_files
-from knowledge.nlp.tokenizer import DATA_DIR, Segmenter, default_segmenter
+from knowledge.ingest.importer import SAMPLE_HANDBOOK, import_files
+from knowledge.nlp.tokenizer import Segmenter, default_segmenter
 from knowledge.settings import KnowledgeSettings, get_knowledge_settings
 from knowledge.snapshot import Snapshot, load_snapshot
 from knowledge.store.faq import promote_unanswered as _promote
@@ -27,8 +27,6 @@ from storage.db import Database
 from storage.models.knowledge import KbDocument
 
 log = logging.getLogger(__name__)
-
-SAMPLE_HANDBOOK = DATA_DIR / "qingshan_handbook.md"
 
 __all__ = ["Answer", "KnowledgeBase", "Source", "ensure_sample_loaded", "promote_unanswered"]
 
@@ -42,6 +40,9 @@ class KnowledgeBase:
         self._lock = threading.Lock()
         self._snapshot: Snapshot | None = None
         self._checked_at = 0.0
+        self._synonyms_mtime: int | None = None  # of SISONG_KB_SYNONYMS_FILE when the snapshot was loaded
+        self._failed: tuple[int, int | None] | None = None  # (generation, mtime) whose reload failed
+        self._missing_warned = False
 
     @classmethod
     def open(cls, db: Database, settings: KnowledgeSettings | None = None) -> "KnowledgeBase":
@@ -57,27 +58,70 @@ class KnowledgeBase:
         return self._snapshot.generation if self._snapshot else -1
 
     def reload(self) -> None:
+        """Load a new snapshot now; raises if it cannot be loaded (the old one stays)."""
         with self._lock:
-            self._snapshot = load_snapshot(self.db, self.segmenter, self.settings.kb_synonyms_file)
+            self._load_locked(self._synonyms_file_mtime())
             self._checked_at = time.monotonic()
 
+    def _load_locked(self, mtime: int | None) -> None:
+        self._snapshot = load_snapshot(self.db, self.segmenter, self.settings.kb_synonyms_file)
+        self._synonyms_mtime = mtime
+        self._failed = None
+
+    def _synonyms_file_mtime(self) -> int | None:
+        path = self.settings.kb_synonyms_file
+        if path is None:
+            return None
+        try:
+            return path.stat().st_mtime_ns
+        except OSError:
+            if not self._missing_warned:
+                self._missing_warned = True
+                log.warning("knowledge base: synonym file %s (SISONG_KB_SYNONYMS_FILE) not found; "
+                            "using the shipped synonyms only", path)
+            return None
+
     def _fresh_snapshot(self) -> Snapshot:
-        """The current snapshot, reloaded first if the database generation moved."""
+        """The current snapshot, reloaded first if the database generation or the synonym file moved.
+
+        The check and the reload happen under the lock, so one change makes one load however
+        many threads ask at that moment. A reload that fails is logged and the loaded snapshot
+        keeps answering.
+        """
+        interval = self.settings.kb_reload_seconds
         snapshot = self._snapshot
-        now = time.monotonic()
-        if snapshot is None or now - self._checked_at >= self.settings.kb_reload_seconds:
+        if snapshot is not None and interval > 0 and time.monotonic() - self._checked_at < interval:
+            return snapshot
+        with self._lock:
+            snapshot = self._snapshot
+            now = time.monotonic()
+            if snapshot is not None and interval > 0 and now - self._checked_at < interval:
+                return snapshot  # another thread checked while this one waited
             self._checked_at = now
             try:
                 with self.db.session() as session:
                     generation = current_generation(session)
             except Exception:  # database briefly unavailable: keep answering from memory
+                if snapshot is None:
+                    raise
                 log.warning("knowledge base: could not check generation", exc_info=True)
-                generation = snapshot.generation if snapshot else -1
-            if snapshot is None or generation != snapshot.generation:
-                self.reload()
-                snapshot = self._snapshot
-        assert snapshot is not None
-        return snapshot
+                return snapshot
+            mtime = self._synonyms_file_mtime()
+            key = (generation, mtime)
+            current = snapshot is not None and generation == snapshot.generation and mtime == self._synonyms_mtime
+            if current or key == self._failed:
+                assert snapshot is not None
+                return snapshot
+            try:
+                self._load_locked(mtime)
+            except Exception:
+                if snapshot is None:
+                    raise
+                self._failed = key
+                log.exception("knowledge base: reload failed (generation %s); still answering from "
+                              "generation %s", generation, snapshot.generation)
+            assert self._snapshot is not None
+            return self._snapshot
 
     # -- answering ------------------------------------------------------------------
 
@@ -102,22 +146,23 @@ class KnowledgeBase:
         return _record(self.db, openid, question)
 
 
-def promote_unanswered(db: Database, unanswered_id: int, answer: str) -> list[str]:
-    """Make an unanswered question an FAQ; returns the openids that asked it."""
-    return _promote(db, unanswered_id, answer)
+def promote_unanswered(db: Database, unanswered_id: int, answer: str, question: str | None = None) -> list[str]:
+    """Make an unanswered question an FAQ (its question masked, or ``question``); returns who asked it."""
+    return _promote(db, unanswered_id, answer, question)
 
 
 def ensure_sample_loaded(db: Database, path: Path = SAMPLE_HANDBOOK) -> bool:
     """Import the shipped sample handbook when no documents exist; True if it was imported."""
-    with db.session() as session:
-        if session.execute(select(KbDocument.id).limit(1)).first() is not None:
-            return False
+    def has_documents() -> bool:
+        with db.session() as session:
+            return session.execute(select(KbDocument.id).limit(1)).first() is not None
+
+    if has_documents():
+        return False
     try:
         report = import_files(db, [path])
     except Exception:
-        # Another worker starting at the same moment may have won the race.
-        with db.session() as session:
-            if session.execute(select(KbDocument.id).limit(1)).first() is not None:
-                return False
+        if has_documents():  # another worker starting at the same moment won the race
+            return False
         raise
     return report.changed

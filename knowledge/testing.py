@@ -11,11 +11,13 @@ import os
 import re
 from pathlib import Path
 
-from sqlalchemy import delete, update
+from sqlalchemy import delete
+
+from knowledge.store.state import bump_generation
 
 from storage.db import Database
 from storage.models.knowledge import (
-    KbArticle, KbDocument, KbFaq, KbIndex, KbPassage, KbState, KbSynonym, KbUnanswered,
+    KbArticle, KbDocument, KbFaq, KbIndex, KbPassage, KbSynonym, KbUnanswered,
 )
 
 ADMIN_URL_ENV = "SISONG_KB_TEST_POSTGRES"
@@ -60,4 +62,4 @@ def reset_knowledge(db: Database) -> None:
     with db.session() as session:
         for model in (KbPassage, KbArticle, KbDocument, KbIndex, KbFaq, KbSynonym, KbUnanswered):
             session.execute(delete(model))
-        session.execute(update(KbState).where(KbState.id == 1).values(generation=KbState.generation + 1))
+        bump_generation(session)

@@ -181,3 +181,29 @@ def test_cadre_synonyms_in_the_database_take_effect(fresh: tuple[Database, Knowl
 def test_asking_by_article_number(kb: KnowledgeBase) -> None:
     answer = kb.answer("第四十条说的啥")
     assert answer.sources[0].article == "第四十条"
+
+
+def test_an_article_number_in_digits_finds_the_article_written_in_chinese(kb: KnowledgeBase) -> None:
+    for question in ("第6条说的啥", "第六条说的啥", "第０６条说的啥"):
+        answer = kb.answer(question)
+        assert answer.sources[0].article == "第六条", question
+
+
+def test_detail_is_the_whole_article_as_written_in_one_piece(tmp_path: Path) -> None:
+    from knowledge.answering import topic_article
+    from knowledge.compose import citation
+    from knowledge.ingest.importer import import_files
+
+    sentence = "符合条件的农户可以向村委会提出申请，由乡镇审核后报县里审批并按月发放补助资金。"
+    lines = [f"第{n}类情况：" + sentence * 20 for n in range(1, 4)]  # pages break inside these lines
+    handbook = tmp_path / "long.md"
+    handbook.write_text("# 长条文汇编\n\n第一条【补助发放】\n" + "\n".join(lines) + "\n", encoding="utf-8")
+    db = sqlite_database(tmp_path)
+    import_files(db, [handbook])
+    kb = KnowledgeBase.open(db, KnowledgeSettings(kb_reload_seconds=0))
+    first = kb.answer("第一条讲的什么")
+    assert len(kb.article_pages(first.topic)) > 1
+    article = topic_article(kb._snapshot, first.topic)
+    detail = kb.answer("详细", last_topic=first.topic)
+    assert detail.kind == "detail"
+    assert detail.text == citation(article) + "\n" + "\n".join(lines)  # no page markers, lines as written

@@ -99,3 +99,41 @@ def test_every_command_has_help() -> None:
     for args in (["--help"], ["handbook", "import", "--help"], ["ask", "--help"], ["faq", "add", "--help"],
                  ["unanswered", "list", "--help"], ["synonym", "add", "--help"]):
         assert run(*args).exit_code == 0
+
+
+def test_promotion_masks_the_askers_numbers_and_can_be_rephrased(db: Database, monkeypatch: pytest.MonkeyPatch) -> None:
+    from knowledge.store.faq import list_faqs
+    from knowledge.store.unanswered import record_unanswered
+
+    monkeypatch.setattr("bot.services.notify_followers", lambda openids, text: None)
+    masked = record_unanswered(db, "oA", "我电话13812345678身份证510123199001011234能办残疾证不")
+    assert run("faq", "add", "--from-unanswered", str(masked), "请带材料到乡镇办理。").exit_code == 0
+    question = list_faqs(db)[0].question
+    assert "13812345678" not in question and "510123199001011234" not in question
+    rephrased = record_unanswered(db, "oB", "我屋头那个老汉儿138啥子的能不能领高龄补贴")
+    result = run("faq", "add", "--from-unanswered", str(rephrased), "--question", "八十岁老人能领高龄补贴吗",
+                 "年满80周岁可以申请高龄补贴。")
+    assert result.exit_code == 0, result.output
+    assert list_faqs(db)[1].question == "八十岁老人能领高龄补贴吗"
+
+
+def test_a_failed_notification_is_reported_and_a_retry_adds_no_second_faq(
+    db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from knowledge.store.faq import list_faqs
+    from knowledge.store.unanswered import record_unanswered
+
+    def broken(openids: list[str], text: str) -> None:
+        raise ConnectionError("微信接口超时")
+
+    monkeypatch.setattr("bot.services.notify_followers", broken)
+    item = record_unanswered(db, "oHousehold", "考驾照有补贴吗")
+    result = run("faq", "add", "--from-unanswered", str(item), "驾照不在帮扶政策里。")
+    assert result.exit_code == 1
+    assert "没有发给" in result.output and "微信接口超时" in result.output
+    assert isinstance(result.exception, SystemExit)  # a clear line and exit 1, not a traceback
+    sent: list[list[str]] = []
+    monkeypatch.setattr("bot.services.notify_followers", lambda openids, text: sent.append(openids))
+    assert run("faq", "add", "--from-unanswered", str(item), "驾照不在帮扶政策里。").exit_code == 0
+    assert sent == [["oHousehold"]]
+    assert len(list_faqs(db)) == 1

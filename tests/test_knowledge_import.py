@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from time import time_ns
 
 import pytest
 from sqlalchemy import func, select
@@ -164,3 +165,173 @@ def test_sample_is_loaded_only_into_an_empty_database(db: Database, tmp_path: Pa
     assert counts(db)[1] >= 30
     kb = KnowledgeBase.open(db, fast_settings())
     assert kb.answer("雨露计划一年补多少").sources[0].article == "第三十条"
+
+
+@pytest.mark.parametrize("replace", [False, True])
+def test_a_real_import_removes_the_sample_in_the_same_transaction(
+    db: Database, tmp_path: Path, replace: bool
+) -> None:
+    ensure_sample_loaded(db)
+    before = generation(db)
+    report = import_files(db, [write(tmp_path, "policy.md", HANDBOOK_V1)], replace=replace)
+    assert report.sample_removed and report.removed == ["qingshan_handbook.md"]
+    with db.session() as session:
+        assert session.execute(select(KbDocument.name)).scalars().all() == ["policy.md"]
+    assert generation(db) == before + 1  # one transaction: one bump
+    kb = KnowledgeBase.open(db, fast_settings())
+    assert kb.answer("雨露计划一年补多少").handover  # the fictional county no longer answers
+
+
+def test_importing_the_sample_again_or_nothing_real_keeps_it(db: Database, tmp_path: Path) -> None:
+    ensure_sample_loaded(db)
+    from knowledge.ingest.importer import SAMPLE_HANDBOOK
+
+    report = import_files(db, [SAMPLE_HANDBOOK])
+    assert not report.sample_removed and report.files[0].status == "unchanged"
+    assert counts(db)[0] == 1
+
+
+def test_cli_summary_says_the_sample_was_removed(db: Database, tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from knowledge import cli
+
+    ensure_sample_loaded(db)
+    cli.set_db_factory(lambda: db)
+    result = CliRunner().invoke(cli.app, ["handbook", "import", str(write(tmp_path, "policy.md", HANDBOOK_V1))])
+    assert result.exit_code == 0, result.output
+    assert "示例汇编" in result.output
+
+
+def test_overlong_heading_imports_on_every_database(db: Database, tmp_path: Path) -> None:
+    heading = "住房安全保障政策" * 45  # 360 characters, longer than String(255)
+    text = f"# {heading}\n\n## 第一章 {heading}\n\n第一条【补助】每户补助3.5万元。\n"
+    import_files(db, [write(tmp_path, "long.md", text)])
+    with db.session() as session:
+        assert len(session.execute(select(KbDocument.title)).scalar_one()) == 255
+
+
+def test_concurrent_answers_after_one_change_make_one_load(
+    db: Database, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import threading
+    import time
+
+    import knowledge.service as service
+
+    kb = KnowledgeBase.open(db, fast_settings())
+    import_files(db, [write(tmp_path, "policy.md", HANDBOOK_V1)])
+    loads: list[int] = []
+    real = service.load_snapshot
+
+    def slow_load(*args: object, **kwargs: object) -> object:
+        loads.append(1)
+        time.sleep(0.05)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(service, "load_snapshot", slow_load)
+    barrier = threading.Barrier(8)
+    results: list[bool] = []
+
+    def ask() -> None:
+        barrier.wait()
+        results.append(kb.answer("低保每月多少").handover)
+
+    threads = [threading.Thread(target=ask) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(loads) == 1
+    assert results == [False] * 8
+
+
+def test_a_failed_reload_keeps_the_old_snapshot_and_synonym_edits_are_picked_up(
+    db: Database, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    import os
+
+    import_files(db, [write(tmp_path, "policy.md", HANDBOOK_V1)])
+    synonyms = write(tmp_path, "extra_synonyms.txt", "吃救济 => 低保\n")
+    kb = KnowledgeBase.open(db, KnowledgeSettings(kb_reload_seconds=0, kb_synonyms_file=synonyms))
+    loaded = kb._snapshot
+    assert not kb.answer("低保每月多少").handover
+    assert kb._snapshot is loaded  # nothing changed: no reload
+
+    synonyms.write_text("吃救济 低保 没有箭头\n", encoding="utf-8")
+    os.utime(synonyms, ns=(time_ns() + 10**9, time_ns() + 10**9))
+    answer = kb.answer("低保每月多少")  # must not raise
+    assert not answer.handover and kb._snapshot is loaded
+    assert any("reload failed" in r.getMessage() for r in caplog.records)
+
+    synonyms.write_text("吃救济|吃低保 => 低保\n", encoding="utf-8")
+    os.utime(synonyms, ns=(time_ns() + 2 * 10**9, time_ns() + 2 * 10**9))
+    kb.answer("低保每月多少")
+    assert kb._snapshot is not loaded  # the edited file was loaded without a restart
+
+
+def test_a_missing_synonym_file_is_warned_about_once(
+    db: Database, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    missing = tmp_path / "no_such_synonyms.txt"
+    kb = KnowledgeBase.open(db, KnowledgeSettings(kb_reload_seconds=0, kb_synonyms_file=missing))
+    for _ in range(3):
+        kb.answer("低保每月多少")
+    assert sum("no_such_synonyms.txt" in r.getMessage() for r in caplog.records) == 1
+
+
+def test_a_question_queued_twice_by_a_race_does_not_break_the_queue(db: Database) -> None:
+    from knowledge.store.unanswered import record_unanswered
+    from storage.models.knowledge import KbUnanswered
+
+    first = record_unanswered(db, "o1", "我家牛丢了咋办")
+    with db.session() as session:  # what two workers checking at the same moment leave behind
+        session.add(KbUnanswered(openid="o1", question="我家牛丢了咋办",
+                                 normalized=session.get(KbUnanswered, first).normalized))
+    assert record_unanswered(db, "o1", "我家牛丢了咋办") == first
+
+
+def test_a_synonym_added_concurrently_returns_the_existing_rule(
+    db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from knowledge.store import synonyms
+
+    real_find = synonyms._find_synonym
+    calls: list[int] = []
+
+    def racing_find(*args: str) -> int | None:  # the other cadre's insert lands right after our check
+        calls.append(1)
+        if len(calls) == 1:
+            monkeypatch.setattr(synonyms, "_find_synonym", real_find)
+            other = synonyms._insert_synonym(db, "吃救济", "低保")
+            monkeypatch.setattr(synonyms, "_find_synonym", racing_find)
+            assert other
+            return None
+        return real_find(*args)
+
+    monkeypatch.setattr(synonyms, "_find_synonym", racing_find)
+    rule_id = synonyms.add_synonym(db, "吃救济", "低保")
+    assert [r.id for r in synonyms.list_synonyms(db)] == [rule_id]
+
+
+def test_a_concurrent_second_import_of_the_same_file_reports_unchanged(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from knowledge.ingest import importer
+
+    db = sqlite_database(tmp_path)
+    import_files(db, [write(tmp_path, "other.md", HANDBOOK_V1.replace("示例县", "某县"))])
+    path = write(tmp_path, "policy.md", HANDBOOK_V1)
+    real_insert = importer._insert_document
+    raced: list[int] = []
+
+    def insert_after_the_other_worker(session, item):  # type: ignore[no-untyped-def]
+        if not raced:
+            raced.append(1)
+            import_files(db, [path])  # the other process wins between our read and our insert
+        return real_insert(session, item)
+
+    monkeypatch.setattr(importer, "_insert_document", insert_after_the_other_worker)
+    report = import_files(db, [path])
+    assert [f.status for f in report.files] == ["unchanged"]
+    assert counts(db)[0] == 2

@@ -164,8 +164,69 @@ def test_numbering_gaps_and_duplicates_are_warned() -> None:
 
 def test_text_without_structure_is_imported_by_paragraph_with_a_warning() -> None:
     doc = parse("notes.txt", "低保每月发放一次。\n\n临时救助要及时申请。\n".encode())
-    assert [a.label for a in doc.articles] == ["第1段", "第2段"]
+    assert [a.text for a in doc.articles] == ["低保每月发放一次。", "临时救助要及时申请。"]
+    assert [a.label for a in doc.articles] == ["", ""]  # no invented 第N段: labels are as written
     assert any("按段落导入" in w for w in doc.warnings)
+
+
+def test_cn_item_chapters_above_articles_numbered_per_chapter() -> None:
+    text = (
+        "某县惠民政策汇编\n"
+        "一、住房保障\n"
+        "第一条 D级危房每户补助3.5万元。\n"
+        "第二条 C级危房每户补助1.5万元。\n"
+        "二、教育资助\n"
+        "第一条 寄宿生每生每年补助1000元。\n"
+        "第二条 雨露计划每生每学期补助1500元。\n"
+    )
+    doc = parse("huimin.txt", text.encode())
+    assert doc.chapters == 2
+    assert [(a.chapter_label, a.chapter_title, a.label) for a in doc.articles] == [
+        ("一、", "住房保障", "第一条"), ("一、", "住房保障", "第二条"),
+        ("二、", "教育资助", "第一条"), ("二、", "教育资助", "第二条"),
+    ]
+    assert "教育资助" not in doc.articles[1].text
+    assert doc.warnings == []
+
+
+def test_cn_items_inside_an_article_stay_its_text() -> None:
+    text = "第一条 申请条件如下：\n一、年满十八岁；\n二、户籍在本县。\n第二条 由村委会受理。\n"
+    doc = parse("list.txt", text.encode())
+    assert [a.label for a in doc.articles] == ["第一条", "第二条"]
+    assert "户籍在本县" in doc.articles[0].text and doc.chapters == 0
+
+
+def test_chapters_over_plain_paragraphs_are_the_units() -> None:
+    text = (
+        "某县政策问答\n"
+        "第一章 住房\n"
+        "D级危房每户补助3.5万元。\n"
+        "C级危房每户补助1.5万元。\n"
+        "第二章 教育\n"
+        "寄宿生每生每年补助1000元。\n"
+    )
+    doc = parse("qa.txt", text.encode())
+    assert doc.chapters == 2
+    assert [(a.chapter_label, a.label, a.title) for a in doc.articles] == [
+        ("第一章", "第一章", "住房"), ("第二章", "第二章", "教育")]
+    assert "1.5万元" in doc.articles[0].text
+    assert not any("按段落导入" in w for w in doc.warnings)
+
+
+def test_chapters_and_sections_over_plain_paragraphs() -> None:
+    text = "第一章 住房\n第一节 危房改造\nD级危房每户补助3.5万元。\n第二节 搬迁\n搬迁户每人补助2万元。\n"
+    doc = parse("sec.txt", text.encode())
+    assert [(a.chapter_label, a.label, a.title) for a in doc.articles] == [
+        ("第一章", "第一节", "危房改造"), ("第一章", "第二节", "搬迁")]
+
+
+def test_overlong_headings_are_cut_to_the_column_width() -> None:
+    heading = "住房安全保障" * 60  # a 360-character Word/markdown heading
+    doc = parse("long.md", f"# {heading}\n\n## {heading}\n\n### {heading}\n\n每户补助3.5万元。\n".encode())
+    assert len(doc.title) == 255
+    assert [(len(a.chapter_title), len(a.title)) for a in doc.articles] == [(255, 255)]
+    long_name = parse("x" * 300 + ".txt", "第一条 内容。\n".encode())
+    assert len(long_name.name) <= 255 and len(long_name.title) <= 255
 
 
 def test_long_articles_split_at_sentence_ends() -> None:

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from sqlalchemy import delete, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from knowledge.ingest import errors
@@ -24,13 +25,16 @@ from knowledge.ingest.errors import HandbookFileError
 from knowledge.ingest.readers import read_file
 from knowledge.ingest.structure import ParsedDocument, parse_structure
 from knowledge.nlp.sentences import chunk_sentences, split_sentences
-from knowledge.nlp.tokenizer import Segmenter, default_segmenter
+from knowledge.nlp.tokenizer import DATA_DIR, Segmenter, default_segmenter
 from knowledge.store.index_store import rebuild_index
 from knowledge.store.state import bump_generation, lock_state
 from storage.db import Database
 from storage.models.knowledge import KbArticle, KbDocument, KbPassage
 
 PASSAGE_CHARS = 300
+# The shipped fictional handbook (青山县), loaded on an empty database for the demo. It goes
+# away, in the same transaction, as soon as a real handbook is imported.
+SAMPLE_HANDBOOK = DATA_DIR / "qingshan_handbook.md"
 
 Progress = Callable[[str, str], None]  # (stage, file name); stages: read, write, index
 
@@ -67,6 +71,7 @@ class ImportReport:
     files: list[FileReport]
     removed: list[str]
     changed: bool
+    sample_removed: bool = False  # the shipped sample handbook was removed by this import
 
     @property
     def documents(self) -> int:
@@ -190,19 +195,25 @@ def write_documents(
                                       passages, doc.warnings))
         if progress:
             progress("write", doc.name)
-    removed: list[str] = []
+    names = {p.document.name for p in parsed}
+    stale: list[KbDocument] = []
     if replace:
         stale = [d for d in existing if d.id not in kept and d.content_hash not in
-                 {p.content_hash for p in parsed} and d.name not in {p.document.name for p in parsed}]
-        removed = [d.name for d in stale]
-        _delete_documents(session, [d.id for d in stale])
-        changed = changed or bool(stale)
+                 {p.content_hash for p in parsed} and d.name not in names]
+    sample_removed = False
+    if any(name != SAMPLE_HANDBOOK.name for name in names):
+        sample = [d for d in existing if d.name == SAMPLE_HANDBOOK.name and d.id not in kept and d not in stale]
+        stale += sample
+        sample_removed = bool(sample) or any(d.name == SAMPLE_HANDBOOK.name for d in stale)
+    removed = [d.name for d in stale]
+    _delete_documents(session, [d.id for d in stale])
+    changed = changed or bool(stale)
     if changed:
         rebuild_index(session, segmenter)
         bump_generation(session)
     if progress:
         progress("index", "")
-    return ImportReport(reports, removed, changed)
+    return ImportReport(reports, removed, changed, sample_removed)
 
 
 def import_files(
@@ -214,5 +225,12 @@ def import_files(
 ) -> ImportReport:
     """Import handbook files; raises HandbookImportError (naming each bad file) and writes nothing then."""
     parsed = parse_files([Path(p) for p in paths], progress)
-    with db.session() as session:
-        return write_documents(session, parsed, replace, segmenter or default_segmenter(), progress)
+    segmenter = segmenter or default_segmenter()
+    try:
+        with db.session() as session:
+            return write_documents(session, parsed, replace, segmenter, progress)
+    except IntegrityError:
+        # Another process imported the same file between our read and our insert (SQLite has
+        # no row lock to wait on). Its transaction is committed now: once more sees it as "unchanged".
+        with db.session() as session:
+            return write_documents(session, parsed, replace, segmenter, progress)

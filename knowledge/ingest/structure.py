@@ -17,10 +17,14 @@ from knowledge.ingest.blocks import Block, RawDocument
 from knowledge.ingest.markers import Marker, find_marker
 
 TITLE_MAX = 30  # a "heading" longer than this is a sentence, not a title
+# Column widths in storage/models/knowledge.py: longer values are cut here, at parse time.
+NAME_MAX = 255
+LABEL_MAX = 64
 
 # Which marker kind is the article, and which may be the chapter above it.
 _LEVELS: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("article", ("chapter",)),
+    # 一、 above 第X条 only when it heads them (see _choose_levels); otherwise 一、 lines are a list inside an article.
+    ("article", ("chapter", "cn_item")),
     ("paren_item", ("chapter", "cn_item")),
     ("cn_item", ("chapter",)),
     ("num_item", ("chapter", "paren_item", "cn_item")),
@@ -75,19 +79,35 @@ class _Classified:
 
 
 def _choose_levels(items: list[_Classified]) -> tuple[str | None, str | None]:
-    kinds = {i.marker.kind for i in items if i.marker is not None}
+    markers = [i.marker for i in items if i.marker is not None]
+    kinds = {m.kind for m in markers}
     for article_kind, chapter_kinds in _LEVELS:
         if article_kind in kinds:
-            chapter_kind = next((k for k in chapter_kinds if k in kinds), None)
-            return article_kind, chapter_kind
+            candidates = [k for k in chapter_kinds if k in kinds]
+            if article_kind == "article" and "cn_item" in candidates and not _heads_articles(markers, "cn_item"):
+                candidates.remove("cn_item")
+            return article_kind, next(iter(candidates), None)
+    if "chapter" in kinds:
+        # Only 第X章 (and maybe 第X节) headings over plain paragraphs: the section, or else the
+        # chapter itself (its text becomes one unit labelled 第X章), is the unit answers cite.
+        return ("section", "chapter") if "section" in kinds else (None, "chapter")
     return None, None
+
+
+def _heads_articles(markers: list[Marker], kind: str) -> bool:
+    """True when ``kind`` lines come before the first 第X条 (so they are headings, not a list)."""
+    for marker in markers:
+        if marker.kind == "article":
+            return False
+        if marker.kind == kind:
+            return True
+    return False
 
 
 class _Builder:
     """Accumulates articles while walking the blocks in order."""
 
-    def __init__(self, name: str) -> None:
-        self.name = name
+    def __init__(self) -> None:
         self.articles: list[ParsedArticle] = []
         self.warnings: list[str] = []
         self.chapter_label = ""
@@ -116,13 +136,7 @@ class _Builder:
 
     def close_chapter(self) -> None:
         self.close_article()
-        if self.chapter_lines:
-            # Text directly under a chapter heading, outside any article.
-            self.articles.append(
-                ParsedArticle(self.chapter_label, self.full_chapter_title, self.chapter_label,
-                              self.chapter_title, "\n".join(self.chapter_lines))
-            )
-            self.chapter_lines = []
+        self.flush_chapter_text()
 
     def start_chapter(self, label: str, title: str) -> None:
         self.close_chapter()
@@ -131,12 +145,14 @@ class _Builder:
 
     def start_article(self, label: str, title: str, body: str, number: int | None) -> None:
         self.close_article()
-        if self.chapter_lines:
-            self.close_chapter_preamble()
+        self.flush_chapter_text()
         self.current = ParsedArticle(self.chapter_label, self.full_chapter_title, label, title, "", number)
         self.lines = [body] if body else []
 
-    def close_chapter_preamble(self) -> None:
+    def flush_chapter_text(self) -> None:
+        """Text directly under a chapter heading, outside any article, becomes a unit of its own."""
+        if not self.chapter_lines:
+            return
         lines, self.chapter_lines = self.chapter_lines, []
         self.articles.append(
             ParsedArticle(self.chapter_label, self.full_chapter_title, self.chapter_label,
@@ -178,13 +194,13 @@ def parse_structure(raw: RawDocument) -> ParsedDocument:
     ]
     article_kind, chapter_kind = _choose_levels(items)
     heading_levels = sorted({i.block.heading for i in items if i.block.heading and i.marker is None})
-    builder = _Builder(raw.name)
+    builder = _Builder()
     title = ""
 
     # Without any text markers, Word/markdown heading levels give the structure.
     style_article = style_chapter = None
     if article_kind is None and heading_levels:
-        if len(heading_levels) >= 2:
+        if len(heading_levels) >= 2 and chapter_kind is None:
             style_chapter, style_article = heading_levels[0], heading_levels[1]
         else:
             style_article = heading_levels[0]
@@ -228,12 +244,11 @@ def parse_structure(raw: RawDocument) -> ParsedDocument:
 
     warnings = list(raw.warnings)
     articles = builder.articles
-    if article_kind is None and style_article is None:
-        # No structure at all: every paragraph is its own unit, so answers still cite something.
+    if article_kind is None and chapter_kind is None and style_article is None and style_chapter is None:
+        # No structure at all: every paragraph is its own unit. No label is invented: the
+        # citation names the document, and an article label must be one the handbook has.
         paragraphs = [line for a in articles for line in a.text.splitlines()] + builder.preamble
-        articles = [
-            ParsedArticle("", "", f"第{n}段", "", text) for n, text in enumerate(paragraphs, 1) if text.strip()
-        ]
+        articles = [ParsedArticle("", "", "", "", text) for text in paragraphs if text.strip()]
         builder.preamble = []
         warnings.append("没有识别出“第X章/第X条”或“一、（一）”等结构，已按段落导入")
     elif builder.preamble:
@@ -243,11 +258,25 @@ def parse_structure(raw: RawDocument) -> ParsedDocument:
 
     warnings.extend(builder.warnings)
     if article_kind is not None:
-        warnings.extend(_numbering_warnings(articles, per_chapter=article_kind != "article"))
+        per_chapter = article_kind != "article" or _restarts_per_chapter(articles)
+        warnings.extend(_numbering_warnings(articles, per_chapter=per_chapter))
 
     if not title:
         title = clean_title(raw.title_hint or "") or re.sub(r"\.[A-Za-z]+$", "", raw.name)
-    return ParsedDocument(raw.name, title, articles, builder.chapters, warnings)
+    for article in articles:
+        article.chapter_label = article.chapter_label[:LABEL_MAX]
+        article.label = article.label[:LABEL_MAX]
+        article.chapter_title = article.chapter_title[:NAME_MAX]
+        article.title = article.title[:NAME_MAX]
+    return ParsedDocument(raw.name[:NAME_MAX], title[:NAME_MAX], articles, builder.chapters, warnings)
+
+
+def _restarts_per_chapter(articles: list[ParsedArticle]) -> bool:
+    """True when some later chapter numbers its articles from 1 again (第一条 in every chapter)."""
+    first_chapter = articles[0].chapter_label if articles else ""
+    return any(
+        a.number == 1 and a.chapter_label and a.chapter_label != first_chapter for a in articles
+    )
 
 
 def _looks_like_title(text: str, marker: Marker | None) -> bool:

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import delete, select, update
 
+from bot.privacy import mask_text
 from knowledge.search.faq_match import DICE_MIN, core, similarity
 from knowledge.store.state import bump_generation
 from storage.db import Database
@@ -64,18 +65,29 @@ def remove_faq(db: Database, faq_id: int) -> bool:
         return bool(deleted)
 
 
-def promote_unanswered(db: Database, unanswered_id: int, answer: str) -> list[str]:
-    """Turn an unanswered question into a FAQ; returns the openids that asked it (to send the answer to)."""
+def promote_unanswered(db: Database, unanswered_id: int, answer: str, question: str | None = None) -> list[str]:
+    """Turn an unanswered question into a FAQ; returns the openids that asked it (to send the answer to).
+
+    The FAQ's question is seen by other households, so it goes through ``bot.privacy.mask_text``
+    (phone, ID and bank-card numbers); ``question`` lets a cadre rephrase it. Promoting the same
+    item again (say, after sending the answer failed) updates its FAQ instead of adding a
+    second one, and returns everyone that FAQ answered so they can be sent it again.
+    """
     with db.session() as session:
         item = session.get(KbUnanswered, unanswered_id)
         if item is None:
             raise FaqError(f"找不到编号为 {unanswered_id} 的待答问题")
-        question, answer = _check(item.question, answer)
-        faq = KbFaq(question=question, answer=answer, from_unanswered_id=item.id)
-        session.add(faq)
-        session.flush()
+        question, answer = _check(mask_text(question if question and question.strip() else item.question), answer)
+        faq = session.get(KbFaq, item.faq_id) if item.faq_id is not None else None
+        if faq is None:
+            faq = KbFaq(question=question, answer=answer, from_unanswered_id=item.id)
+            session.add(faq)
+            session.flush()
+        else:
+            faq.question, faq.answer = question, answer
         waiting = session.execute(select(KbUnanswered).where(KbUnanswered.status == "open")).scalars().all()
         same = [w for w in waiting if w.id == item.id or similarity(w.normalized, item.normalized) >= DICE_MIN]
+        same += session.execute(select(KbUnanswered).where(KbUnanswered.faq_id == faq.id)).scalars().all()
         if item not in same:
             same.append(item)  # already answered once: answer its asker again
         now = utcnow()
@@ -84,4 +96,4 @@ def promote_unanswered(db: Database, unanswered_id: int, answer: str) -> list[st
             .values(status="answered", faq_id=faq.id, answered_at=now)
         )
         bump_generation(session)
-        return list(dict.fromkeys(w.openid for w in same if w.openid))
+        return list(dict.fromkeys(w.openid for w in sorted(same, key=lambda w: w.id) if w.openid))

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from sqlalchemy import delete, select
+from sqlalchemy.exc import IntegrityError
 
 from knowledge.nlp.synonyms import SynonymTable
 from knowledge.nlp.tokenizer import normalize_text
@@ -26,12 +27,28 @@ def add_synonym(db: Database, phrase: str, expansion: str) -> int:
         raise ValueError("说法和对应的政策用语都不能为空")
     if len(phrase) > 64 or len(expansion) > 255:
         raise ValueError("说法最多64个字，政策用语最多255个字")
+    try:
+        return _insert_synonym(db, phrase, expansion)
+    except IntegrityError:  # another cadre added the same rule at the same moment
+        existing = _find_synonym(db, phrase, expansion)
+        if existing is None:
+            raise
+        return existing
+
+
+def _find_synonym(db: Database, phrase: str, expansion: str) -> int | None:
     with db.session() as session:
-        existing = session.execute(
+        return session.execute(
             select(KbSynonym.id).where(KbSynonym.phrase == phrase, KbSynonym.expansion == expansion)
-        ).scalar_one_or_none()
-        if existing is not None:
-            return int(existing)
+            .order_by(KbSynonym.id).limit(1)
+        ).scalars().first()
+
+
+def _insert_synonym(db: Database, phrase: str, expansion: str) -> int:
+    existing = _find_synonym(db, phrase, expansion)
+    if existing is not None:
+        return int(existing)
+    with db.session() as session:
         row = KbSynonym(phrase=phrase, expansion=expansion)
         session.add(row)
         session.flush()

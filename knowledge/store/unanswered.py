@@ -34,8 +34,8 @@ def record_unanswered(db: Database, openid: str | None, question: str) -> int:
                 KbUnanswered.status == "open",
                 KbUnanswered.normalized == normalized,
                 KbUnanswered.openid.is_(None) if openid is None else KbUnanswered.openid == openid,
-            )
-        ).scalar_one_or_none()
+            ).order_by(KbUnanswered.id).limit(1)
+        ).scalars().first()  # a race may have queued it twice: keep answering with the first
         if existing is not None:
             return int(existing)
         row = KbUnanswered(openid=openid, question=question, normalized=normalized)
