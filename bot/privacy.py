@@ -1,7 +1,7 @@
 """Masking of personal data before anything reaches a log line.
 
-Households' phone numbers, ID numbers and openids must never appear in clear
-in logs (which cadres and contractors read); names are masked where we know them.
+Households' phone numbers, ID numbers, bank cards and openids must never appear
+in clear in logs (which cadres and contractors read).
 """
 
 from __future__ import annotations
@@ -19,12 +19,6 @@ def short_openid(openid: str | None) -> str:
     if not openid:
         return "-"
     return openid[:4] + "…" + openid[-4:] if len(openid) > 10 else openid[:2] + "…"
-
-
-def mask_name(name: str) -> str:
-    if len(name) <= 1:
-        return "*"
-    return name[0] + "*" * (len(name) - 1)
 
 
 def mask_text(text: str) -> str:
