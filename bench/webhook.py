@@ -6,7 +6,7 @@ SISONG_BENCH_REDIS_URL with 2 workers), then drives it with pre-signed,
 distinct messages over keep-alive connections from an asyncio load generator
 in this process. Prints a table; asserts nothing.
 
-    python bench/webhook.py [--messages 3000] [--concurrency 32] [--server]
+    python bench/webhook.py [--messages 3000] [--concurrency 32] [--server] [--threads 8]
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def start_server(port: int, workdir: Path, server_stack: bool) -> subprocess.Popen[bytes]:
+def start_server(port: int, workdir: Path, server_stack: bool, threads: int) -> subprocess.Popen[bytes]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("SISONG_")}
     env.update(
         SISONG_WECHAT_TOKEN=TOKEN,
@@ -51,6 +51,7 @@ def start_server(port: int, workdir: Path, server_stack: bool) -> subprocess.Pop
         SISONG_WECHAT_AES_KEY=AES_KEY,
         SISONG_PORT=str(port),
         SISONG_LOG_LEVEL="WARNING",
+        SISONG_HANDLER_THREADS=str(threads),
         SISONG_DATABASE_URL=f"sqlite:///{workdir / 'bench.db'}",
         PYTHONPATH=str(ROOT),
     )
@@ -134,15 +135,16 @@ def main() -> None:
     parser.add_argument("--messages", type=int, default=3000)
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--server", action="store_true", help="PostgreSQL + Redis, 2 workers")
+    parser.add_argument("--threads", type=int, default=8, help="SISONG_HANDLER_THREADS per worker")
     args = parser.parse_args()
 
     table = Table(title=f"webhook, {args.messages} messages, {args.concurrency} connections, "
-                        f"{'PostgreSQL+Redis, 2 workers' if args.server else 'SQLite, 1 worker'}")
+                        f"{'PostgreSQL+Redis, 2 workers' if args.server else 'SQLite, 1 worker'}, {args.threads} threads")
     for column in ("mode", "msg/s", "p50 ms", "p99 ms", "errors"):
         table.add_column(column, justify="right")
     with tempfile.TemporaryDirectory() as tmp:
         port = free_port()
-        proc = start_server(port, Path(tmp), args.server)
+        proc = start_server(port, Path(tmp), args.server, args.threads)
         try:
             for mode in ("plain", "safe"):
                 warm = build_requests(mode, 200, port)

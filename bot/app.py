@@ -35,7 +35,10 @@ def create_app(services: Services | None = None) -> FastAPI:
 
         app.state.services = services
         app.state.pipeline = Pipeline(services, router)
-        app.state.executor = ThreadPoolExecutor(max_workers=32, thread_name_prefix="sisong-handler")
+        # Few threads: handlers are short, and more threads only fight over the GIL.
+        app.state.executor = ThreadPoolExecutor(
+            max_workers=services.settings.handler_threads, thread_name_prefix="sisong-handler"
+        )
         for startup in handlers.STARTUP:
             startup(services)
         if services.settings.run_embedded_worker:

@@ -46,6 +46,7 @@ class Settings(BaseSettings):
     wecom_robot_url: str | None = None
 
     reply_deadline: float = Field(default=4.0, gt=0, le=4.8)
+    handler_threads: int = Field(default=8, ge=1, le=256)
     dedupe_ttl: int = Field(default=300, ge=10)
     session_ttl: int = Field(default=1800, ge=60)
     max_body_bytes: int = Field(default=64 * 1024, ge=1024)

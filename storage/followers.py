@@ -17,28 +17,39 @@ def get_or_create(session: Session, openid: str) -> Follower:
     follower = session.scalar(select(Follower).where(Follower.openid == openid))
     if follower is not None:
         return follower
-    dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
     now = utcnow()
     session.execute(
-        dialect.insert(Follower)
+        _insert(session)
         .values(openid=openid, subscribed=True, first_seen=now, last_seen=now)
         .on_conflict_do_nothing(index_elements=["openid"])
     )
     return session.scalars(select(Follower).where(Follower.openid == openid)).one()
 
 
-def touch(session: Session, openid: str, *, interaction: bool, now: datetime | None = None) -> Follower:
-    """Record that the follower reached us; ``interaction`` opens the 48-hour reply window."""
+def _insert(session: Session):  # type: ignore[no-untyped-def]
+    dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
+    return dialect.insert(Follower)
+
+
+def touch(session: Session, openid: str, *, interaction: bool, now: datetime | None = None) -> None:
+    """Record that the follower reached us; ``interaction`` opens the 48-hour reply window.
+
+    One upsert statement: this runs for every message, so it is kept to one round trip.
+    """
     now = now or utcnow()
-    follower = get_or_create(session, openid)
-    follower.last_seen = now
+    changes: dict[str, object] = {"last_seen": now}
     if interaction:
-        follower.last_interaction = now
-    return follower
+        changes["last_interaction"] = now
+    session.execute(
+        _insert(session)
+        .values(openid=openid, subscribed=True, first_seen=now, **changes)
+        .on_conflict_do_update(index_elements=["openid"], set_=changes)
+    )
 
 
 def mark_subscribed(session: Session, openid: str, scene: str | None = None) -> Follower:
-    follower = touch(session, openid, interaction=True)
+    follower = get_or_create(session, openid)
+    follower.last_seen = follower.last_interaction = utcnow()
     follower.subscribed = True
     follower.subscribed_at = utcnow()
     follower.unsubscribed_at = None

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from sqlalchemy import insert
 from sqlalchemy.orm import Session
 
 from storage.models import MessageLog
+from storage.models.base import utcnow
 
 
 def log_inbound(
@@ -19,8 +21,10 @@ def log_inbound(
     latency_ms: int,
     reply: str | None,
 ) -> None:
-    session.add(
-        MessageLog(
+    # A plain INSERT (no ORM unit of work): it runs once per message.
+    session.execute(
+        insert(MessageLog).values(
+            created_at=utcnow(),
             direction="in",
             openid=openid,
             msg_type=msg_type,
