@@ -33,7 +33,11 @@ def normalize_url(url: str) -> str:
 def make_engine(url: str) -> Engine:
     url = normalize_url(url)
     if url.startswith("sqlite"):
-        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 15})
+        # Enough pooled connections for the handler threads and queue consumers, so
+        # connections (and their PRAGMAs) are not opened and closed per message.
+        engine = create_engine(
+            url, pool_size=16, max_overflow=16, connect_args={"check_same_thread": False, "timeout": 15}
+        )
         _queue_sqlite_writers(engine)
 
         @event.listens_for(engine, "connect")
