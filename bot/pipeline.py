@@ -39,6 +39,8 @@ _INTERACTIVE_EVENTS = {"subscribe", "subscribe_scan", "scan", "click", "view", "
                        "location_select"}
 # Events WeChat sends about our own sends, not from the follower.
 _SYSTEM_EVENTS = {"templatesendjobfinish", "masssendjobfinish", "subscribe_msg_sent_event"}
+# Events whose handlers record the follower themselves.
+_SELF_RECORDING_EVENTS = {"subscribe", "subscribe_scan", "unsubscribe"}
 
 
 def dedupe_key(message: BaseMessage) -> str:
@@ -170,8 +172,7 @@ class Pipeline:
 
     def _bookkeep(self, ctx: Context, handler: str, reply: str | None, started: float) -> None:
         event = ctx.event
-        if event not in _SYSTEM_EVENTS and event not in {"subscribe", "subscribe_scan", "unsubscribe"}:
-            # System events are not the follower speaking; (un)subscribe handlers record themselves.
+        if event not in _SYSTEM_EVENTS and event not in _SELF_RECORDING_EVENTS:
             interactive = event is None or event in _INTERACTIVE_EVENTS
             followers.touch(ctx.session, ctx.openid, interaction=interactive)
         message_log.log_inbound(

@@ -9,11 +9,15 @@ household matters more than counting their messages.
 from __future__ import annotations
 
 import logging
+from functools import lru_cache
 
 from limits import parse, storage, strategies
 from redis.exceptions import RedisError
 
 log = logging.getLogger(__name__)
+
+# Parsed once per rate string, not on every message.
+_parse_rate = lru_cache(maxsize=32)(parse)
 
 
 class RateLimiter:
@@ -26,7 +30,7 @@ class RateLimiter:
     def allow(self, rate: str, *identifiers: str) -> bool:
         """Count one hit against ``rate`` (e.g. "20/minute") for these identifiers."""
         try:
-            return bool(self.strategy.hit(parse(rate), "sisong", *identifiers))
+            return bool(self.strategy.hit(_parse_rate(rate), "sisong", *identifiers))
         except RedisError as exc:
             log.warning("rate limiter unavailable (%s), allowing", type(exc).__name__)
             return True
