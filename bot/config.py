@@ -37,6 +37,8 @@ class Settings(BaseSettings):
     database_url: str = "sqlite:///./sisong.db"
     redis_url: str | None = None
     queue_path: str | None = None
+    # Where messages go that could not be written to the database (replayed when it is back).
+    spool_dir: str | None = None
 
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
@@ -54,6 +56,16 @@ class Settings(BaseSettings):
     api_timeout: float = Field(default=5.0, gt=0)
     api_retry_attempts: int = Field(default=4, ge=1, le=10)
     api_retry_wait: float = Field(default=1.0, ge=0)
+
+    # Fault tolerance of the message path (docs/operations.md, "Faults").
+    redis_timeout: float = Field(default=0.5, gt=0, le=5)
+    db_timeout: float = Field(default=2.0, gt=0, le=30)
+    breaker_seconds: float = Field(default=5.0, gt=0, le=300)
+    claim_lease: float = Field(default=5.0, ge=1, le=600)
+    sweep_interval: float = Field(default=2.0, gt=0, le=300)
+    max_attempts: int = Field(default=3, ge=1, le=10)
+    signature_window: int = Field(default=300, ge=0)
+    body_timeout: float = Field(default=5.0, gt=0, le=60)
 
     log_level: str = "INFO"
     log_json: bool = False
@@ -112,6 +124,15 @@ class Settings(BaseSettings):
                 raise ValueError("SISONG_WECHAT_TOKEN: required when SISONG_WECHAT_APPID is set")
         return self
 
+    @model_validator(mode="after")
+    def _database_waits_fit_the_deadline(self) -> "Settings":
+        """A hung database must cost less than WeChat's wait, so "系统繁忙" still arrives in time."""
+        if self.db_timeout >= self.reply_deadline:
+            raise ValueError(
+                f"SISONG_DB_TIMEOUT: must be shorter than SISONG_REPLY_DEADLINE ({self.reply_deadline})"
+            )
+        return self
+
     @property
     def is_dev_account(self) -> bool:
         return self.wechat_appid == DEV_APPID
@@ -137,6 +158,16 @@ class Settings(BaseSettings):
         if not match or not match.group(2) or match.group(2) == ":memory:":
             return None
         return Path(match.group(2))
+
+    @property
+    def spool_path(self) -> Path:
+        """The spool directory: configured, else beside the SQLite database, else ./sisong-spool."""
+        if self.spool_dir:
+            return Path(self.spool_dir)
+        db = self.sqlite_path
+        if db is not None:
+            return db.with_name(db.stem + "-spool")
+        return Path("sisong-spool")
 
     @property
     def queue_file(self) -> Path:

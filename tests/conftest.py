@@ -110,6 +110,7 @@ def make_settings(backend: str, tmp_path: Path, api: FakeWeChatAPI) -> Callable[
             "api_retry_wait": 0.01,
             "embedded_worker": "true",
             "reply_deadline": 1.5,
+            "db_timeout": 1.0,
             **_backend_settings(backend, tmp_path),
         }
         values.update(overrides)

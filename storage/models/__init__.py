@@ -12,7 +12,7 @@ from storage.models.knowledge import (
     KbSynonym,
     KbUnanswered,
 )
-from storage.models.messages import MessageLog
+from storage.models.messages import MessageLog, WeChatToken
 
 __all__ = [
     "Base",
@@ -26,4 +26,5 @@ __all__ = [
     "KbSynonym",
     "KbUnanswered",
     "MessageLog",
+    "WeChatToken",
 ]
