@@ -14,8 +14,24 @@ from bot.config import get_settings
 from bot.logs import setup_logging
 from bot.pipeline import Pipeline
 from bot.services import Services, build_services, check_schema
+from bot.sweeper import Sweeper
 
 log = logging.getLogger(__name__)
+
+
+def warm_up(pipeline: Pipeline) -> None:
+    """Load what the first messages would otherwise load (segmenter, handbook index, routing).
+
+    Without it the first burst after a start waited 3-4 s, at WeChat's deadline.
+    Handlers can offer a ``warm_up(services)`` in ``handlers.WARM_UP``.
+    """
+    import handlers
+
+    for warm in handlers.WARM_UP:
+        try:
+            warm(pipeline.services)
+        except Exception:  # a cold cache is slower, not broken
+            log.exception("warm-up step failed")
 
 
 def create_app(services: Services | None = None) -> FastAPI:
@@ -34,20 +50,24 @@ def create_app(services: Services | None = None) -> FastAPI:
         from bot.router import router
 
         app.state.services = services
-        app.state.pipeline = Pipeline(services, router)
+        app.state.pipeline = pipeline = Pipeline(services, router)
         # Few threads: handlers are short, and more threads only fight over the GIL.
         app.state.executor = ThreadPoolExecutor(
             max_workers=services.settings.handler_threads, thread_name_prefix="sisong-handler"
         )
         for startup in handlers.STARTUP:
             startup(services)
+        warm_up(pipeline)
         if services.settings.run_embedded_worker:
             services.queue.start_embedded()
             log.info("embedded queue consumer started")
+        sweeper = Sweeper(services, pipeline)
+        sweeper.start()
         try:
             yield
         finally:
             # Let in-flight messages finish: WeChat may already have been told "success".
+            sweeper.stop()
             app.state.executor.shutdown(wait=True)
             services.queue.stop_embedded()
             if owns_services:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -66,6 +67,16 @@ class Conversation:
             self._dirty = False
 
 
+def event_of(message: BaseMessage) -> str | None:
+    """The event name, lower-case; also for event types wechatpy does not know."""
+    event = getattr(message, "event", None)
+    if event:
+        return str(event)
+    if message._data.get("MsgType") == "event":
+        return str(message._data.get("Event") or "unknown").lower()
+    return None
+
+
 @dataclass
 class Context:
     message: BaseMessage
@@ -77,7 +88,18 @@ class Context:
     # Handlers write through it (not a second session): on SQLite a second writer
     # inside the same message would wait on the first one's lock.
     session: Session = field(default=None)  # type: ignore[assignment]
-    extras: dict[str, Any] = field(default_factory=dict)
+    # Over SISONG_FOLLOWER_RATE: the router sends the message to the too-fast handler.
+    too_fast: bool = False
+    # Effects that must happen only if the unit of work commits (notices, sends).
+    effects: list[Callable[[], None]] = field(default_factory=list)
+
+    def after_commit(self, effect: Callable[[], None]) -> None:
+        """Run ``effect`` once this message's unit of work has committed, never before.
+
+        A notice sent before the commit would announce something that a
+        database error or a takeover by another worker then rolls back.
+        """
+        self.effects.append(effect)
 
     @property
     def msg_type(self) -> str:
@@ -86,12 +108,7 @@ class Context:
     @property
     def event(self) -> str | None:
         """The event name, lower-case; also for event types wechatpy does not know."""
-        event = getattr(self.message, "event", None)
-        if event:
-            return str(event)
-        if self.message._data.get("MsgType") == "event":
-            return str(self.message._data.get("Event") or "unknown").lower()
-        return None
+        return event_of(self.message)
 
     @property
     def event_key(self) -> str | None:

@@ -1,4 +1,13 @@
-"""``/healthz`` and ``/metrics``: what an operator or a load balancer asks."""
+"""``/healthz`` and ``/metrics``: what an operator or a load balancer asks.
+
+``/healthz`` answers within a second whatever hangs: each check is bounded and
+a dependency whose breaker is open is reported without being asked again.
+Status 200 means "WeChat is being answered": ``ok``, or ``degraded`` with the
+reasons (Redis down: in-process state; queue down: sends run in threads;
+messages waiting in the spool). 503 (``down``) only when households get
+"系统繁忙" instead of answers, i.e. the database cannot be used, so a load
+balancer never takes every node out because Redis failed.
+"""
 
 from __future__ import annotations
 
@@ -10,40 +19,82 @@ from fastapi.responses import JSONResponse, Response
 
 from bot import metrics
 from bot.services import Services
+from storage.db import bounded
 
 router = APIRouter()
+
+HEALTH_BUDGET = 1.0  # seconds for the whole check
+_PING_BUDGET = 0.8
 
 
 def check(services: Services) -> tuple[int, dict[str, Any]]:
     report: dict[str, Any] = {}
-    ok = True
-    try:
-        services.db.ping()
-        report["database"] = "ok"
-    except Exception as exc:
-        report["database"] = f"down: {type(exc).__name__}"
-        ok = False
-    if services.settings.uses_redis:
+    reasons: list[str] = []
+    db = services.db
+    database_ok = False
+    if not db.breaker.allow():
+        report["database"] = f"down: {db.breaker.last_error or 'not answering'}"
+    else:
+        try:
+            with bounded(min(db.timeout, _PING_BUDGET)):
+                db.ping()
+            report["database"] = "ok"
+            database_ok = True
+        except Exception as exc:
+            db.breaker.trip(exc)
+            report["database"] = f"down: {type(exc).__name__}"
+    if not database_ok:
+        reasons.append("database unavailable: households get 系统繁忙, messages are spooled")
+
+    breaker = services.redis_breaker
+    if breaker is None:
+        report["redis"] = "not configured (in-process state)"
+    elif not breaker.allow():
+        report["redis"] = f"down: {breaker.last_error or 'not answering'}"
+    else:
         try:
             services.state.ping()
             report["redis"] = "ok"
         except Exception as exc:
-            report["redis"] = f"down: {type(exc).__name__} (degraded: answering from in-process state)"
-            ok = False
+            report["redis"] = f"down: {type(exc).__name__}"
+    if report["redis"].startswith("down"):
+        reasons.append("redis unavailable: answering from in-process state")
+
+    queue: dict[str, Any] = {"backend": type(services.queue.huey).__name__}
+    if breaker is not None and not breaker.allow():
+        queue["pending"] = None
+        reasons.append("queue unavailable: sends run in threads")
     else:
-        report["redis"] = "not configured (in-process state)"
-    try:
-        report["queue"] = {"backend": type(services.queue.huey).__name__, "pending": services.queue.pending()}
-    except Exception as exc:
-        report["queue"] = f"down: {type(exc).__name__}"
-        ok = False
-    report["status"] = "ok" if ok else ("down" if report["database"] != "ok" else "degraded")
-    return (200 if ok else 503), report
+        try:
+            queue["pending"] = services.queue.pending()
+        except Exception as exc:
+            if breaker is not None:
+                breaker.trip(exc)
+            queue["pending"] = None
+            reasons.append(f"queue unavailable ({type(exc).__name__}): sends run in threads")
+    report["queue"] = queue
+
+    spooled = services.spool.pending()
+    report["spool"] = spooled
+    if spooled and database_ok:
+        reasons.append(f"{spooled} spool file(s) waiting to be replayed")
+
+    if not database_ok:
+        report["status"] = "down"
+    else:
+        report["status"] = "degraded" if reasons else "ok"
+    if reasons:
+        report["reasons"] = reasons
+    return (503 if report["status"] == "down" else 200), report
 
 
 @router.get("/healthz")
 async def healthz(request: Request) -> JSONResponse:
-    status, report = await asyncio.to_thread(check, request.app.state.services)
+    services = request.app.state.services
+    try:
+        status, report = await asyncio.wait_for(asyncio.to_thread(check, services), HEALTH_BUDGET)
+    except TimeoutError:
+        status, report = 200, {"status": "degraded", "reasons": ["health check timed out"]}
     return JSONResponse(report, status_code=status)
 
 

@@ -1,37 +1,54 @@
-"""From a trusted message to the reply XML: dedupe, bookkeeping, routing, logging.
+"""From a trusted message to the reply XML: inbox claim, routing, one unit of work, hand-off.
 
 Runs in a worker thread (wechatpy, SQLAlchemy and redis-py are synchronous).
-The webhook waits for it up to the reply deadline; a late answer is handed to
-:class:`Delivery`, which sends it as a customer-service message instead.
+The order is what makes a message impossible to lose or to answer twice:
+
+1. **Claim** the message's inbox row (``storage.inbox.claim``) and commit it,
+   before anything else. The unique dedupe key stops a second claim whatever
+   Redis does; a claim whose worker died is taken over by a retry or by the
+   sweeper once its lease runs out.
+2. **Answer** in one unit of work: the handler's writes, the follower's
+   last-seen time and the settled inbox row commit together, and only if the
+   claim is still ours. Effects a handler attached (notices to cadres,
+   customer-service sends) run after that commit, never before.
+3. **Hand off** through :class:`Delivery`: the webhook takes the reply if it is
+   still waiting; otherwise the row says ``owed`` and the reply goes out as a
+   customer-service message (``TaskQueue.send_reply``).
+
+Every database call here is bounded by ``SISONG_DB_TIMEOUT``. A database that
+is down or hung gets "系统繁忙" in time; the message is written to the spool
+and reaches the inbox (and a cadre) when the database is back.
 """
 
 from __future__ import annotations
 
+import concurrent.futures
 import logging
 import threading
 import time
-from dataclasses import dataclass, field
+from datetime import datetime, timezone
 
 from sqlalchemy.exc import SQLAlchemyError
-from wechatpy.replies import BaseReply, EmptyReply, TextReply
+from wechatpy import parse_message
 from wechatpy.messages import BaseMessage
+from wechatpy.replies import BaseReply, EmptyReply, TextReply
 
 from bot import metrics
-from bot.context import Context, Conversation
+from bot.context import Context, Conversation, event_of
 from bot.inbound import Inbound
-from bot.privacy import short_openid
+from bot.privacy import mask_text, short_openid
 from bot.router import Handler, Router, handler_name
 from bot.services import Services
 from bot.textfit import MORE_HINT, split_pages
-from storage import followers, message_log
+from storage import followers, inbox
+from storage.db import is_outage
+from storage.models.messages import ANSWERED, BUSY, FAILED, OWED, RECEIVED
 
 log = logging.getLogger(__name__)
 
 SUCCESS = "success"
 BUSY_TEXT = "系统繁忙，请稍后再试。"
 ERROR_TEXT = "抱歉，刚才出了点小问题，请稍后再试。也可以回复“0”请工作人员帮您。"
-PENDING = "pending"
-DONE_PREFIX = "done:"
 
 # Messages that show a person is there, opening the customer-service window.
 _INTERACTIVE_EVENTS = {"subscribe", "subscribe_scan", "scan", "click", "view", "scancode_push",
@@ -47,38 +64,60 @@ def dedupe_key(message: BaseMessage) -> str:
     """MsgId for messages; FromUserName + CreateTime (+ event) for events, as WeChat advises."""
     msg_id = getattr(message, "id", 0)
     if msg_id:
-        return f"dedupe:m:{msg_id}"
+        return f"m:{msg_id}"
     event = getattr(message, "event", "") or message.type
     created = message._data.get("CreateTime", "")
-    return f"dedupe:e:{message.source}:{created}:{event}"
+    return f"e:{message.source}:{created}:{event}"
 
 
-@dataclass
 class Delivery:
-    """Hands a reply to whoever is still waiting for it: the webhook, or the queue if it gave up."""
+    """The hand-off between the webhook, waiting up to the deadline, and the pipeline thread.
 
-    services: Services
-    openid: str
-    _lock: threading.Lock = field(default_factory=threading.Lock)
-    _late: bool = False
-    _claimed: bool = False
-    _text: str | None = None
+    ``reserve`` (before the commit) tells the pipeline whether the webhook is
+    still there to carry the reply; the webhook then waits a short grace for
+    the commit. ``offer`` (after it) hands the XML over, or says the webhook
+    has gone and a customer-service message must carry it instead. Never both.
+    """
 
-    def give_up(self) -> tuple[bool, str | None]:
-        """The webhook's deadline passed; says whether the answer was already claimed in time."""
+    WAITING, RESERVED, DELIVERED, GONE = range(4)
+
+    def __init__(self, waiting: bool = True) -> None:
+        self._lock = threading.Lock()
+        self._state = self.WAITING if waiting else self.GONE
+        self.future: concurrent.futures.Future[str] = concurrent.futures.Future()
+
+    @classmethod
+    def nobody_waiting(cls) -> "Delivery":
+        """For the sweeper: the answer always goes out as a customer-service message."""
+        return cls(waiting=False)
+
+    def reserve(self) -> bool:
         with self._lock:
-            self._late = True
-            return self._claimed, self._text
-
-    def arrived_in_time(self, text: str | None) -> bool:
-        """True if the webhook is still waiting; else ``text`` goes out through the queue."""
-        with self._lock:
-            if not self._late:
-                self._claimed, self._text = True, text
+            if self._state == self.WAITING:
+                self._state = self.RESERVED
                 return True
-        if text:
-            self.services.queue.send_text(self.openid, text)
-        return False
+            return False
+
+    def offer(self, xml: str) -> bool:
+        with self._lock:
+            if self._state in (self.WAITING, self.RESERVED):
+                self._state = self.DELIVERED
+                self.future.set_result(xml)
+                return True
+            return False
+
+    def give_up(self, final: bool = False) -> bool:
+        """The webhook's deadline passed; True if a reserved reply is worth a short wait."""
+        with self._lock:
+            if self._state == self.RESERVED and not final:
+                return True
+            if self._state != self.DELIVERED:
+                self._state = self.GONE
+            return False
+
+    @property
+    def gone(self) -> bool:
+        return self._state == self.GONE
 
 
 class Pipeline:
@@ -86,130 +125,272 @@ class Pipeline:
         self.services = services
         self.router = router
 
-    # -- entry point ----------------------------------------------------------
+    # -- entry points ------------------------------------------------------------
 
-    def process(self, inbound: Inbound, delivery: Delivery) -> str:
-        """Return the plaintext reply XML, or ``success``."""
-        message = inbound.message
-        key = dedupe_key(message)
-        state = self.services.state
-        if not state.claim(key, PENDING, self.services.settings.dedupe_ttl):
-            metrics.DEDUPE_HITS.inc()
-            return self._wait_for_first(key)
-
+    def process(self, inbound: Inbound, delivery: Delivery) -> None:
+        """Answer one inbound message; the reply goes through ``delivery``. Never raises."""
         try:
-            reply_xml = self._answer(message, delivery)
-        except Exception:  # a bug outside any handler: still answer, never leave the key pending
+            with self.services.db.bounded():
+                self._process(inbound.message, inbound.raw_xml, delivery)
+        except Exception:  # a bug outside any handler: still answer
             log.exception("message pipeline failed")
-            in_time = delivery.arrived_in_time(ERROR_TEXT)
-            reply_xml = TextReply(message=message, content=ERROR_TEXT).render() if in_time else SUCCESS
-        state.set(key, DONE_PREFIX + reply_xml, self.services.settings.dedupe_ttl)
-        return reply_xml
+            self._offer_text(inbound.message, ERROR_TEXT, delivery)
 
-    def _wait_for_first(self, key: str) -> str:
-        """A retry: wait for the first delivery's reply rather than run the handler twice."""
-        deadline = time.monotonic() + self.services.settings.reply_deadline - 0.3
-        while time.monotonic() < deadline:
-            value = self.services.state.get(key)
-            if value and value.startswith(DONE_PREFIX):
-                return value[len(DONE_PREFIX):]
-            if value is None:
-                break
-            time.sleep(0.05)
-        return SUCCESS
+    def resume(self, row: inbox.InboxRow, owner: str) -> None:
+        """The sweeper took over ``row`` (its worker died): answer it as a customer-service message."""
+        try:
+            message = parse_message(row.payload or "")
+        except Exception:  # noqa: BLE001 - an unreadable payload is a dead letter
+            message = None
+        with self.services.db.bounded():
+            if message is None:
+                with self.services.db.session() as session:
+                    inbox.give_up(session, row.id, owner, "unreadable")
+                return
+            if row.attempts > self.services.settings.max_attempts:
+                self._poison(message, row, owner)
+                return
+            self._answer(message, row.id, owner, _words_of(message), Delivery.nobody_waiting(), time.perf_counter())
 
-    # -- the answer -----------------------------------------------------------
+    # -- claim -------------------------------------------------------------------
 
-    def _answer(self, message: BaseMessage, delivery: Delivery) -> str:
+    def _process(self, message: BaseMessage, raw_xml: str, delivery: Delivery) -> None:
         started = time.perf_counter()
+        db = self.services.db
+        key = dedupe_key(message)
+        words = _words_of(message)
+        if not db.breaker.allow():
+            self._busy(message, key, words, delivery, started)
+            return
+        owner = inbox.new_owner()
+        try:
+            with db.sessions() as session:
+                row = inbox.claim(
+                    session, key=key, owner=owner, lease=self.services.settings.claim_lease,
+                    openid=str(message.source or ""), msg_type=str(message.type), event=event_of(message),
+                    msg_id=_msg_id_of(message), text=_masked(words), payload=raw_xml,
+                )
+                session.commit()
+        except SQLAlchemyError as exc:
+            if is_outage(exc):
+                db.breaker.trip(exc)
+            log.error("inbox claim failed: %s", type(exc).__name__)
+            self._busy(message, key, words, delivery, started)
+            return
+        if row.mine(owner):
+            if row.attempts > 1:
+                log.warning("took over message from a worker that did not finish", extra={"attempt": row.attempts})
+            self._answer(message, row.id, owner, words, delivery, started)
+        else:
+            metrics.DEDUPE_HITS.inc()
+            self._follow_first(message, key, words, delivery, started)
+
+    def _follow_first(self, message: BaseMessage, key: str, words: str | None, delivery: Delivery,
+                      started: float) -> None:
+        """A retry or duplicate: give the first attempt's reply, or take over if its worker died."""
+        db = self.services.db
+        deadline = time.monotonic() + self.services.settings.reply_deadline - 0.3
+        while True:
+            with db.sessions() as session:
+                row = inbox.look(session, key)
+            if row is None:  # pragma: no cover - claimed rows are never deleted
+                delivery.offer(SUCCESS)
+                return
+            if row.status == ANSWERED:
+                self._offer_text(message, row.payload, delivery)
+                return
+            if row.status == BUSY:
+                self._offer_text(message, BUSY_TEXT, delivery)
+                return
+            if row.status != RECEIVED:  # owed/sending (a customer message carries it), failed
+                delivery.offer(SUCCESS)
+                return
+            if row.lease_until is not None and row.lease_until < datetime.now(timezone.utc):
+                owner = inbox.new_owner()
+                with db.sessions() as session:
+                    taken = inbox.take_over(session, row.id, owner, self.services.settings.claim_lease)
+                    session.commit()
+                if taken is not None:
+                    log.warning("retry took over a message whose worker did not finish")
+                    if taken.attempts > self.services.settings.max_attempts:
+                        self._poison(message, taken, owner)
+                        delivery.offer(SUCCESS)
+                        return
+                    self._answer(message, row.id, owner, words, delivery, started)
+                    return
+            if time.monotonic() > deadline or delivery.gone:
+                delivery.offer(SUCCESS)
+                return
+            time.sleep(0.1)
+
+    # -- the answer ----------------------------------------------------------------
+
+    def _answer(self, message: BaseMessage, row_id: int, owner: str, words: str | None,
+                delivery: Delivery, started: float) -> None:
         openid = str(message.source or "")
         ctx = Context(
             message=message,
             openid=openid,
             services=self.services,
             conversation=Conversation(self.services, openid),
-            text=_words_of(message),
+            text=words,
         )
-        name, outcome = "unresolved", "ok"
+        name, outcome, status = "unresolved", "ok", ANSWERED
+        text: str | None = None
         # One unit of work per message: the handler's writes, the follower's
-        # last-seen time and the log line commit together, once.
+        # last-seen time and the settled inbox row commit together, once.
         with self.services.db.sessions() as session:
             ctx.session = session
             try:
                 handler = self._route(ctx)
                 name = handler_name(handler)
-                text, reply = self._shape(ctx, handler(ctx))
-                self._bookkeep(ctx, name, text, started)
+                text = self._shape(ctx, handler(ctx))
+                passive = delivery.reserve()
+                status = ANSWERED if passive or text is None else OWED
+                inbox.settle(session, row_id=row_id, owner=owner, status=status, handler=name,
+                             reply=_masked(text), payload=text, latency_ms=_ms(started))
+                self._touch(ctx)
                 session.commit()
-                ctx.conversation.save()
+            except inbox.LostClaim:
+                session.rollback()
+                log.warning("message taken over by another worker; this attempt's work is dropped")
+                metrics.HANDLER_OUTCOMES.labels(name, "lost_claim").inc()
+                delivery.offer(SUCCESS)
+                return
             except SQLAlchemyError as exc:
                 session.rollback()
+                if is_outage(exc):
+                    self.services.db.breaker.trip(exc)
                 log.error("database unavailable while handling %s: %s", name, type(exc).__name__)
-                outcome, text, reply = "db_error", BUSY_TEXT, TextReply(message=message, content=BUSY_TEXT)
+                metrics.HANDLER_OUTCOMES.labels(name, "db_error").inc()
+                self._busy(message, dedupe_key(message), words, delivery, started)
+                return
             except Exception:
                 session.rollback()
                 log.exception("handler %s failed for %s", name, short_openid(openid))
-                outcome, text, reply = "error", ERROR_TEXT, TextReply(message=message, content=ERROR_TEXT)
-                self._log_failure(ctx, name, text, started)
+                outcome, status, text = "error", FAILED, ERROR_TEXT
+                self._record_failure(ctx, row_id, owner, name, started)
         metrics.HANDLER_OUTCOMES.labels(name, outcome).inc()
-
-        in_time = delivery.arrived_in_time(text)
         log.info(
             "handled",
             extra={"openid": short_openid(openid), "type": ctx.msg_type, "event": ctx.event or "",
-                   "handler": name, "outcome": outcome, "late": not in_time,
-                   "ms": int((time.perf_counter() - started) * 1000)},
+                   "handler": name, "outcome": outcome, "late": status == OWED, "ms": _ms(started)},
         )
-        if not in_time or isinstance(reply, EmptyReply):
-            return SUCCESS
-        return str(reply.render())
+        # The reply first: effects (notices, sends) must not delay what the follower waits for.
+        offered = status != OWED and delivery.offer(
+            SUCCESS if text is None else TextReply(message=message, content=text).render()
+        )
+        if outcome == "ok":
+            self._after_commit(ctx)
+        if status == OWED:
+            self.services.queue.send_reply(row_id)
+        elif not offered and text is not None:
+            self._owe(row_id, text, openid)
+
+    def _after_commit(self, ctx: Context) -> None:
+        """Conversation state and the effects handlers attached; a failure here loses no message."""
+        try:
+            ctx.conversation.save()
+        except Exception:
+            log.exception("conversation state not saved")
+        for effect in ctx.effects:
+            try:
+                effect()
+            except Exception:
+                log.exception("after-commit effect failed")
+
+    def _owe(self, row_id: int, text: str, openid: str) -> None:
+        """The webhook left during our commit: the committed passive reply goes as a customer message."""
+        try:
+            with self.services.db.session() as session:
+                inbox.owe(session, row_id, text)
+        except SQLAlchemyError as exc:
+            log.error("could not mark reply as owed (%s); sending it directly", type(exc).__name__)
+            self.services.queue.send_text(openid, text)
+            return
+        self.services.queue.send_reply(row_id)
 
     def _route(self, ctx: Context) -> Handler:
         if ctx.event is None:  # events are WeChat's doing, not the follower typing
-            allowed = self.services.limiter.allow(self.services.settings.follower_rate, "in", ctx.openid)
-            ctx.extras["too_fast"] = not allowed
+            ctx.too_fast = not self.services.limiter.allow(self.services.settings.follower_rate, "in", ctx.openid)
         return self.router.resolve(ctx)
 
-    def _bookkeep(self, ctx: Context, handler: str, reply: str | None, started: float) -> None:
+    def _touch(self, ctx: Context) -> None:
         event = ctx.event
         if event not in _SYSTEM_EVENTS and event not in _SELF_RECORDING_EVENTS:
             interactive = event is None or event in _INTERACTIVE_EVENTS
             followers.touch(ctx.session, ctx.openid, interaction=interactive)
-        message_log.log_inbound(
-            ctx.session,
-            openid=ctx.openid,
-            msg_type=ctx.msg_type,
-            event=event,
-            msg_id=str(getattr(ctx.message, "id", "") or "") or None,
-            text=ctx.text,
-            handler=handler,
-            latency_ms=int((time.perf_counter() - started) * 1000),
-            reply=reply,
-        )
 
-    def _log_failure(self, ctx: Context, handler: str, reply: str, started: float) -> None:
-        """A handler bug must not also lose the follower's message."""
+    def _record_failure(self, ctx: Context, row_id: int, owner: str, handler: str, started: float) -> None:
+        """A handler bug must not also lose the follower's message: settle it as failed, apologise."""
         try:
             with self.services.db.session() as session:
                 ctx.session = session
-                self._bookkeep(ctx, handler, reply, started)
-        except SQLAlchemyError as exc:
-            log.error("message log not written: %s", type(exc).__name__)
+                inbox.settle(session, row_id=row_id, owner=owner, status=FAILED, handler=handler,
+                             reply=ERROR_TEXT, payload=ERROR_TEXT, latency_ms=_ms(started))
+                self._touch(ctx)
+        except (SQLAlchemyError, inbox.LostClaim) as exc:
+            log.error("failed message not recorded: %s", type(exc).__name__)
 
-    def _shape(self, ctx: Context, result: object) -> tuple[str | None, BaseReply]:
-        """Turn what a handler returned into a reply, paging long text behind "更多"."""
-        if result is None or result == SUCCESS:
-            return None, EmptyReply()
+    def _shape(self, ctx: Context, result: object) -> str | None:
+        """Turn what a handler returned into the reply text, paging long text behind "更多"."""
+        if result is None or result == SUCCESS or isinstance(result, EmptyReply):
+            return None
         if isinstance(result, BaseReply):
-            result.source = ctx.message.target
-            result.target = ctx.message.source
-            return getattr(result, "content", None), result
+            content = getattr(result, "content", None)
+            return str(content) if content else None
         text = str(result)
         pages = split_pages(text)
         if len(pages) > 1:
             ctx.conversation.set(more_pages=pages[1:])
             text = pages[0] + MORE_HINT
-        return text, TextReply(message=ctx.message, content=text)
+        return text
+
+    # -- when the database cannot be used -------------------------------------------
+
+    def _busy(self, message: BaseMessage, key: str, words: str | None, delivery: Delivery,
+              started: float) -> None:
+        """"系统繁忙" in time; the message is spooled to disk and reaches a cadre later."""
+        metrics.HANDLER_OUTCOMES.labels("busy", "db_error").inc()
+        record = {
+            "key": key, "openid": str(message.source or ""), "msg_type": str(message.type),
+            "event": event_of(message), "msg_id": _msg_id_of(message), "text": _masked(words),
+            "created_at": datetime.now(timezone.utc).isoformat(),
+        }
+        try:
+            self.services.spool.append(record)
+        except OSError as exc:
+            log.error("spool not writable (%s): message from %s kept only in this log line: %s",
+                      exc, short_openid(record["openid"]), record["text"])
+        xml = TextReply(message=message, content=BUSY_TEXT).render()
+        if not delivery.offer(xml):
+            self.services.queue.send_text(str(message.source or ""), BUSY_TEXT)
+        log.info("busy", extra={"openid": short_openid(record["openid"]), "ms": _ms(started)})
+
+    def _poison(self, message: BaseMessage, row: inbox.InboxRow, owner: str) -> None:
+        """Tried SISONG_MAX_ATTEMPTS times (each attempt's worker died): apologise, keep it for a cadre."""
+        log.error("message abandoned after %d attempts", row.attempts)
+        with self.services.db.session() as session:
+            inbox.give_up(session, row.id, owner, "gave up")
+        self.services.queue.send_text(str(message.source or ""), ERROR_TEXT)
+        words = _words_of(message)
+        if words:
+            self.services.keep_for_cadre(str(message.source or ""), _masked(words) or "")
+
+    def _offer_text(self, message: BaseMessage, text: str | None, delivery: Delivery) -> None:
+        delivery.offer(SUCCESS if not text else TextReply(message=message, content=text).render())
+
+
+def _ms(started: float) -> int:
+    return int((time.perf_counter() - started) * 1000)
+
+
+def _masked(text: str | None) -> str | None:
+    return None if text is None else mask_text(text)
+
+
+def _msg_id_of(message: BaseMessage) -> str | None:
+    return str(getattr(message, "id", "") or "") or None
 
 
 def _words_of(message: BaseMessage) -> str | None:

@@ -3,6 +3,11 @@
 ``SqliteHuey`` beside the database on the embedded default, ``RedisHuey`` when
 Redis is configured. Tasks are registered on the instance (not at import) so
 the app, the CLI and tests can each build a queue from their own settings.
+
+Enqueueing never waits on a sick Redis: the shared Redis breaker sends the
+task to a thread at once while it is open. What must not be lost does not
+depend on the queue alone: a late answer is an ``owed`` inbox row, and the
+sweeper re-enqueues it if its task vanished (``send_reply``).
 """
 
 from __future__ import annotations
@@ -14,20 +19,40 @@ from typing import TYPE_CHECKING, Any
 from huey import Huey, RedisHuey, SqliteHuey
 from huey.consumer import Consumer
 
-from bot.wechat_client import WeChatAPIError
+from bot.privacy import mask_text
+from bot.wechat_client import UNREACHABLE_ERRORS, WeChatAPIError
 from bot.wecom import WeComError
-from storage import followers, message_log
+from storage import followers, inbox, message_log
+from storage.models.messages import ANSWERED, OWED, UNDELIVERABLE
+from storage.redis_client import REDIS_DOWN, redis_pool
 
 if TYPE_CHECKING:
     from bot.services import Services
 
 log = logging.getLogger(__name__)
 
+# Recorded as the errcode of a send that timed out after it may have reached WeChat.
+MAYBE_DELIVERED = -3
+
+
+def _errcode(exc: WeChatAPIError) -> int:
+    if getattr(exc, "maybe_delivered", False):
+        return MAYBE_DELIVERED
+    return exc.errcode if exc.errcode is not None else -2
+
+
+def _unreachable(errcode: int) -> str | None:
+    """43004/43101: the follower cannot be reached any more."""
+    return UNREACHABLE_ERRORS.get(errcode)
+
 
 def build_huey(services: "Services") -> Huey:
     settings = services.settings
     if settings.uses_redis:
-        return RedisHuey("sisong", url=settings.redis_url, blocking=True, read_timeout=1)
+        assert settings.redis_url is not None
+        # The socket timeout must outlast the consumer's blocking read (1 s).
+        pool = redis_pool(settings.redis_url, settings.redis_timeout, read_timeout=1 + settings.redis_timeout)
+        return RedisHuey("sisong", connection_pool=pool, blocking=True, read_timeout=1)
     path = settings.queue_file
     path.parent.mkdir(parents=True, exist_ok=True)
     return SqliteHuey("sisong", filename=str(path))
@@ -46,21 +71,35 @@ class TaskQueue:
         self.huey = build_huey(services)
         task = self.huey.task
         self.send_text_task = task(name="send_text", retries=3, retry_delay=30)(self._send_text)
+        # No queue-level retries: the sweeper re-arms an owed reply whose send failed or vanished.
+        self.send_reply_task = task(name="send_reply")(self._send_reply)
         self.wecom_task = task(name="wecom_notice", retries=3, retry_delay=30)(self._wecom_notice)
         self._consumer: _EmbeddedConsumer | None = None
 
     # -- enqueueing ---------------------------------------------------------
 
     def enqueue(self, task: Any, *args: Any) -> None:
-        """Enqueue; if the broker is down, run in a thread rather than lose the message."""
-        try:
-            task(*args)
-        except Exception as exc:  # RedisError, sqlite3.OperationalError, OSError, ...
-            log.error("queue unavailable (%s), running %s in-process", type(exc).__name__, task.name)
-            threading.Thread(target=task.call_local, args=args, daemon=True).start()
+        """Enqueue; if the broker is down or hung, run in a thread rather than lose the task."""
+        breaker = self.services.redis_breaker
+        if breaker is None or breaker.allow():
+            try:
+                task(*args)
+                return
+            except REDIS_DOWN as exc:
+                if breaker is not None:
+                    breaker.trip(exc)
+                else:
+                    log.error("queue unavailable (%s), running %s in-process", type(exc).__name__, task.name)
+            except Exception as exc:  # sqlite3.OperationalError, ...
+                log.error("queue unavailable (%s), running %s in-process", type(exc).__name__, task.name)
+        threading.Thread(target=task.call_local, args=args, daemon=True).start()
 
     def send_text(self, openid: str, text: str) -> None:
         self.enqueue(self.send_text_task, openid, text)
+
+    def send_reply(self, row_id: int) -> None:
+        """Send the owed reply of inbox row ``row_id`` as a customer-service message (exactly one sender)."""
+        self.enqueue(self.send_reply_task, row_id)
 
     def notify_cadres(self, markdown: str) -> None:
         if self.services.wecom is None:
@@ -76,20 +115,53 @@ class TaskQueue:
         try:
             self.services.wechat.send_text(openid, text)
         except WeChatAPIError as exc:
-            errcode = exc.errcode if exc.errcode is not None else -2
+            errcode = _errcode(exc)
             reason = exc.unreachable_reason
             self._record_send(openid, text, errcode, reason)
+            if errcode == MAYBE_DELIVERED:
+                log.warning("customer message may have reached WeChat (timed out); not sent again")
+                return
             if reason or exc.errcode not in (None, -1, 45009):
                 log.warning("customer message not delivered: %s", exc)
                 return
             raise
         self._record_send(openid, text, errcode, None)
 
+    def _send_reply(self, row_id: int) -> None:
+        """An owed late answer: claim it, send it, settle it; a failed claim means someone else has it."""
+        db = self.services.db
+        owner = inbox.new_owner()
+        timeout = self.services.settings.api_timeout * (self.services.settings.api_retry_attempts + 1)
+        with db.session() as session:
+            claimed = inbox.claim_send(session, row_id, owner, lease=max(60.0, timeout * 2))
+        if claimed is None:
+            return
+        openid, text = claimed
+        status, errcode, retry_after = ANSWERED, 0, None
+        try:
+            self.services.wechat.send_text(openid, text)
+        except WeChatAPIError as exc:
+            errcode = _errcode(exc)
+            if errcode == MAYBE_DELIVERED:
+                log.warning("late answer may have reached WeChat (timed out); not sent again")
+            elif exc.unreachable_reason or exc.errcode not in (None, -1, 45009):
+                status = UNDELIVERABLE
+                log.warning("late answer not deliverable: %s", exc)
+            else:
+                status, retry_after = OWED, 30.0
+                log.warning("late answer not sent yet (%s); the sweeper will retry", exc)
+        with db.session() as session:
+            inbox.finish_send(session, row_id, owner, status, errcode, retry_after)
+        if status != OWED:
+            self._record_send(openid, text, errcode, _unreachable(errcode))
+
     def _record_send(self, openid: str, text: str, errcode: int, unreachable: str | None) -> None:
+        """The outbound log line (masked) and, for 43004/43101, the follower marked unreachable."""
         try:
             with self.services.db.session() as session:
                 message_log.log_outbound(
-                    session, openid=openid, msg_type="text", text=text, channel="custom", errcode=errcode
+                    session, openid=openid, msg_type="text", text=mask_text(text), channel="custom",
+                    errcode=errcode,
                 )
                 if unreachable:
                     followers.mark_unreachable(session, openid, unreachable)

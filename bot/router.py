@@ -96,7 +96,7 @@ class Router:
     # -- dispatch -----------------------------------------------------------
 
     def resolve(self, ctx: Context) -> Handler:
-        if ctx.extras.get("too_fast") and self.too_fast_handler is not None:
+        if ctx.too_fast and self.too_fast_handler is not None:
             return self.too_fast_handler
         event = ctx.event
         if event:

@@ -10,8 +10,11 @@ from bot.config import Settings, get_settings
 from bot.queue import TaskQueue
 from bot.wechat_client import WeChatAPI
 from bot.wecom import WeComRobot
+from storage.breaker import CircuitBreaker
 from storage.db import Database
 from storage.ratelimit import RateLimiter
+from storage.redis_client import redis_breaker
+from storage.spool import Spool
 from storage.state import StateStore, build_state
 
 log = logging.getLogger(__name__)
@@ -29,14 +32,25 @@ class Services:
     wechat: WeChatAPI
     wecom: WeComRobot | None
     limiter: RateLimiter
+    spool: Spool
+    # Shared by every Redis user (state, limiter, queue); None without Redis.
+    redis_breaker: CircuitBreaker | None = None
     queue: TaskQueue = field(init=False)
     extras: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.queue = TaskQueue(self)
 
+    def keep_for_cadre(self, openid: str, words: str) -> None:
+        """Queue a follower's (masked) words for a person: they could not be answered automatically."""
+        from knowledge.store.unanswered import record_unanswered
+
+        record_unanswered(self.db, openid, words)
+
     def close(self) -> None:
         self.queue.stop_embedded()
+        if self.redis_breaker is not None:
+            self.redis_breaker.stop()
         self.db.dispose()
 
 
@@ -47,12 +61,16 @@ def build_services(settings: Settings | None = None, *, migrate: bool | None = N
     several workers never race to alter a production schema.
     """
     settings = settings or get_settings()
-    db = Database(settings.database_url)
+    db = Database(settings.database_url, timeout=settings.db_timeout, breaker_seconds=settings.breaker_seconds)
     if migrate if migrate is not None else db.is_sqlite:
         applied = db.upgrade()
         if applied:
             log.info("database migrated: %s", ", ".join(applied))
-    state = build_state(settings.redis_url)
+    breaker = (
+        redis_breaker(settings.redis_url, settings.redis_timeout, settings.breaker_seconds)
+        if settings.redis_url else None
+    )
+    state = build_state(settings.redis_url, breaker, settings.redis_timeout)
     wecom = WeComRobot(settings.wecom_robot_url) if settings.wecom_robot_url else None
     return Services(
         settings=settings,
@@ -60,7 +78,9 @@ def build_services(settings: Settings | None = None, *, migrate: bool | None = N
         state=state,
         wechat=WeChatAPI(settings, state),
         wecom=wecom,
-        limiter=RateLimiter(settings.redis_url),
+        limiter=RateLimiter(settings.redis_url, breaker, settings.redis_timeout),
+        spool=Spool(settings.spool_path),
+        redis_breaker=breaker,
     )
 
 

@@ -65,10 +65,14 @@ async def receive(request: Request) -> Response:
         log.warning("request refused: %s", exc.reason, extra={"status": exc.status})
         return PlainTextResponse(exc.reason, status_code=exc.status)
 
-    delivery = Delivery(services, str(inbound.message.source or ""))
-    loop = asyncio.get_running_loop()
-    future = loop.run_in_executor(app_state.executor, app_state.pipeline.process, inbound, delivery)
-    reply = await _await_reply(future, delivery, services, settings.reply_deadline)
+    delivery = Delivery()
+    try:
+        app_state.executor.submit(app_state.pipeline.process, inbound, delivery)
+    except RuntimeError:  # shutting down: let WeChat retry on another worker
+        metrics.REQUESTS.labels("POST", "503").inc()
+        return PlainTextResponse("shutting down", status_code=503)
+    remaining = settings.reply_deadline - (time.perf_counter() - started)
+    reply = await _await_reply(delivery, remaining)
 
     if reply != SUCCESS and inbound.encrypted:
         reply = encrypt_reply(settings, reply, inbound.nonce, inbound.timestamp)
@@ -78,20 +82,20 @@ async def receive(request: Request) -> Response:
     return Response(reply, media_type=media)
 
 
-async def _await_reply(future: asyncio.Future[str], delivery: Delivery, services, deadline: float) -> str:  # type: ignore[no-untyped-def]
+async def _await_reply(delivery: Delivery, deadline: float) -> str:
+    """The pipeline's reply if it comes in time; else ``success`` and the answer follows as a
+    customer-service message (the pipeline sees the webhook has gone and marks it owed)."""
+    waiter = asyncio.wrap_future(delivery.future)
     try:
-        return await asyncio.wait_for(asyncio.shield(future), deadline)
+        return await asyncio.wait_for(asyncio.shield(waiter), max(deadline, 0.05))
     except TimeoutError:
-        claimed, text = delivery.give_up()
-        if not claimed:
-            log.info("deadline passed, answer will follow as a customer-service message")
-            return SUCCESS
-        try:  # the answer was ready; only its bookkeeping is slow
-            return await asyncio.wait_for(asyncio.shield(future), GRACE_SECONDS)
+        pass
+    if delivery.give_up():  # the answer is ready and committing: worth a short wait
+        try:
+            return await asyncio.wait_for(asyncio.shield(waiter), GRACE_SECONDS)
         except TimeoutError:
-            if text:
-                services.queue.send_text(delivery.openid, text)
-            return SUCCESS
-    except Exception:
-        log.exception("unexpected failure in the message pipeline")
-        return SUCCESS
+            delivery.give_up(final=True)
+    if delivery.future.done():  # offered between the timeout and giving up
+        return delivery.future.result()
+    log.info("deadline passed, answer will follow as a customer-service message")
+    return SUCCESS

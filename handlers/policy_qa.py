@@ -11,7 +11,7 @@ from bot.context import Context
 from bot.privacy import mask_text, short_openid
 from bot.router import router
 from bot.services import Services
-from handlers import STARTUP
+from handlers import STARTUP, WARM_UP
 from knowledge.service import KnowledgeBase, ensure_sample_loaded
 
 KB_KEY = "knowledge_base"
@@ -24,6 +24,14 @@ def load_knowledge(services: Services) -> None:
 
 
 STARTUP.append(load_knowledge)
+
+
+def warm_up(services: Services) -> None:
+    """One real question through segmenter, synonyms and index, before the first household's."""
+    knowledge_base(services).answer("危房改造补助标准是多少")
+
+
+WARM_UP.append(warm_up)
 
 
 def knowledge_base(services: Services) -> KnowledgeBase:

@@ -1,7 +1,17 @@
-"""Database engine, sessions and migrations.
+"""Database engine, sessions and migrations, and the bound on how long a call may wait.
 
 People paste plain URLs (``postgresql://user@host/db``); we map them to the
 driver we ship (psycopg 3) so nobody has to know SQLAlchemy's dialect names.
+
+A database that *hangs* (stopped process, lost packets) never refuses
+anything: the kernel accepts the connection and acknowledges the bytes, so
+server-side ``statement_timeout`` and TCP keepalives never fire, and a
+handler thread would wait for as long as the outage lasts. Work on the
+message path therefore runs inside :func:`bounded`: every round trip to
+PostgreSQL (and every wait for SQLite's writer lock or a pooled connection)
+gives up after ``SISONG_DB_TIMEOUT``, client-side, and the connection is
+discarded. After such a failure :attr:`Database.breaker` opens, so the next
+messages answer "系统繁忙" at once instead of each paying the timeout.
 """
 
 from __future__ import annotations
@@ -11,16 +21,78 @@ import sqlite3
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
+from typing import Any
+
+import psycopg
 
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.orm import Session, sessionmaker
 
+from storage.breaker import CircuitBreaker
+
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+
+# Seconds one database round trip may take in the current thread/task (None: unbounded).
+_budget: ContextVar[float | None] = ContextVar("sisong_db_budget", default=None)
+_WAIT_TIMEOUT = getattr(psycopg.errors, "_WaitTimeout", psycopg.errors.OperationalError)
+# A runaway query on a live server; the message path's own bound is the client-side budget.
+STATEMENT_TIMEOUT_MS = 30_000
+
+
+@contextmanager
+def bounded(seconds: float | None) -> Iterator[None]:
+    """Bound every database round trip made inside this block to ``seconds``."""
+    token = _budget.set(seconds)
+    try:
+        yield
+    finally:
+        _budget.reset(token)
+
+
+def current_budget() -> float | None:
+    return _budget.get()
+
+
+class DatabaseTimeout(psycopg.OperationalError):
+    """The database did not answer within the budget; the connection was closed."""
+
+
+class BoundedConnection(psycopg.Connection):  # type: ignore[type-arg]
+    """psycopg's connection with a client-side deadline on every wait for the server.
+
+    psycopg routes every blocking exchange (execute, fetch, commit, rollback)
+    through :meth:`wait`, which takes a timeout since psycopg 3.2. A timed-out
+    exchange leaves the protocol mid-message, so the connection is closed and
+    SQLAlchemy discards it from the pool (``is_disconnect``).
+    """
+
+    def wait(self, gen: Any, interval: float = 0.1, timeout: float | None = None) -> Any:  # type: ignore[override]
+        budget = _budget.get()
+        if budget is not None and (timeout is None or timeout > budget):
+            timeout = budget
+        try:
+            return super().wait(gen, interval, timeout)
+        except _WAIT_TIMEOUT as exc:
+            if timeout is None or type(exc) is not _WAIT_TIMEOUT:
+                raise
+            self.pgconn.finish()
+            raise DatabaseTimeout(f"database did not answer within {timeout:.1f} s") from None
+
+
+def is_outage(exc: BaseException) -> bool:
+    """A failure of the database itself (down, hung, pool exhausted), not of our query."""
+    if isinstance(exc, (sa_exc.OperationalError, sa_exc.InterfaceError, sa_exc.TimeoutError)):
+        return True
+    if isinstance(exc, sa_exc.DBAPIError) and exc.connection_invalidated:
+        return True
+    return isinstance(exc, (psycopg.OperationalError, sqlite3.OperationalError))
 
 
 def normalize_url(url: str) -> str:
@@ -30,7 +102,7 @@ def normalize_url(url: str) -> str:
     return url
 
 
-def make_engine(url: str) -> Engine:
+def make_engine(url: str, pool_timeout: float = 30.0) -> Engine:
     url = normalize_url(url)
     if url.startswith("sqlite"):
         # Enough pooled connections for the handler threads and queue consumers, so
@@ -50,13 +122,27 @@ def make_engine(url: str) -> Engine:
             cur.close()
 
         return engine
-    return create_engine(
+    engine = create_engine(
         url,
         pool_pre_ping=True,
         pool_size=10,
         max_overflow=20,
-        connect_args={"connect_timeout": 3},
+        pool_timeout=pool_timeout,
+        connect_args={
+            "connect_timeout": 2,  # libpq's minimum; enforced client-side by psycopg
+            "options": f"-c statement_timeout={STATEMENT_TIMEOUT_MS}",
+            # A partitioned (not stopped) server: unacknowledged data fails in 5 s,
+            # idle pooled connections are found dead within ~11 s.
+            "keepalives": 1, "keepalives_idle": 5, "keepalives_interval": 2, "keepalives_count": 3,
+            "tcp_user_timeout": 5000,
+        },
     )
+
+    @event.listens_for(engine, "do_connect")
+    def _bounded_connect(dialect, conn_rec, cargs, cparams):  # type: ignore[no-untyped-def]
+        return BoundedConnection.connect(*cargs, **cparams)
+
+    return engine
 
 
 _READS = ("SELECT", "PRAGMA", "WITH")
@@ -78,7 +164,7 @@ def _queue_sqlite_writers(engine: Engine) -> None:
     def _before_write(conn, cursor, statement, parameters, context, executemany):  # type: ignore[no-untyped-def]
         if conn.info.get("sisong_writer") or statement.lstrip()[:6].upper().startswith(_READS):
             return
-        if not lock.acquire(timeout=WRITE_LOCK_WAIT):
+        if not lock.acquire(timeout=_budget.get() or WRITE_LOCK_WAIT):
             raise sqlite3.OperationalError("database is locked (waited for another writer)")
         conn.info["sisong_writer"] = True
 
@@ -96,13 +182,28 @@ def _queue_sqlite_writers(engine: Engine) -> None:
 
 
 class Database:
-    """One engine and its session factory, shared by the app, CLI and queue."""
+    """One engine and its session factory, shared by the app, CLI and queue.
 
-    def __init__(self, url: str) -> None:
+    ``timeout`` is the budget :meth:`bounded` applies (``SISONG_DB_TIMEOUT``);
+    the breaker opens after an outage and its probe (a bounded ``SELECT 1``)
+    closes it again.
+    """
+
+    def __init__(self, url: str, timeout: float = 2.0, breaker_seconds: float = 5.0) -> None:
         self.url = normalize_url(url)
         self.is_sqlite = self.url.startswith("sqlite")
-        self.engine = make_engine(url)
+        self.timeout = timeout
+        self.engine = make_engine(url, pool_timeout=timeout if not self.is_sqlite else 30.0)
         self.sessions = sessionmaker(self.engine, expire_on_commit=False)
+        self.breaker = CircuitBreaker("database", self._probe, cooldown=breaker_seconds)
+
+    def bounded(self) -> Any:
+        """Bound the database calls of this block to this database's timeout."""
+        return bounded(self.timeout)
+
+    def _probe(self) -> None:
+        with bounded(self.timeout):
+            self.ping()
 
 
     @contextmanager
@@ -151,4 +252,5 @@ class Database:
         return pending
 
     def dispose(self) -> None:
+        self.breaker.stop()
         self.engine.dispose()

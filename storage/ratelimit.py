@@ -2,35 +2,42 @@
 
 Limits protect people, not just servers: a household pressing send twenty
 times should get one kind "slow down", and a broken script must not spend the
-account's API quota. When Redis is down the limiter fails open: answering a
-household matters more than counting their messages.
+account's API quota. When Redis is down or hung the limiter counts in-process
+(per worker) until the shared Redis breaker closes again: answering a
+household matters more than counting their messages exactly, and a hung
+Redis must not cost each message a socket timeout.
 """
 
 from __future__ import annotations
 
-import logging
 from functools import lru_cache
 
 from limits import parse, storage, strategies
-from redis.exceptions import RedisError
 
-log = logging.getLogger(__name__)
+from storage.breaker import CircuitBreaker
+from storage.redis_client import REDIS_DOWN, redis_pool
 
 # Parsed once per rate string, not on every message.
 _parse_rate = lru_cache(maxsize=32)(parse)
 
 
 class RateLimiter:
-    def __init__(self, redis_url: str | None) -> None:
-        uri = redis_url or "memory://"
-        options = {"socket_connect_timeout": 0.5, "socket_timeout": 1.0} if redis_url else {}
-        self.storage = storage.storage_from_string(uri, **options)
-        self.strategy = strategies.MovingWindowRateLimiter(self.storage)
+    def __init__(self, redis_url: str | None, breaker: CircuitBreaker | None = None,
+                 timeout: float = 0.5) -> None:
+        self.breaker = breaker
+        self.local = strategies.MovingWindowRateLimiter(storage.MemoryStorage())
+        self.shared: strategies.MovingWindowRateLimiter | None = None
+        if redis_url:
+            assert breaker is not None, "a Redis rate limiter needs the shared Redis breaker"
+            backend = storage.storage_from_string(redis_url, connection_pool=redis_pool(redis_url, timeout))
+            self.shared = strategies.MovingWindowRateLimiter(backend)
 
     def allow(self, rate: str, *identifiers: str) -> bool:
         """Count one hit against ``rate`` (e.g. "20/minute") for these identifiers."""
-        try:
-            return bool(self.strategy.hit(_parse_rate(rate), "sisong", *identifiers))
-        except RedisError as exc:
-            log.warning("rate limiter unavailable (%s), allowing", type(exc).__name__)
-            return True
+        item = _parse_rate(rate)
+        if self.shared is not None and self.breaker is not None and self.breaker.allow():
+            try:
+                return bool(self.shared.hit(item, "sisong", *identifiers))
+            except REDIS_DOWN as exc:
+                self.breaker.trip(exc)  # logs once per outage, not once per message
+        return bool(self.local.hit(item, "sisong", *identifiers))

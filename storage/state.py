@@ -2,8 +2,9 @@
 
 With ``SISONG_REDIS_URL`` set, state lives in Redis so every worker process
 sees the same keys. Without it, the same interface runs in-process. When Redis
-is configured but unreachable, :class:`ResilientState` keeps the service
-answering from in-process state and reports itself degraded for ``/healthz``.
+is configured but unreachable or hung, :class:`ResilientState` keeps the
+service answering from in-process state and reports itself degraded for
+``/healthz``.
 """
 
 from __future__ import annotations
@@ -17,6 +18,9 @@ from contextlib import contextmanager
 from typing import Any, Protocol
 
 import redis
+
+from storage.breaker import CircuitBreaker
+from storage.redis_client import REDIS_DOWN, redis_client
 
 log = logging.getLogger(__name__)
 
@@ -119,15 +123,9 @@ class RedisState:
 
     backend = "redis"
 
-    def __init__(self, url: str, prefix: str = "sisong:") -> None:
+    def __init__(self, url: str, timeout: float = 0.5, prefix: str = "sisong:") -> None:
         self.prefix = prefix
-        self.client = redis.Redis.from_url(
-            url,
-            decode_responses=True,
-            socket_connect_timeout=0.5,
-            socket_timeout=1.0,
-            health_check_interval=30,
-        )
+        self.client = redis_client(url, timeout)
         self._delete_if = self.client.register_script(_DELETE_IF)
 
     def _k(self, key: str) -> str:
@@ -137,7 +135,7 @@ class RedisState:
         return bool(self.client.set(self._k(key), value, nx=True, ex=ttl))
 
     def get(self, key: str) -> str | None:
-        return self.client.get(self._k(key))
+        return self.client.get(self._k(key))  # type: ignore[return-value]
 
     def set(self, key: str, value: str, ttl: int | None = None) -> None:
         self.client.set(self._k(key), value, ex=ttl)
@@ -166,41 +164,37 @@ class RedisState:
 
 
 class ResilientState:
-    """Redis first; in-process when Redis is down, retried after a short pause.
+    """Redis first; in-process while the Redis breaker is open.
 
-    Degraded mode trades cross-process guarantees (one dedupe, one token
-    refresher) for still answering households, which matters more.
+    Degraded mode trades cross-process guarantees (shared conversation state,
+    replay memory) for still answering households, which matters more; the
+    database's unique key on each message keeps dedupe exact either way. The
+    breaker is shared with the rate limiter and the queue, so one timeout
+    switches all of them and a hung Redis costs one timeout, not one per call.
     """
 
     backend = "redis"
-    RETRY_AFTER = 5.0
 
-    def __init__(self, primary: RedisState, fallback: MemoryState | None = None) -> None:
+    def __init__(self, primary: RedisState, breaker: CircuitBreaker, fallback: MemoryState | None = None) -> None:
         self.primary = primary
+        self.breaker = breaker
         self.fallback = fallback or MemoryState()
-        self._down_until = 0.0
-        self.last_error: str | None = None
 
     @property
     def degraded(self) -> bool:
-        return time.monotonic() < self._down_until
+        return self.breaker.is_open
 
-    def _store(self) -> RedisState | MemoryState:
-        return self.fallback if self.degraded else self.primary
+    @property
+    def last_error(self) -> str | None:
+        return self.breaker.last_error
 
     def _call(self, method: str, *args: Any, **kwargs: Any) -> Any:
-        store = self._store()
-        try:
-            return getattr(store, method)(*args, **kwargs)
-        except redis.exceptions.RedisError as exc:
-            self._mark_down(exc)
-            return getattr(self.fallback, method)(*args, **kwargs)
-
-    def _mark_down(self, exc: Exception) -> None:
-        if not self.degraded:
-            log.error("redis unavailable, using in-process state: %s", type(exc).__name__)
-        self.last_error = f"{type(exc).__name__}: {exc}"
-        self._down_until = time.monotonic() + self.RETRY_AFTER
+        if self.breaker.allow():
+            try:
+                return getattr(self.primary, method)(*args, **kwargs)
+            except REDIS_DOWN as exc:
+                self.breaker.trip(exc)
+        return getattr(self.fallback, method)(*args, **kwargs)
 
     def claim(self, key: str, value: str, ttl: int) -> bool:
         return bool(self._call("claim", key, value, ttl))
@@ -219,13 +213,17 @@ class ResilientState:
 
     @contextmanager
     def lock(self, name: str, timeout: float, wait: float) -> Iterator[None]:
-        store = self._store()
-        try:
-            cm = store.lock(name, timeout, wait)
-            cm.__enter__()
-        except redis.exceptions.RedisError as exc:
-            self._mark_down(exc)
-            store = self.fallback
+        store: RedisState | MemoryState = self.fallback
+        cm: Any = None
+        if self.breaker.allow():
+            try:
+                cm = self.primary.lock(name, timeout, wait)
+                cm.__enter__()
+                store = self.primary
+            except REDIS_DOWN as exc:
+                self.breaker.trip(exc)
+                cm = None
+        if cm is None:
             cm = store.lock(name, timeout, wait)
             cm.__enter__()
         try:
@@ -233,22 +231,23 @@ class ResilientState:
         finally:
             try:
                 cm.__exit__(None, None, None)
-            except redis.exceptions.RedisError as exc:
-                self._mark_down(exc)
+            except REDIS_DOWN as exc:
+                self.breaker.trip(exc)
 
     def ping(self) -> None:
-        """Raises when Redis does not answer; a success ends degraded mode early."""
+        """Raises when Redis does not answer (within the clients' timeout)."""
         try:
             self.primary.ping()
-        except redis.exceptions.RedisError as exc:
-            self._mark_down(exc)
+        except REDIS_DOWN as exc:
+            self.breaker.trip(exc)
             raise
-        self._down_until = 0.0
 
 
-def build_state(redis_url: str | None) -> StateStore:
+def build_state(redis_url: str | None, breaker: CircuitBreaker | None = None,
+                timeout: float = 0.5) -> StateStore:
     if redis_url:
-        return ResilientState(RedisState(redis_url))
+        assert breaker is not None, "a Redis state store needs the shared Redis breaker"
+        return ResilientState(RedisState(redis_url, timeout), breaker)
     return MemoryState()
 
 

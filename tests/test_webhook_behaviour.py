@@ -240,15 +240,16 @@ def test_answer_ready_at_the_deadline_goes_out_exactly_once(
     client: TestClient, services: Services, api, sim: WeChatSimulator,  # type: ignore[no-untyped-def]
     monkeypatch: pytest.MonkeyPatch, stall: float, expect_passive: bool,
 ) -> None:
-    """The answer was claimed in time but storing it stalls past the deadline (1.5 s in tests)."""
-    original_set = services.state.set
+    """The answer was reserved in time but committing it stalls past the deadline (1.5 s in tests)."""
+    from storage import followers
 
-    def slow_set(key: str, value: str, ttl: int | None = None) -> None:
-        if key.startswith("dedupe:"):
-            time.sleep(stall)
-        original_set(key, value, ttl)
+    original_touch = followers.touch
 
-    monkeypatch.setattr(services.state, "set", slow_set)
+    def slow_touch(*args, **kwargs) -> None:  # type: ignore[no-untyped-def]
+        time.sleep(stall)
+        original_touch(*args, **kwargs)
+
+    monkeypatch.setattr(followers, "touch", slow_touch)
     reply = sim.post(client, sim.text("帮助"))
     if expect_passive:
         assert "打字" in (reply.text or "")  # the grace period caught it

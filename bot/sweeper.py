@@ -1,0 +1,115 @@
+"""The sweeper: nothing a follower sent stays unanswered because a process died.
+
+Runs every ``SISONG_SWEEP_INTERVAL`` seconds in every web worker and in
+``sisong worker`` (each step is an atomic takeover, so several sweepers never
+do the same work twice):
+
+1. replays the spool (messages the database could not take) into the inbox,
+   and queues their words for a cadre;
+2. takes over claims whose lease ran out (their worker was killed, say by the
+   OOM killer, mid-answer) and answers them as customer-service messages;
+3. re-sends owed late answers whose send task vanished or failed;
+4. forgets the clear text of settled messages once no retry can come.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy.exc import SQLAlchemyError
+
+from bot.pipeline import Pipeline
+from bot.services import Services
+from storage import inbox
+from storage.db import is_outage
+
+log = logging.getLogger(__name__)
+
+# Abandoned claims are taken this long after their lease ran out (a retry may be about to).
+TAKEOVER_GRACE = 1.0
+
+
+class Sweeper:
+    def __init__(self, services: Services, pipeline: Pipeline) -> None:
+        self.services = services
+        self.pipeline = pipeline
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="sisong-sweeper", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.services.settings.sweep_interval):
+            try:
+                self.sweep()
+            except Exception:  # never let the sweeper die
+                log.exception("sweep failed")
+
+    def sweep(self) -> dict[str, int]:
+        """One pass; returns what it did (for tests and the log)."""
+        db = self.services.db
+        done = {"replayed": 0, "resumed": 0, "resent": 0}
+        if not db.breaker.allow():
+            return done
+        try:
+            with db.bounded():
+                done["replayed"] = self.services.spool.replay(self._apply_spooled)
+                done["resumed"] = self._resume_abandoned()
+                done["resent"] = self._resend_owed()
+                with db.session() as session:
+                    inbox.forget_payloads(session, older_than=self.services.settings.dedupe_ttl)
+        except SQLAlchemyError as exc:
+            if is_outage(exc):
+                db.breaker.trip(exc)
+            log.warning("sweep stopped: database %s", type(exc).__name__)
+        if any(done.values()):
+            log.info("swept", extra=done)
+        return done
+
+    def _apply_spooled(self, records: list[dict[str, Any]]) -> None:
+        busy = []
+        with self.services.db.session() as session:
+            for record in records:
+                created = datetime.fromisoformat(record["created_at"])
+                if inbox.record_busy(
+                    session, key=record["key"], openid=record["openid"], msg_type=record["msg_type"],
+                    event=record.get("event"), msg_id=record.get("msg_id"), text=record.get("text"),
+                    created_at=created,
+                ):
+                    busy.append(record)
+        for record in busy:
+            if record.get("text"):
+                self.services.keep_for_cadre(record["openid"], record["text"])
+
+    def _resume_abandoned(self) -> int:
+        settings = self.services.settings
+        with self.services.db.session() as session:
+            candidates = inbox.abandoned(session, grace=TAKEOVER_GRACE)
+        resumed = 0
+        for row_id in candidates:
+            owner = inbox.new_owner()
+            with self.services.db.session() as session:
+                row = inbox.take_over(session, row_id, owner, settings.claim_lease)
+            if row is None:
+                continue
+            log.warning("answering a message whose worker did not finish", extra={"attempt": row.attempts})
+            self.pipeline.resume(row, owner)
+            resumed += 1
+        return resumed
+
+    def _resend_owed(self) -> int:
+        with self.services.db.session() as session:
+            due = inbox.owed_due(session, resend_after=60.0)
+        for row_id in due:
+            self.services.queue.send_reply(row_id)
+        return len(due)

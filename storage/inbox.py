@@ -1,0 +1,322 @@
+"""The inbox: each inbound message's row in ``message_log``, from claim to settlement.
+
+Why a database row and not only a Redis key: a message must survive a web
+worker killed mid-answer, and must be answered once even when Redis is down.
+So the row is written (committed) *before* the handler runs; the unique
+``dedupe_key`` makes a second claim impossible; ``owner`` + ``lease_until``
+let a WeChat retry or the sweeper take over a claim whose worker died; and
+the handler's unit of work only commits if its claim is still its own
+(:func:`settle`), so a slow first attempt and a takeover can never both
+commit. Statuses are listed in :mod:`storage.models.messages`.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import and_, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from storage.models.base import utcnow
+from storage.models.messages import (
+    ANSWERED,
+    BUSY,
+    FAILED,
+    OWED,
+    RECEIVED,
+    SENDING,
+    SETTLED,
+    UNDELIVERABLE,
+    MessageLog,
+)
+
+# A customer-service message can only be sent within 48 hours of the follower's message.
+REPLY_WINDOW = timedelta(hours=47)
+
+
+class LostClaim(Exception):
+    """Another worker took this message over (our lease ran out); our work must not commit."""
+
+
+def new_owner() -> str:
+    """A token unique to one attempt at one message (host process + random)."""
+    return f"{os.getpid()}:{uuid.uuid4().hex[:12]}"
+
+
+@dataclass(frozen=True)
+class InboxRow:
+    id: int
+    status: str
+    owner: str | None
+    attempts: int
+    lease_until: datetime | None
+    payload: str | None = None
+    openid: str | None = None
+
+    def mine(self, owner: str) -> bool:
+        return self.owner == owner and self.status == RECEIVED
+
+
+def _insert(session: Session):  # type: ignore[no-untyped-def]
+    dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
+    return dialect.insert(MessageLog)
+
+
+_ROW = (MessageLog.id, MessageLog.status, MessageLog.owner, MessageLog.attempts, MessageLog.lease_until)
+
+
+def claim(
+    session: Session,
+    *,
+    key: str,
+    owner: str,
+    lease: float,
+    openid: str,
+    msg_type: str,
+    event: str | None,
+    msg_id: str | None,
+    text: str | None,
+    payload: str,
+) -> InboxRow:
+    """Insert the message's row, or take over a claim whose lease ran out; one statement.
+
+    Returns the row as it now stands: ``row.mine(owner)`` says whether this
+    attempt may answer. ``text`` must already be masked; ``payload`` is the
+    clear inbound XML, kept until the message is settled.
+    """
+    now = utcnow()
+    stmt = _insert(session).values(
+        created_at=now, direction="in", openid=openid, msg_type=msg_type, event=event, msg_id=msg_id,
+        text=text, channel="passive", dedupe_key=key, status=RECEIVED, owner=owner,
+        lease_until=now + timedelta(seconds=lease), attempts=1, payload=payload,
+    )
+    stmt = stmt.on_conflict_do_update(
+        index_elements=["dedupe_key"],
+        set_={"owner": owner, "lease_until": now + timedelta(seconds=lease),
+              "attempts": MessageLog.attempts + 1},
+        where=and_(MessageLog.status == RECEIVED, MessageLog.lease_until < now),
+    ).returning(*_ROW)
+    row = session.execute(stmt).first()
+    if row is None:  # a retry while the first attempt is alive, or after it settled
+        row = session.execute(select(*_ROW).where(MessageLog.dedupe_key == key)).one()
+    return InboxRow(*row)
+
+
+def look(session: Session, key: str) -> InboxRow | None:
+    """The row of ``key`` with its payload (the clear reply once answered)."""
+    row = session.execute(
+        select(*_ROW, MessageLog.payload, MessageLog.openid).where(MessageLog.dedupe_key == key)
+    ).first()
+    return InboxRow(*row) if row else None
+
+
+def settle(
+    session: Session,
+    *,
+    row_id: int,
+    owner: str,
+    status: str,
+    handler: str | None,
+    reply: str | None,
+    payload: str | None,
+    latency_ms: int,
+    resend_after: float = 60.0,
+) -> None:
+    """Record the outcome in the handler's unit of work; raises :class:`LostClaim` if taken over.
+
+    ``reply`` is masked (for the log); ``payload`` is the clear reply, kept so a
+    retry can be answered again and an owed message can be (re)sent.
+    """
+    now = utcnow()
+    values: dict[str, object] = {
+        "status": status, "handler": handler, "reply": reply, "payload": payload, "latency_ms": latency_ms,
+    }
+    if status == OWED:
+        values["lease_until"] = now + timedelta(seconds=resend_after)
+    else:
+        values["settled_at"] = now
+    result = session.execute(
+        update(MessageLog)
+        .where(MessageLog.id == row_id, MessageLog.owner == owner, MessageLog.status == RECEIVED)
+        .values(**values)
+        .execution_options(synchronize_session=False)
+    )
+    if result.rowcount != 1:  # type: ignore[attr-defined]
+        raise LostClaim(row_id)
+
+
+def owe(session: Session, row_id: int, reply: str, resend_after: float = 60.0) -> None:
+    """An answered message whose HTTP reply never left: it must go as a customer-service message."""
+    session.execute(
+        update(MessageLog)
+        .where(MessageLog.id == row_id, MessageLog.status == ANSWERED)
+        .values(status=OWED, payload=reply, settled_at=None,
+                lease_until=utcnow() + timedelta(seconds=resend_after))
+        .execution_options(synchronize_session=False)
+    )
+
+
+def record_busy(
+    session: Session,
+    *,
+    key: str,
+    openid: str,
+    msg_type: str,
+    event: str | None,
+    msg_id: str | None,
+    text: str | None,
+    created_at: datetime,
+) -> bool:
+    """A message the database could not take when it arrived (replayed from the spool).
+
+    Inserted as ``busy``, or an existing claim that never finished is marked
+    ``busy``; a message that was in fact answered is left alone. Returns True
+    when the row is now ``busy`` (and its words should wait for a cadre).
+    """
+    now = utcnow()
+    stmt = _insert(session).values(
+        created_at=created_at, direction="in", openid=openid, msg_type=msg_type, event=event, msg_id=msg_id,
+        text=text, channel="passive", dedupe_key=key, status=BUSY, attempts=1, settled_at=now,
+    ).on_conflict_do_update(
+        index_elements=["dedupe_key"],
+        set_={"status": BUSY, "settled_at": now, "payload": None},
+        where=MessageLog.status == RECEIVED,
+    ).returning(MessageLog.id)
+    return session.execute(stmt).first() is not None
+
+
+# -- the sweeper's queries ------------------------------------------------------------
+
+
+def abandoned(session: Session, grace: float, limit: int = 50) -> list[int]:
+    """Claims whose lease ran out ``grace`` seconds ago: their worker died or hung."""
+    now = utcnow()
+    rows = session.execute(
+        select(MessageLog.id)
+        .where(MessageLog.status == RECEIVED, MessageLog.lease_until < now - timedelta(seconds=grace))
+        .order_by(MessageLog.id)
+        .limit(limit)
+    ).scalars()
+    return list(rows)
+
+
+def take_over(session: Session, row_id: int, owner: str, lease: float) -> InboxRow | None:
+    """Take an abandoned claim (None if someone else just did, or it settled)."""
+    now = utcnow()
+    row = session.execute(
+        update(MessageLog)
+        .where(MessageLog.id == row_id, MessageLog.status == RECEIVED, MessageLog.lease_until < now)
+        .values(owner=owner, lease_until=now + timedelta(seconds=lease), attempts=MessageLog.attempts + 1)
+        .returning(*_ROW, MessageLog.payload, MessageLog.openid, MessageLog.created_at)
+        .execution_options(synchronize_session=False)
+    ).first()
+    if row is None:
+        return None
+    if row.created_at < now - REPLY_WINDOW:  # too old to reach the follower now
+        give_up(session, row_id, owner, "too old")
+        return None
+    return InboxRow(*row[:7])
+
+
+def give_up(session: Session, row_id: int, owner: str, reason: str) -> None:
+    session.execute(
+        update(MessageLog)
+        .where(MessageLog.id == row_id, MessageLog.owner == owner)
+        .values(status=FAILED, handler=reason[:64], settled_at=utcnow())
+        .execution_options(synchronize_session=False)
+    )
+
+
+def owed_due(session: Session, resend_after: float, limit: int = 50) -> list[int]:
+    """Owed replies nobody is sending (the queue lost the task, or a sender died): re-arm them.
+
+    Pushing the lease forward in the same statement keeps two sweepers from
+    enqueueing the same reply twice.
+    """
+    now = utcnow()
+    session.execute(  # past WeChat's 48-hour window: no customer-service message can reach them
+        update(MessageLog)
+        .where(MessageLog.status.in_((OWED, SENDING)), MessageLog.created_at < now - REPLY_WINDOW)
+        .values(status=UNDELIVERABLE, payload=None, settled_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    ids = list(session.execute(
+        select(MessageLog.id)
+        .where(MessageLog.status.in_((OWED, SENDING)), MessageLog.lease_until < now)
+        .order_by(MessageLog.id).limit(limit)
+    ).scalars())
+    due = []
+    for row_id in ids:
+        taken = session.execute(
+            update(MessageLog)
+            .where(MessageLog.id == row_id, MessageLog.status.in_((OWED, SENDING)), MessageLog.lease_until < now)
+            .values(status=OWED, lease_until=now + timedelta(seconds=resend_after))
+            .execution_options(synchronize_session=False)
+        ).rowcount  # type: ignore[attr-defined]
+        if taken:
+            due.append(row_id)
+    return due
+
+
+def forget_payloads(session: Session, older_than: float) -> int:
+    """Drop the clear text of settled messages once a retry can no longer come."""
+    result = session.execute(
+        update(MessageLog)
+        .where(
+            MessageLog.status.in_(SETTLED),
+            MessageLog.payload.is_not(None),
+            MessageLog.settled_at < utcnow() - timedelta(seconds=older_than),
+        )
+        .values(payload=None)
+        .execution_options(synchronize_session=False)
+    )
+    return int(result.rowcount or 0)  # type: ignore[attr-defined]
+
+
+# -- owed replies: exactly one sender at a time ------------------------------------
+
+
+def claim_send(session: Session, row_id: int, owner: str, lease: float) -> tuple[str, str] | None:
+    """Take an owed reply for sending; returns (openid, text) or None if not ours to send."""
+    now = utcnow()
+    row = session.execute(
+        update(MessageLog)
+        .where(
+            MessageLog.id == row_id,
+            or_(MessageLog.status == OWED, and_(MessageLog.status == SENDING, MessageLog.lease_until < now)),
+        )
+        .values(status=SENDING, owner=owner, lease_until=now + timedelta(seconds=lease))
+        .returning(MessageLog.openid, MessageLog.payload)
+        .execution_options(synchronize_session=False)
+    ).first()
+    if row is None or not row.payload:
+        return None
+    return str(row.openid), str(row.payload)
+
+
+def finish_send(session: Session, row_id: int, owner: str, status: str, errcode: int | None,
+                retry_after: float | None = None) -> None:
+    """After a send: settled (``answered``/``undeliverable``) or back to ``owed`` for a retry."""
+    values: dict[str, object] = {"status": status, "errcode": errcode, "channel": "custom"}
+    if status == OWED:
+        values["lease_until"] = utcnow() + timedelta(seconds=retry_after or 30)
+    else:  # sent (or never will be): a retry must not repeat it, so the clear text goes
+        values["settled_at"] = utcnow()
+        values["payload"] = None
+    session.execute(
+        update(MessageLog)
+        .where(MessageLog.id == row_id, MessageLog.owner == owner, MessageLog.status == SENDING)
+        .values(**values)
+        .execution_options(synchronize_session=False)
+    )
+
+
+__all__ = [
+    "ANSWERED", "BUSY", "FAILED", "OWED", "RECEIVED", "SENDING", "InboxRow", "LostClaim",
+    "abandoned", "claim", "claim_send", "finish_send", "forget_payloads", "give_up", "look",
+    "new_owner", "owe", "owed_due", "record_busy", "settle", "take_over",
+]
