@@ -39,8 +39,17 @@ from storage.breaker import CircuitBreaker
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 
-# Seconds one database round trip may take in the current thread/task (None: unbounded).
-_budget: ContextVar[float | None] = ContextVar("sisong_db_budget", default=None)
+class _Budget:
+    """Seconds one database round trip may take in this block, and whether one already timed out."""
+
+    __slots__ = ("seconds", "timed_out")
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self.timed_out = False
+
+
+_budget: ContextVar[_Budget | None] = ContextVar("sisong_db_budget", default=None)
 _WAIT_TIMEOUT = getattr(psycopg.errors, "_WaitTimeout", psycopg.errors.OperationalError)
 # A runaway query on a live server; the message path's own bound is the client-side budget.
 STATEMENT_TIMEOUT_MS = 30_000
@@ -48,8 +57,13 @@ STATEMENT_TIMEOUT_MS = 30_000
 
 @contextmanager
 def bounded(seconds: float | None) -> Iterator[None]:
-    """Bound every database round trip made inside this block to ``seconds``."""
-    token = _budget.set(seconds)
+    """Bound every database round trip made inside this block to ``seconds``.
+
+    After one timeout the block does not open new connections either (a
+    pre-ping failure would otherwise reconnect, and a connect to a hung server
+    costs libpq's 2-second minimum on top).
+    """
+    token = _budget.set(_Budget(seconds) if seconds is not None else None)
     try:
         yield
     finally:
@@ -57,7 +71,8 @@ def bounded(seconds: float | None) -> Iterator[None]:
 
 
 def current_budget() -> float | None:
-    return _budget.get()
+    budget = _budget.get()
+    return budget.seconds if budget else None
 
 
 class DatabaseTimeout(psycopg.OperationalError):
@@ -75,13 +90,15 @@ class BoundedConnection(psycopg.Connection):  # type: ignore[type-arg]
 
     def wait(self, gen: Any, interval: float = 0.1, timeout: float | None = None) -> Any:  # type: ignore[override]
         budget = _budget.get()
-        if budget is not None and (timeout is None or timeout > budget):
-            timeout = budget
+        if budget is not None and (timeout is None or timeout > budget.seconds):
+            timeout = budget.seconds
         try:
             return super().wait(gen, interval, timeout)
         except _WAIT_TIMEOUT as exc:
             if timeout is None or type(exc) is not _WAIT_TIMEOUT:
                 raise
+            if budget is not None:
+                budget.timed_out = True
             self.pgconn.finish()
             raise DatabaseTimeout(f"database did not answer within {timeout:.1f} s") from None
 
@@ -140,6 +157,9 @@ def make_engine(url: str, pool_timeout: float = 30.0) -> Engine:
 
     @event.listens_for(engine, "do_connect")
     def _bounded_connect(dialect, conn_rec, cargs, cparams):  # type: ignore[no-untyped-def]
+        budget = _budget.get()
+        if budget is not None and budget.timed_out:
+            raise DatabaseTimeout("the database just timed out; not reconnecting within this message")
         return BoundedConnection.connect(*cargs, **cparams)
 
     return engine
@@ -164,7 +184,7 @@ def _queue_sqlite_writers(engine: Engine) -> None:
     def _before_write(conn, cursor, statement, parameters, context, executemany):  # type: ignore[no-untyped-def]
         if conn.info.get("sisong_writer") or statement.lstrip()[:6].upper().startswith(_READS):
             return
-        if not lock.acquire(timeout=_budget.get() or WRITE_LOCK_WAIT):
+        if not lock.acquire(timeout=current_budget() or WRITE_LOCK_WAIT):
             raise sqlite3.OperationalError("database is locked (waited for another writer)")
         conn.info["sisong_writer"] = True
 

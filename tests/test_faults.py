@@ -1,0 +1,383 @@
+"""Faults on the message path, reproduced against the real servers (issue 6).
+
+Redis and PostgreSQL are made to *hang* (a TCP proxy that stops forwarding
+while keeping its sockets open, which is what a SIGSTOPped server looks like),
+Redis is made to refuse, a claim is left behind by a "dead" worker, and a
+real ``sisong serve --workers 2`` loses a worker to SIGKILL under load.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+
+import httpx
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import func, select, update
+
+from bot.app import create_app
+from bot.context import Context
+from bot.pipeline import BUSY_TEXT, ERROR_TEXT
+from bot.router import _Keyword, router
+from bot.services import Services, build_services
+from bot.simulator import WeChatSimulator
+from bot.sweeper import Sweeper
+from storage.models import KbUnanswered, MessageLog
+from storage.models.base import utcnow
+from tests.conftest import APPID, PG_URL, REDIS_URL, SECRET, TOKEN, wait_for
+from tests.support.fault_proxy import FaultProxy
+
+FAST = {"breaker_seconds": 1.0, "sweep_interval": 0.2, "claim_lease": 1.0}
+
+
+def _server_only(backend: str) -> None:
+    if backend != "server":
+        pytest.skip("needs the server stack (PostgreSQL and Redis over TCP)")
+
+
+@pytest.fixture
+def redis_proxy() -> Iterator[FaultProxy]:
+    host, port = re.match(r"redis://([^:/]+):(\d+)", REDIS_URL).groups()  # type: ignore[union-attr]
+    with FaultProxy(host, int(port)) as proxy:
+        yield proxy
+
+
+@pytest.fixture
+def pg_proxy() -> Iterator[FaultProxy]:
+    host, port = re.match(r"postgresql://[^@]*@([^:/]+):(\d+)", PG_URL).groups()  # type: ignore[union-attr]
+    with FaultProxy(host, int(port)) as proxy:
+        yield proxy
+
+
+COUNTED: list[str] = []
+
+
+@pytest.fixture
+def counting_handler() -> Iterator[None]:
+    def counted(ctx: Context) -> str:
+        COUNTED.append(ctx.text or "")
+        time.sleep(0.2)
+        return "记下了"
+
+    keyword = _Keyword(re.compile(r"^计数$"), counted, True)
+    COUNTED.clear()
+    router.keywords.insert(0, keyword)
+    yield
+    router.keywords.remove(keyword)
+
+
+def timed_post(sim: WeChatSimulator, client, xml: str):  # type: ignore[no-untyped-def]
+    started = time.monotonic()
+    reply = sim.post(client, xml)
+    return reply, time.monotonic() - started
+
+
+def rows(services: Services) -> list[MessageLog]:
+    with services.db.session() as session:
+        return list(session.scalars(select(MessageLog).where(MessageLog.direction == "in").order_by(MessageLog.id)))
+
+
+# -- Redis hangs --------------------------------------------------------------------
+
+
+def test_hung_redis_costs_followers_nothing(make_settings, backend, redis_proxy, api) -> None:  # type: ignore[no-untyped-def]
+    _server_only(backend)
+    settings = make_settings(redis_url=redis_proxy.redis_url(15), **FAST)
+    services = build_services(settings, migrate=True)
+    sim = WeChatSimulator(TOKEN, APPID, openid="oRedisHang00000000000001")
+    try:
+        with TestClient(create_app(services)) as client:
+            assert "打字" in (sim.post(client, sim.text("帮助")).text or "")
+            redis_proxy.hang()
+            timings = []
+            for _ in range(8):
+                reply, took = timed_post(sim, client, sim.text("帮助"))
+                assert "打字" in (reply.text or ""), reply
+                timings.append(took)
+            # One Redis timeout (0.5 s) at most, then the breaker answers from memory.
+            assert max(timings) < settings.reply_deadline
+            assert sum(timings[1:]) < 1.5, timings
+
+            started = time.monotonic()
+            health = client.get("/healthz")
+            assert time.monotonic() - started < 1.0
+            assert health.status_code == 200
+            assert health.json()["status"] == "degraded" and health.json()["redis"].startswith("down")
+
+            services.queue.send_text("oRedisHang00000000000001", "队列卡住也要送到")  # falls back to a thread
+            wait_for(lambda: any(c.json["text"]["content"] == "队列卡住也要送到"
+                                 for c in api.calls_to("message/custom/send")), timeout=5)
+
+            redis_proxy.pass_()
+            wait_for(lambda: client.get("/healthz").json()["status"] == "ok", timeout=10)
+        assert len(rows(services)) == 9
+    finally:
+        redis_proxy.pass_()
+        services.close()
+
+
+def test_hung_redis_never_blocks_the_rate_limiter_or_state_per_message(make_settings, backend, redis_proxy) -> None:  # type: ignore[no-untyped-def]
+    _server_only(backend)
+    services = build_services(make_settings(redis_url=redis_proxy.redis_url(15), **FAST), migrate=True)
+    try:
+        redis_proxy.hang()
+        started = time.monotonic()
+        for _ in range(20):
+            services.limiter.allow("100/minute", "in", "oX")
+            services.state.get("session:oX")
+        assert time.monotonic() - started < 1.5  # one timeout, not twenty
+        assert services.redis_breaker is not None and services.redis_breaker.is_open
+    finally:
+        redis_proxy.pass_()
+        services.close()
+
+
+# -- the database hangs -------------------------------------------------------------
+
+
+def test_hung_database_gets_busy_in_time_and_keeps_the_question(make_settings, backend, pg_proxy) -> None:  # type: ignore[no-untyped-def]
+    _server_only(backend)
+    dbname = PG_URL.rsplit("/", 1)[1]
+    settings = make_settings(database_url=pg_proxy.postgres_url(dbname), **FAST)
+    services = build_services(settings, migrate=True)
+    sim = WeChatSimulator(TOKEN, APPID, openid="oDbHang000000000000000001")
+    try:
+        with TestClient(create_app(services)) as client:
+            assert "打字" in (sim.post(client, sim.text("帮助")).text or "")
+            pg_proxy.hang()
+            first, took_first = timed_post(sim, client, sim.text("我的电话13812345678，低保怎么申请", msg_id=9100001))
+            second, took_second = timed_post(sim, client, sim.text("危房改造找谁", msg_id=9100002))
+            assert first.text == BUSY_TEXT and second.text == BUSY_TEXT
+            assert took_first < settings.reply_deadline
+            assert took_second < 0.5  # the breaker is open: no second timeout
+
+            started = time.monotonic()
+            health = client.get("/healthz")
+            assert time.monotonic() - started < 1.0
+            assert health.status_code == 503 and health.json()["status"] == "down"
+            assert services.spool.pending() >= 1
+
+            pg_proxy.pass_()
+            wait_for(lambda: services.spool.pending() == 0, timeout=15)
+        kept = {r.msg_id: r for r in rows(services)}
+        assert kept["9100001"].status == "busy" and kept["9100002"].status == "busy"
+        assert "13812345678" not in (kept["9100001"].text or "")
+        with services.db.session() as session:
+            questions = [q.question for q in session.scalars(select(KbUnanswered))]
+        assert any("低保怎么申请" in q for q in questions) and any("危房改造找谁" in q for q in questions)
+        assert not any("13812345678" in q for q in questions)
+    finally:
+        pg_proxy.pass_()
+        services.close()
+
+
+def test_database_call_is_bounded_client_side(make_settings, backend, pg_proxy) -> None:  # type: ignore[no-untyped-def]
+    """A query on an open connection to a hung server gives up at SISONG_DB_TIMEOUT, no later."""
+    _server_only(backend)
+    from sqlalchemy import text
+
+    dbname = PG_URL.rsplit("/", 1)[1]
+    services = build_services(make_settings(database_url=pg_proxy.postgres_url(dbname), db_timeout=0.5), migrate=True)
+    try:
+        with services.db.session() as session:
+            session.execute(text("select 1"))
+        pg_proxy.hang()
+        started = time.monotonic()
+        with pytest.raises(Exception) as raised, services.db.bounded(), services.db.session() as session:
+            session.execute(text("select 1"))
+        assert time.monotonic() - started < 1.0
+        assert "did not answer" in str(raised.value) or "timed out" in str(raised.value)
+    finally:
+        pg_proxy.pass_()
+        services.close()
+
+
+# -- Redis refused: the database is the last line of dedupe ---------------------------------
+
+
+def test_redelivered_message_runs_its_handler_once_across_workers_without_redis(
+    make_settings, backend, counting_handler  # type: ignore[no-untyped-def]
+) -> None:
+    _server_only(backend)
+    settings = make_settings(redis_url="redis://127.0.0.1:1/0", embedded_worker="false")
+    first, second = build_services(settings, migrate=True), build_services(settings)
+    sim = WeChatSimulator(TOKEN, APPID, openid="oNoRedis00000000000000001")
+    try:
+        with TestClient(create_app(first)) as a, TestClient(create_app(second)) as b:
+            for n in range(10):
+                xml = sim.text("计数", msg_id=9200000 + n)
+                replies: list[str | None] = []
+                threads = [threading.Thread(target=lambda c=c: replies.append(sim.post(c, xml).text))
+                           for c in (a, b, a, b)]
+                for thread in threads:
+                    thread.start()
+                for thread in threads:
+                    thread.join()
+                assert replies.count("记下了") >= 1
+        assert len(COUNTED) == 10  # one handler run per MsgId, whatever the deliveries
+        assert len(rows(first)) == 10
+    finally:
+        first.close()
+        second.close()
+
+
+# -- a worker that died mid-answer -------------------------------------------------------
+
+
+def _abandon(services: Services, sim: WeChatSimulator, xml: str, msg_id: int, attempts: int = 1) -> None:
+    """Leave a claim behind as a killed worker would: received, lease run out."""
+    from storage import inbox
+
+    with services.db.session() as session:
+        inbox.claim(session, key=f"m:{msg_id}", owner="dead:worker", lease=1, openid=sim.openid,
+                    msg_type="text", event=None, msg_id=str(msg_id), text="帮助", payload=xml)
+        session.execute(update(MessageLog).where(MessageLog.msg_id == str(msg_id))
+                        .values(lease_until=utcnow() - timedelta(seconds=10), attempts=attempts))
+
+
+def test_sweeper_answers_a_message_whose_worker_died(services: Services, api, backend) -> None:  # type: ignore[no-untyped-def]
+    import handlers  # noqa: F401
+    from bot.pipeline import Pipeline
+
+    services.queue.start_embedded()  # the consumer that sends the late answer
+    sim = WeChatSimulator(TOKEN, APPID, openid="oOrphan000000000000000001")
+    xml = sim.text("帮助", msg_id=9300001)
+    _abandon(services, sim, xml, 9300001)
+    done = Sweeper(services, Pipeline(services, router)).sweep()
+    assert done["resumed"] == 1
+    (sent,) = wait_for(lambda: api.calls_to("message/custom/send"), timeout=10)
+    assert sent.json["touser"] == sim.openid and "打字" in sent.json["text"]["content"]
+    wait_for(lambda: rows(services)[0].status == "answered", timeout=5)
+    (row,) = rows(services)
+    assert row.attempts == 2 and row.payload is None
+    assert Sweeper(services, Pipeline(services, router)).sweep()["resumed"] == 0
+
+
+def test_a_retry_takes_over_a_dead_workers_claim(client: TestClient, services: Services, api) -> None:  # type: ignore[no-untyped-def]
+    sim = WeChatSimulator(TOKEN, APPID, openid="oRetryTakes0000000000001")
+    xml = sim.text("帮助", msg_id=9300002)
+    _abandon(services, sim, xml, 9300002)
+    reply = sim.post(client, xml)
+    assert "打字" in (reply.text or "")
+    (row,) = rows(services)
+    assert row.status == "answered" and row.attempts == 2
+
+
+def test_a_message_that_kills_every_worker_is_given_up_with_an_apology(services: Services, api) -> None:  # type: ignore[no-untyped-def]
+    from bot.pipeline import Pipeline
+
+    services.queue.start_embedded()
+    sim = WeChatSimulator(TOKEN, APPID, openid="oPoison00000000000000001")
+    xml = sim.text("帮助", msg_id=9300003)
+    _abandon(services, sim, xml, 9300003, attempts=services.settings.max_attempts)
+    Sweeper(services, Pipeline(services, router)).sweep()
+    (sent,) = wait_for(lambda: api.calls_to("message/custom/send"), timeout=10)
+    assert sent.json["text"]["content"] == ERROR_TEXT
+    (row,) = rows(services)
+    assert row.status == "failed"
+
+
+def test_worker_killed_under_load_loses_no_message(make_settings, backend, api, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """A real `sisong serve --workers 2`; one worker gets SIGKILL with answers in flight."""
+    _server_only(backend)
+    make_settings()  # empties the database and Redis
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    dbname = PG_URL.rsplit("/", 1)[1]
+    host, pg_port = re.match(r"postgresql://[^@]*@([^:/]+):(\d+)", PG_URL).groups()  # type: ignore[union-attr]
+    with FaultProxy(host, int(pg_port)) as slow_db:
+        env = {
+            **{k: v for k, v in os.environ.items() if not k.startswith("SISONG_")},
+            "SISONG_WECHAT_TOKEN": TOKEN, "SISONG_WECHAT_APPID": APPID, "SISONG_WECHAT_SECRET": SECRET,
+            "SISONG_WECHAT_API_BASE": api.base_url, "SISONG_DATABASE_URL": slow_db.postgres_url(dbname),
+            "SISONG_REDIS_URL": REDIS_URL, "SISONG_EMBEDDED_WORKER": "true", "SISONG_CLAIM_LEASE": "2",
+            "SISONG_SWEEP_INTERVAL": "0.5", "SISONG_PORT": str(port), "SISONG_SPOOL_DIR": str(tmp_path / "spool"),
+            "SISONG_LOG_LEVEL": "WARNING",
+        }
+        server = subprocess.Popen([sys.executable, "-m", "bot.cli", "serve", "--workers", "2"], env=env,
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+        try:
+            url = f"http://127.0.0.1:{port}"
+            wait_for(lambda: _answers(url), timeout=40, interval=0.3)
+            workers = _children(server.pid)
+            assert len(workers) == 2
+            slow_db.delay(0.15)  # answers take ~1 s: plenty in flight when the worker dies
+            followers = [WeChatSimulator(TOKEN, APPID, openid=f"oKill{n:020d}") for n in range(40)]
+            outcomes: dict[str, str] = {}
+
+            def wechat(sim: WeChatSimulator, n: int) -> None:
+                xml = sim.text("帮助", msg_id=9400000 + n)
+                for _ in range(3):  # WeChat's three attempts
+                    try:
+                        with httpx.Client(base_url=url, timeout=5) as http:
+                            reply = sim.post(http, xml)
+                        outcomes[sim.openid] = "passive" if reply.text else "success"
+                        return
+                    except httpx.HTTPError:
+                        time.sleep(0.5)
+                outcomes[sim.openid] = "no response"
+
+            threads = [threading.Thread(target=wechat, args=(sim, n)) for n, sim in enumerate(followers)]
+            for thread in threads:
+                thread.start()
+            time.sleep(0.4)
+            os.kill(workers[0], signal.SIGKILL)
+            for thread in threads:
+                thread.join(timeout=30)
+            slow_db.pass_()
+
+            def answered(openid: str) -> bool:
+                if outcomes.get(openid) == "passive":
+                    return True
+                return any(c.json["touser"] == openid for c in api.calls_to("message/custom/send"))
+
+            wait_for(lambda: all(answered(sim.openid) for sim in followers), timeout=30, interval=0.5)
+        finally:
+            os.killpg(server.pid, signal.SIGTERM)
+            server.wait(timeout=20)
+    db = build_services(_plain_settings(), migrate=False)
+    try:
+        with db.db.session() as session:
+            statuses = dict(session.execute(
+                select(MessageLog.status, func.count()).where(MessageLog.direction == "in")
+                .group_by(MessageLog.status)).all())
+            assert statuses.get("answered", 0) == 41  # 40 + the start-up probe
+        custom = [c.json["touser"] for c in api.calls_to("message/custom/send")]
+        passive = [o for o, how in outcomes.items() if how == "passive"]
+        assert len(custom) == len(set(custom))  # nobody got a late answer twice
+        assert not set(custom) & set(passive)  # nor a late answer on top of a passive one
+    finally:
+        db.close()
+
+
+def _plain_settings():  # type: ignore[no-untyped-def]
+    from bot.config import load_settings
+
+    return load_settings(database_url=PG_URL, redis_url=REDIS_URL, wechat_token=TOKEN, wechat_appid=APPID,
+                         wechat_secret=SECRET)
+
+
+def _answers(url: str) -> bool:
+    sim = WeChatSimulator(TOKEN, APPID, openid="oKillProbe00000000000001")
+    try:
+        with httpx.Client(base_url=url, timeout=5) as http:
+            return "打字" in (sim.post(http, sim.text("帮助")).text or "")
+    except httpx.HTTPError:
+        return False
+
+
+def _children(pid: int) -> list[int]:
+    """uvicorn's worker processes (not multiprocessing's resource tracker)."""
+    out = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout.split()
+    return [int(p) for p in out if "spawn_main" in Path(f"/proc/{p}/cmdline").read_text(errors="ignore")]
