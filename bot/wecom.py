@@ -1,10 +1,17 @@
-"""Notices to the cadres' WeCom (企业微信) group robot, as markdown messages."""
+"""Notices to the cadres' WeCom (企业微信) group robot, as markdown messages.
+
+The group has many members (and sometimes contractors), so whatever is posted
+there is masked here as well as by the callers: a notice that quotes a
+household's words without masking them cannot leak a phone or ID number.
+"""
 
 from __future__ import annotations
 
 import logging
 
 import httpx
+
+from bot.privacy import mask_text
 
 log = logging.getLogger(__name__)
 
@@ -21,7 +28,12 @@ class WeComRobot:
         self.timeout = timeout
 
     def send_markdown(self, content: str) -> None:
-        """Post a markdown notice; raises WeComError so the queue can retry it."""
+        """Post a markdown notice (personal numbers masked); raises WeComError so the queue can retry it.
+
+        Masking comes before truncation, so a number cut at the byte limit is
+        still recognised whole.
+        """
+        content = mask_text(content)
         encoded = content.encode("utf-8")
         if len(encoded) > WECOM_MARKDOWN_LIMIT:
             content = encoded[: WECOM_MARKDOWN_LIMIT - 3].decode("utf-8", "ignore") + "…"

@@ -3,6 +3,10 @@
 Mounted on the ``sisong`` app with ``knowledge.cli.register(app)``; runs on its
 own as ``python -m knowledge.cli``. Every command gets its database from
 ``get_db()``, which the host application may replace with ``set_db_factory``.
+
+Whatever it prints that came from households (queued questions, FAQ questions,
+error text) goes through ``bot.privacy.mask_text`` even though the store masks
+it already: terminals are screenshotted and JSON output is piped on.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
 from sqlalchemy import select
 
+from bot.privacy import mask_text
 from knowledge.ingest.importer import HandbookImportError, ImportReport, import_files
 from knowledge.service import KnowledgeBase, ensure_sample_loaded
 from knowledge.store.faq import FaqError, add_faq, list_faqs, promote_unanswered, remove_faq
@@ -190,7 +195,7 @@ def faq_add(
                 try:
                     _notify(openids, f"您之前问的问题，工作人员回复如下：\n{text}")
                 except Exception as exc:  # noqa: BLE001 - any sending failure is reported the same way
-                    errors.print(f"[red]常见问题已保存，但答复没有发给提问的群众（{type(exc).__name__}: {exc}）。"
+                    errors.print(f"[red]常见问题已保存，但答复没有发给提问的群众（{type(exc).__name__}: {mask_text(str(exc))}）。"
                                  f"稍后再运行同一条命令即可重发，不会重复添加常见问题。[/red]")
                     raise typer.Exit(1) from None
             return
@@ -213,7 +218,7 @@ def faq_list(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     faqs = list_faqs(get_db())
     if as_json:
         for f in faqs:
-            print(json.dumps({"id": f.id, "question": f.question, "answer": f.answer}, ensure_ascii=False))
+            print(json.dumps({"id": f.id, "question": mask_text(f.question), "answer": f.answer}, ensure_ascii=False))
         return
     if not faqs:
         console.print("还没有常见问题。")
@@ -222,7 +227,7 @@ def faq_list(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     for column in ("编号", "问题", "答案"):
         table.add_column(column)
     for f in faqs:
-        table.add_row(str(f.id), f.question, f.answer)
+        table.add_row(str(f.id), mask_text(f.question), f.answer)  # answers are the cadres' own words
     console.print(table)
 
 
@@ -246,7 +251,7 @@ def unanswered_list(
     items = list_unanswered(get_db(), status=None if show_all else "open")
     if as_json:
         for u in items:
-            print(json.dumps({"id": u.id, "openid": u.openid, "question": u.question, "status": u.status,
+            print(json.dumps({"id": u.id, "openid": u.openid, "question": mask_text(u.question), "status": u.status,
                               "created_at": u.created_at.isoformat(), "faq_id": u.faq_id}, ensure_ascii=False))
         return
     if not items:
@@ -256,7 +261,8 @@ def unanswered_list(
     for column in ("编号", "问题", "状态", "时间"):
         table.add_column(column)
     for u in items:
-        table.add_row(str(u.id), u.question, "待答" if u.status == "open" else "已答", f"{u.created_at:%m-%d %H:%M}")
+        table.add_row(str(u.id), mask_text(u.question), "待答" if u.status == "open" else "已答",
+                      f"{u.created_at:%m-%d %H:%M}")
     console.print(table)
 
 

@@ -2,6 +2,17 @@
 
 Promoting answers everyone who asked the same question while it waited, so the
 caller gets back their openids to send the answer to.
+
+What is masked (``bot.privacy.mask_text``) and what is not: an FAQ is shown to
+every household whose question matches it, so its *question* - a household's
+words when promoted, and at best a paraphrase of them otherwise - is always
+stored masked. The *answer* is stored as the cadre wrote it. It is the cadre's
+deliberate text for the public: an office landline, the village helper's or a
+hotline's mobile number are what many answers are for, and masking them would
+make the answer useless; landlines are never masked anyway. The one risk left
+- a cadre pasting a household's own number into an answer - is a mistake of
+the kind no pattern can tell from a helper's number, and the cadre sees the
+answer as stored in ``sisong faq list``.
 """
 
 from __future__ import annotations
@@ -31,7 +42,8 @@ class FaqRecord:
 
 
 def _check(question: str, answer: str) -> tuple[str, str]:
-    question, answer = question.strip(), answer.strip()
+    """The question masked (households see it) and both checked; the answer is kept as written."""
+    question, answer = mask_text(question.strip()), answer.strip()
     if not core(question):
         raise FaqError("问题不能为空")
     if not answer:
@@ -52,9 +64,10 @@ def add_faq(db: Database, question: str, answer: str, from_unanswered_id: int | 
 
 
 def list_faqs(db: Database) -> list[FaqRecord]:
+    """All FAQs; questions masked again, for entries promoted before the masking knew every format."""
     with db.session() as session:
         rows = session.execute(select(KbFaq).order_by(KbFaq.id)).scalars().all()
-        return [FaqRecord(r.id, r.question, r.answer, r.from_unanswered_id) for r in rows]
+        return [FaqRecord(r.id, mask_text(r.question), r.answer, r.from_unanswered_id) for r in rows]
 
 
 def remove_faq(db: Database, faq_id: int) -> bool:
@@ -69,7 +82,8 @@ def promote_unanswered(db: Database, unanswered_id: int, answer: str, question: 
     """Turn an unanswered question into a FAQ; returns the openids that asked it (to send the answer to).
 
     The FAQ's question is seen by other households, so it goes through ``bot.privacy.mask_text``
-    (phone, ID and bank-card numbers); ``question`` lets a cadre rephrase it. Promoting the same
+    (phone, ID and bank-card numbers, however written), the cadre's rephrasing too; the
+    answer is the cadre's and kept as written (see the module docstring). Promoting the same
     item again (say, after sending the answer failed) updates its FAQ instead of adding a
     second one, and returns everyone that FAQ answered so they can be sent it again.
     """
@@ -77,7 +91,7 @@ def promote_unanswered(db: Database, unanswered_id: int, answer: str, question: 
         item = session.get(KbUnanswered, unanswered_id)
         if item is None:
             raise FaqError(f"找不到编号为 {unanswered_id} 的待答问题")
-        question, answer = _check(mask_text(question if question and question.strip() else item.question), answer)
+        question, answer = _check(question if question and question.strip() else item.question, answer)
         faq = session.get(KbFaq, item.faq_id) if item.faq_id is not None else None
         if faq is None:
             faq = KbFaq(question=question, answer=answer, from_unanswered_id=item.id)

@@ -1,4 +1,10 @@
-"""The queue of questions the bot could not answer, for a person to pick up."""
+"""The queue of questions the bot could not answer, for a person to pick up.
+
+Questions are stored masked (``bot.privacy.mask_text``): the queue is read by
+cadres on the command line, exported as JSON and promoted into FAQ entries that
+other households see, so a household's phone, ID or card number must not be in
+it at all rather than be masked by each reader.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +13,7 @@ from datetime import datetime
 
 from sqlalchemy import select
 
+from bot.privacy import mask_text
 from knowledge.search.faq_match import core
 from storage.db import Database
 from storage.models.knowledge import KbUnanswered
@@ -25,8 +32,13 @@ class UnansweredRecord:
 
 
 def record_unanswered(db: Database, openid: str | None, question: str) -> int:
-    """Queue a question; the same follower asking the same thing again keeps one entry."""
-    question = question.strip()[:MAX_QUESTION_CHARS]
+    """Queue a question, masked; the same follower asking the same thing again keeps one entry.
+
+    Masking comes before truncating (no half number is left at the cut) and
+    before normalising, so the dedupe key is built from the stored text and the
+    same question typed with ``138-1234-5678`` or ``１３８１２３４５６７８`` is one entry.
+    """
+    question = mask_text(question.strip())[:MAX_QUESTION_CHARS]
     normalized = core(question)[:500]
     with db.session() as session:
         existing = session.execute(
@@ -45,9 +57,11 @@ def record_unanswered(db: Database, openid: str | None, question: str) -> int:
 
 
 def list_unanswered(db: Database, status: str | None = "open", limit: int = 200) -> list[UnansweredRecord]:
+    """Newest first; questions masked again, for rows queued before questions were stored masked."""
     with db.session() as session:
         query = select(KbUnanswered).order_by(KbUnanswered.id.desc()).limit(limit)
         if status:
             query = query.where(KbUnanswered.status == status)
         rows = session.execute(query).scalars().all()
-        return [UnansweredRecord(r.id, r.openid, r.question, r.status, r.created_at, r.faq_id) for r in rows]
+        return [UnansweredRecord(r.id, r.openid, mask_text(r.question), r.status, r.created_at, r.faq_id)
+                for r in rows]
