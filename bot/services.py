@@ -76,7 +76,7 @@ def build_services(settings: Settings | None = None, *, migrate: bool | None = N
         settings=settings,
         db=db,
         state=state,
-        wechat=WeChatAPI(settings, state),
+        wechat=WeChatAPI(settings, db),
         wecom=wecom,
         limiter=RateLimiter(settings.redis_url, breaker, settings.redis_timeout),
         spool=Spool(settings.spool_path),

@@ -1,29 +1,32 @@
 """The one outbound WeChat client: shared token, one refresher, bounded retries.
 
 wechatpy does the protocol; what we add is what it gets wrong under several
-worker processes: the access token lives in shared state and only one process
-refreshes it at a time (a lock), so workers never invalidate each other's
-tokens ("40001 … not latest"). Retries are ours (tenacity), never wechatpy's
-recursive ``auto_retry``.
+worker processes: the access token lives in the database (``storage.tokens``)
+and only one process refreshes it at a time (a row lock), so workers never
+invalidate each other's tokens ("40001 … not latest"), Redis or no Redis.
+Retries are ours (tenacity), never wechatpy's recursive ``auto_retry``, and
+they know the difference between a request that never reached WeChat (safe to
+repeat) and one that may have (a customer-service message may already be on
+the follower's phone: one more try at most, then say so).
 """
 
 from __future__ import annotations
 
-import json
 import logging
-import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
 import requests
-from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential
+from sqlalchemy.exc import SQLAlchemyError
+from tenacity import RetryCallState, Retrying, retry_if_exception, wait_exponential
+from urllib3.exceptions import NewConnectionError
 from wechatpy import WeChatClient
 from wechatpy.exceptions import WeChatClientException
-from wechatpy.session import SessionStorage
 
 from bot import metrics
 from bot.config import Settings
-from storage.state import StateStore
+from storage.db import Database
+from storage.tokens import TOKEN_MARGIN, TokenStore
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -35,13 +38,26 @@ UNREACHABLE_ERRORS = {43004: "not_following", 43101: "refused"}
 
 
 class WeChatAPIError(Exception):
-    """A WeChat API call failed for good; ``errcode`` says why."""
+    """A WeChat API call failed for good; ``errcode`` says why.
 
-    def __init__(self, api: str, errcode: int | None, errmsg: str | None) -> None:
+    ``maybe_delivered`` is True when an attempt may have reached WeChat (read
+    timeout, connection dropped after sending, a gateway's 5xx) and none was
+    confirmed: the message may have gone out, so it must not be sent again.
+    ``errcode`` is then the last attempt's (None if that one timed out too).
+    """
+
+    def __init__(
+        self, api: str, errcode: int | None, errmsg: str | None, *, maybe_delivered: bool = False
+    ) -> None:
         super().__init__(f"{api}: errcode={errcode} {errmsg or ''}".strip())
         self.api = api
         self.errcode = errcode
         self.errmsg = errmsg
+        self.maybe_delivered = maybe_delivered
+
+    def __str__(self) -> str:
+        text = super().__str__()
+        return text + " (may have been delivered)" if self.maybe_delivered else text
 
     @property
     def unreachable_reason(self) -> str | None:
@@ -49,9 +65,50 @@ class WeChatAPIError(Exception):
 
 
 class _TransientError(Exception):
-    def __init__(self, cause: WeChatAPIError) -> None:
+    """Worth another attempt. ``reached``: the request may have got to WeChat."""
+
+    def __init__(self, cause: WeChatAPIError, *, reached: bool = False) -> None:
         super().__init__(str(cause))
         self.cause = cause
+        self.reached = reached
+
+
+# Refused before a connection was even tried: a bad URL or header.
+_NEVER_SENT = (
+    requests.exceptions.MissingSchema,
+    requests.exceptions.InvalidSchema,
+    requests.exceptions.InvalidURL,
+    requests.exceptions.InvalidHeader,
+)
+
+
+def may_have_reached(exc: requests.RequestException) -> bool:
+    """False only when the request surely never got to WeChat.
+
+    A connect failure (refused, DNS, connect timeout) happens before a byte of
+    the request is sent. Everything else - a read timeout, a connection reset
+    or closed while waiting for the answer, TLS trouble - may come after WeChat
+    has acted on it, and for a customer-service message that means it may be
+    on the follower's phone already.
+    """
+    if isinstance(exc, (requests.ConnectTimeout, *_NEVER_SENT)):
+        return False
+    if isinstance(exc, requests.ConnectionError) and not isinstance(exc, requests.exceptions.SSLError):
+        reason = getattr(exc.args[0], "reason", None) if exc.args else None
+        return not isinstance(reason, NewConnectionError)
+    return True
+
+
+def _status_may_have_reached(response: requests.Response | None) -> bool:
+    """A non-2xx answer comes from something in front of WeChat (WeChat itself says errcode).
+
+    4xx, 501 and 503 mean the request was turned away; 500, 502, 504 and the
+    like may hide a message that went out behind the gateway.
+    """
+    if response is None:
+        return True
+    status = response.status_code
+    return status >= 500 and status not in (501, 503)
 
 
 class _TimeoutSession(requests.Session):
@@ -67,129 +124,162 @@ class _TimeoutSession(requests.Session):
         return super().request(*args, **kwargs)
 
 
-class StateSessionStorage(SessionStorage):
-    """wechatpy's session storage on top of our state store (Redis or in-process)."""
-
-    def __init__(self, state: StateStore, prefix: str = "wechatpy:") -> None:
-        self.state = state
-        self.prefix = prefix
-
-    def get(self, key: str, default: Any = None) -> Any:
-        raw = self.state.get(self.prefix + key)
-        return default if raw is None else json.loads(raw)
-
-    def set(self, key: str, value: Any, ttl: int | None = None) -> None:
-        if value is not None:
-            self.state.set(self.prefix + key, json.dumps(value), ttl)
-
-    def delete(self, key: str) -> None:
-        self.state.delete(self.prefix + key)
-
-    def delete_if(self, key: str, value: Any) -> bool:
-        return self.state.delete_if(self.prefix + key, json.dumps(value))
-
-
 class SisongWeChatClient(WeChatClient):
-    """wechatpy's client pointed at a configurable base, with a locked token refresh."""
+    """wechatpy's client pointed at a configurable base, its token in the database.
 
-    TOKEN_MARGIN = 300  # refresh 5 minutes early: WeChat's own overlap window
+    wechatpy's own ``session`` (in-process) is left for its other caches; the
+    access token never goes there.
+    """
 
-    def __init__(self, settings: Settings, state: StateStore) -> None:
-        self.storage = StateSessionStorage(state)
+    TOKEN_MARGIN = TOKEN_MARGIN  # refresh 5 minutes early: WeChat's own overlap window
+
+    def __init__(self, settings: Settings, db: Database) -> None:
         super().__init__(
             settings.wechat_appid,
             settings.wechat_secret,
-            session=self.storage,
             timeout=settings.api_timeout,
             auto_retry=False,
         )
         self.API_BASE_URL = settings.wechat_api_base
         self._http = _TimeoutSession(settings.api_timeout)
-        self._state = state
+        self.tokens = TokenStore(db, settings.wechat_appid, margin=self.TOKEN_MARGIN)
 
-    def fetch_access_token(self) -> dict[str, Any]:
+    def _request_token(self) -> tuple[str, int]:
+        """Ask WeChat for a new token (the caller holds the refresh lock)."""
         if not self.secret:  # 41004 is WeChat's own "appsecret missing": permanent
             raise WeChatAPIError("token", 41004, "SISONG_WECHAT_SECRET is not set")
         metrics.TOKEN_FETCHES.inc()
         log.info("fetching access token")
-        return self._fetch_access_token(  # type: ignore[no-any-return]
-            url=self.API_BASE_URL + "token",
+        res = self._http.get(
+            self.API_BASE_URL + "token",
             params={"grant_type": "client_credential", "appid": self.appid, "secret": self.secret},
         )
+        try:
+            res.raise_for_status()
+            result = res.json()
+        except (requests.RequestException, ValueError):
+            raise WeChatClientException(None, None, client=self, request=res.request, response=res) from None
+        if result.get("errcode"):
+            raise WeChatClientException(
+                result["errcode"], result.get("errmsg"), client=self, request=res.request, response=res
+            )
+        return str(result["access_token"]), int(result.get("expires_in", 7200))
 
-    def _fresh_token(self) -> str | None:
-        token = self.session.get(self.access_token_key)
-        expires_at = self.expires_at
-        if token and expires_at and expires_at - time.time() > self.TOKEN_MARGIN:
-            return token  # type: ignore[no-any-return]
-        return None
+    def fetch_access_token(self) -> dict[str, Any]:
+        """wechatpy's name: fetch a new token now and store it for every process (under the lock)."""
+        token = self.tokens.refresh(self._request_token, force=True)
+        return {"access_token": token}
+
+    @property
+    def expires_at(self) -> float | None:  # type: ignore[override]
+        return self.tokens.expires_at
 
     @property
     def access_token(self) -> str:  # type: ignore[override]
-        token = self._fresh_token()
-        if token:
-            return token
-        with self._state.lock("wechat-token:" + self.appid, timeout=30, wait=20):
-            token = self._fresh_token()  # another process may have refreshed meanwhile
-            if token:
-                return token
-            self.fetch_access_token()
-            return self.session.get(self.access_token_key)  # type: ignore[no-any-return]
+        return self.tokens.current() or self.tokens.refresh(self._request_token)
 
     def invalidate(self, token: str) -> None:
         """Forget ``token`` unless another process already replaced it."""
-        if self.storage.delete_if(self.access_token_key, token):
-            self.storage.delete(self.access_token_expires_at_key)
+        self.tokens.invalidate(token)
 
 
 class WeChatAPI:
     """Thin, tested wrappers over the calls Sisong makes, with our retry policy."""
 
-    def __init__(self, settings: Settings, state: StateStore) -> None:
+    def __init__(self, settings: Settings, db: Database) -> None:
         self.settings = settings
-        self.client = SisongWeChatClient(settings, state)
+        self.client = SisongWeChatClient(settings, db)
 
     # -- the retry policy ---------------------------------------------------
 
     def call(self, api: str, fn: Callable[[], T]) -> T:
-        """Run ``fn`` with one token refresh on 40001/42001 and backoff on busy/quota."""
+        """Run ``fn`` with one token refresh on 40001/42001 and backoff on busy/quota/network.
+
+        After an attempt that may have reached WeChat, one more attempt at
+        most; if that fails too, the error says ``maybe_delivered``.
+        """
+        uncertain_at: int | None = None  # the first attempt that may have reached WeChat
+
+        def give_up(state: RetryCallState) -> bool:
+            if state.attempt_number >= self.settings.api_retry_attempts:
+                return True
+            return uncertain_at is not None and state.attempt_number > uncertain_at
+
         retrying = Retrying(
             retry=retry_if_exception(lambda exc: isinstance(exc, _TransientError)),
             wait=wait_exponential(multiplier=self.settings.api_retry_wait, max=30),
-            stop=stop_after_attempt(self.settings.api_retry_attempts),
+            stop=give_up,
             reraise=True,
         )
         try:
             for attempt in retrying:
                 with attempt:
-                    return self._call_with_token_refresh(api, fn)
-        except _TransientError as exc:
-            raise exc.cause from None
+                    try:
+                        return self._call_with_token_refresh(api, fn)
+                    except _TransientError as exc:
+                        if exc.reached and uncertain_at is None:
+                            uncertain_at = attempt.retry_state.attempt_number
+                        raise
+        except (_TransientError, WeChatAPIError) as exc:
+            error = exc.cause if isinstance(exc, _TransientError) else exc
+            if uncertain_at is not None:
+                error.maybe_delivered = True
+                log.warning("%s: gave up, the request may have reached WeChat: %s", api, error)
+            raise error from None
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _call_with_token_refresh(self, api: str, fn: Callable[[], T]) -> T:
         for refreshed in (False, True):
-            token = None
+            token = self._token(api)
             try:
-                token = self.client.access_token
                 result = fn()
             except WeChatClientException as exc:
                 errcode = int(exc.errcode) if exc.errcode is not None else None
-                metrics.OUTBOUND.labels(api, str(errcode)).inc()
                 error = WeChatAPIError(api, errcode, exc.errmsg)
-                if errcode in TOKEN_ERRORS and token is not None and not refreshed:
+                if errcode is None:  # no WeChat answer: an HTTP error from whatever is in front of it
+                    reached = _status_may_have_reached(exc.response)
+                    metrics.OUTBOUND.labels(api, "timeout" if reached else "network").inc()
+                    raise _TransientError(error, reached=reached) from None
+                metrics.OUTBOUND.labels(api, str(errcode)).inc()
+                if errcode in TOKEN_ERRORS and not refreshed:
                     log.warning("%s: token rejected (%s), refreshing once", api, errcode)
-                    self.client.invalidate(token)
+                    self._invalidate(api, token)
                     continue
-                if errcode is None or errcode in TRANSIENT_ERRORS:
+                if errcode in TRANSIENT_ERRORS:
                     raise _TransientError(error) from None
                 raise error from None
             except requests.RequestException as exc:
-                metrics.OUTBOUND.labels(api, "network").inc()
-                raise _TransientError(WeChatAPIError(api, None, type(exc).__name__)) from None
+                reached = may_have_reached(exc)
+                metrics.OUTBOUND.labels(api, "timeout" if reached else "network").inc()
+                raise _TransientError(WeChatAPIError(api, None, type(exc).__name__), reached=reached) from None
             metrics.OUTBOUND.labels(api, "0").inc()
             return result
         raise WeChatAPIError(api, 40001, "token still rejected after refresh")
+
+    def _token(self, api: str) -> str:
+        """The shared token; failing to get one sent nothing, so it is always worth another attempt."""
+        try:
+            return self.client.access_token
+        except WeChatClientException as exc:
+            errcode = int(exc.errcode) if exc.errcode is not None else None
+            metrics.OUTBOUND.labels(api, str(errcode)).inc()
+            error = WeChatAPIError(api, errcode, exc.errmsg)
+            if errcode is None or errcode in TRANSIENT_ERRORS:
+                raise _TransientError(error) from None
+            raise error from None
+        except requests.RequestException as exc:
+            metrics.OUTBOUND.labels(api, "network").inc()
+            raise _TransientError(WeChatAPIError(api, None, type(exc).__name__)) from None
+        except SQLAlchemyError as exc:
+            metrics.OUTBOUND.labels(api, "token_store").inc()
+            log.warning("%s: token store unavailable (%s)", api, type(exc).__name__)
+            raise _TransientError(WeChatAPIError(api, None, f"token store: {type(exc).__name__}")) from None
+
+    def _invalidate(self, api: str, token: str) -> None:
+        try:
+            self.client.invalidate(token)
+        except SQLAlchemyError as exc:  # the in-process copy is gone anyway; the row holds a dead token
+            log.warning("%s: could not drop the rejected token (%s)", api, type(exc).__name__)
 
     # -- wrappers -----------------------------------------------------------
 

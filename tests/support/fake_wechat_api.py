@@ -9,8 +9,10 @@ What is modelled, because Sisong's behaviour depends on it:
 
 * access_token issuing (``token``, ``stable_token``) and rejection of unknown
   or invalidated tokens with 40001 - to test refresh-and-retry;
-* one-shot injected answers (45009, -1, 45015, ...) and per-endpoint latency -
-  to test back-off and deadlines;
+* one-shot injected answers (45009, -1, 45015, ...), dropped connections and
+  per-endpoint latency (the request is recorded first, so a client that times
+  out has still "reached WeChat") - to test back-off, deadlines and
+  may-have-been-delivered failures;
 * just enough state for tags, menus and QR codes to round-trip.
 
 Everything else answers ``{"errcode": 0, "errmsg": "ok"}`` and is recorded.
@@ -31,6 +33,14 @@ from urllib.parse import parse_qs, urlsplit
 PREFIX = "/cgi-bin/"
 OK = {"errcode": 0, "errmsg": "ok"}
 INVALID_TOKEN = {"errcode": 40001, "errmsg": "invalid credential, access_token is invalid or not latest"}
+# Inject this to close the connection after the request was read, without answering.
+DROP = {"__fake__": "drop the connection"}
+
+
+def http_error(status: int) -> dict:
+    """Inject this for a non-JSON HTTP error answer, as a gateway in front of WeChat gives (502, 503, ...)."""
+    return {"__fake_status__": status}
+
 _UNPARSED = object()
 
 
@@ -66,7 +76,7 @@ class FakeWeChatAPI:
         self.calls: list[Call] = []
         self._lock = threading.Lock()
         self._injected: dict[str, deque[dict]] = defaultdict(deque)
-        self._latency: dict[str, float] = {}
+        self._latency: dict[str, tuple[float, int | None]] = {}
         self._token_seq = itertools.count(1)
         self._id_seq = itertools.count(1)
         self._valid_tokens: set[str] = set()
@@ -148,10 +158,10 @@ class FakeWeChatAPI:
         with self._lock:
             self._injected[endpoint.strip("/")].extend(responses)
 
-    def set_latency(self, endpoint: str, seconds: float) -> None:
-        """Delay answers to ``endpoint`` (after recording, before answering)."""
+    def set_latency(self, endpoint: str, seconds: float, times: int | None = None) -> None:
+        """Delay answers to ``endpoint`` (after recording, before answering); only the next ``times`` if given."""
         with self._lock:
-            self._latency[endpoint.strip("/")] = seconds
+            self._latency[endpoint.strip("/")] = (seconds, times)
 
     def invalidate_tokens(self) -> None:
         """Every token issued so far answers 40001 from now on (tokens issued later work)."""
@@ -178,7 +188,12 @@ class FakeWeChatAPI:
         endpoint = _endpoint_of(path)
         with self._lock:
             self.calls.append(Call(method=method, path=path, query=query, json=body, at=time.time()))
-            latency = self._latency.get(endpoint, 0.0)
+            latency, times = self._latency.get(endpoint, (0.0, None))
+            if times is not None:
+                if times <= 1:
+                    self._latency.pop(endpoint, None)
+                else:
+                    self._latency[endpoint] = (latency, times - 1)
             queue = self._injected.get(endpoint)
             injected = queue.popleft() if queue else None
         return latency, injected
@@ -317,6 +332,12 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(404, {"errcode": 404, "errmsg": "not found"})
             return
         endpoint = _endpoint_of(url.path)
+        if injected == DROP:
+            self.close_connection = True
+            return
+        if injected is not None and "__fake_status__" in injected:
+            self._send(int(injected["__fake_status__"]), {"error": "bad gateway"})
+            return
         if injected is not None:
             answer = injected
         else:
