@@ -1,6 +1,6 @@
 """Structured logging with personal data masked on the way out.
 
-Everything a handler can write goes through ``bot.privacy.mask_text``: the
+Everything a handler can write goes through ``storage.privacy.mask_text``: the
 rendered message, every extra (strings, and numbers or containers that hold a
 personal number), and the exception text and stack of ``log.exception`` - a
 traceback repeats the household's words whenever an exception message quotes
@@ -14,7 +14,7 @@ import logging
 import sys
 from typing import Any
 
-from bot.privacy import mask_text
+from storage.privacy import mask_text
 
 _RESERVED = set(vars(logging.makeLogRecord({})).keys()) | {"message", "asctime"}
 _MASKED = "_sisong_masked"  # set on a record once masked, so formatters need not mask it again

@@ -36,7 +36,7 @@ from wechatpy.replies import BaseReply, EmptyReply, TextReply
 from bot import metrics
 from bot.context import Context, Conversation, event_of
 from bot.inbound import Inbound
-from bot.privacy import mask_text, short_openid
+from storage.privacy import mask_text, short_openid
 from bot.router import Handler, Router, handler_name
 from bot.services import Services
 from bot.textfit import MORE_HINT, split_pages

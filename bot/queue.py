@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from huey import Huey, RedisHuey, SqliteHuey
 from huey.consumer import Consumer
 
-from bot.privacy import mask_text
+from storage.privacy import mask_text
 from bot.wechat_client import UNREACHABLE_ERRORS, WeChatAPIError
 from bot.wecom import WeComError
 from storage import followers, inbox, message_log

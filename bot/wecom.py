@@ -11,7 +11,7 @@ import logging
 
 import httpx
 
-from bot.privacy import mask_text
+from storage.privacy import mask_text
 
 log = logging.getLogger(__name__)
 

@@ -8,7 +8,7 @@ WeCom group is told at once when a robot is configured.
 from __future__ import annotations
 
 from bot.context import Context
-from bot.privacy import mask_text, short_openid
+from storage.privacy import mask_text, short_openid
 from bot.router import router
 from handlers.policy_qa import knowledge_base
 

@@ -8,7 +8,7 @@ say is queued for a person and the cadres' WeCom group is told.
 from __future__ import annotations
 
 from bot.context import Context
-from bot.privacy import mask_text, short_openid
+from storage.privacy import mask_text, short_openid
 from bot.router import router
 from bot.services import Services
 from handlers import STARTUP, WARM_UP

@@ -5,7 +5,7 @@ own as ``python -m knowledge.cli``. Every command gets its database from
 ``get_db()``, which the host application may replace with ``set_db_factory``.
 
 Whatever it prints that came from households (queued questions, FAQ questions,
-error text) goes through ``bot.privacy.mask_text`` even though the store masks
+error text) goes through ``storage.privacy.mask_text`` even though the store masks
 it already: terminals are screenshotted and JSON output is piped on.
 """
 
@@ -23,7 +23,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
 from sqlalchemy import select
 
-from bot.privacy import mask_text
+from storage.privacy import mask_text
 from knowledge.ingest.importer import HandbookImportError, ImportReport, import_files
 from knowledge.service import KnowledgeBase, ensure_sample_loaded
 from knowledge.store.faq import FaqError, add_faq, list_faqs, promote_unanswered, remove_faq

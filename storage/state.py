@@ -1,4 +1,4 @@
-"""Short-lived shared state: dedupe keys, conversation sessions, the token cache, locks.
+"""Short-lived shared state: conversation sessions, replay memory, one-off flags.
 
 With ``SISONG_REDIS_URL`` set, state lives in Redis so every worker process
 sees the same keys. Without it, the same interface runs in-process. When Redis
@@ -13,20 +13,13 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any, Protocol
 
-import redis
 
 from storage.breaker import CircuitBreaker
 from storage.redis_client import REDIS_DOWN, redis_client
 
 log = logging.getLogger(__name__)
-
-
-class LockTimeout(Exception):
-    """Another holder kept the lock longer than we were willing to wait."""
 
 
 class StateStore(Protocol):
@@ -36,8 +29,6 @@ class StateStore(Protocol):
     def get(self, key: str) -> str | None: ...
     def set(self, key: str, value: str, ttl: int | None = None) -> None: ...
     def delete(self, key: str) -> None: ...
-    def delete_if(self, key: str, expected: str) -> bool: ...
-    def lock(self, name: str, timeout: float, wait: float) -> Any: ...
     def ping(self) -> None: ...
 
 
@@ -49,7 +40,6 @@ class MemoryState:
     def __init__(self) -> None:
         self._data: dict[str, tuple[str, float | None]] = {}
         self._mutex = threading.Lock()
-        self._locks: dict[str, threading.Lock] = {}
         self._last_sweep = time.monotonic()
 
     def _alive(self, key: str, now: float) -> str | None:
@@ -91,31 +81,8 @@ class MemoryState:
         with self._mutex:
             self._data.pop(key, None)
 
-    def delete_if(self, key: str, expected: str) -> bool:
-        with self._mutex:
-            if self._alive(key, time.monotonic()) == expected:
-                del self._data[key]
-                return True
-            return False
-
-    @contextmanager
-    def lock(self, name: str, timeout: float, wait: float) -> Iterator[None]:
-        with self._mutex:
-            lock = self._locks.setdefault(name, threading.Lock())
-        if not lock.acquire(timeout=wait):
-            raise LockTimeout(name)
-        try:
-            yield
-        finally:
-            lock.release()
-
     def ping(self) -> None:
         return None
-
-
-_DELETE_IF = """
-if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) else return 0 end
-"""
 
 
 class RedisState:
@@ -126,7 +93,6 @@ class RedisState:
     def __init__(self, url: str, timeout: float = 0.5, prefix: str = "sisong:") -> None:
         self.prefix = prefix
         self.client = redis_client(url, timeout)
-        self._delete_if = self.client.register_script(_DELETE_IF)
 
     def _k(self, key: str) -> str:
         return self.prefix + key
@@ -142,22 +108,6 @@ class RedisState:
 
     def delete(self, key: str) -> None:
         self.client.delete(self._k(key))
-
-    def delete_if(self, key: str, expected: str) -> bool:
-        return bool(self._delete_if(keys=[self._k(key)], args=[expected]))
-
-    @contextmanager
-    def lock(self, name: str, timeout: float, wait: float) -> Iterator[None]:
-        lock = self.client.lock(self._k("lock:" + name), timeout=timeout, blocking_timeout=wait)
-        if not lock.acquire():
-            raise LockTimeout(name)
-        try:
-            yield
-        finally:
-            try:
-                lock.release()
-            except redis.exceptions.LockError:
-                log.warning("lock %s expired before release", name)
 
     def ping(self) -> None:
         self.client.ping()
@@ -207,32 +157,6 @@ class ResilientState:
 
     def delete(self, key: str) -> None:
         self._call("delete", key)
-
-    def delete_if(self, key: str, expected: str) -> bool:
-        return bool(self._call("delete_if", key, expected))
-
-    @contextmanager
-    def lock(self, name: str, timeout: float, wait: float) -> Iterator[None]:
-        store: RedisState | MemoryState = self.fallback
-        cm: Any = None
-        if self.breaker.allow():
-            try:
-                cm = self.primary.lock(name, timeout, wait)
-                cm.__enter__()
-                store = self.primary
-            except REDIS_DOWN as exc:
-                self.breaker.trip(exc)
-                cm = None
-        if cm is None:
-            cm = store.lock(name, timeout, wait)
-            cm.__enter__()
-        try:
-            yield
-        finally:
-            try:
-                cm.__exit__(None, None, None)
-            except REDIS_DOWN as exc:
-                self.breaker.trip(exc)
 
     def ping(self) -> None:
         """Raises when Redis does not answer (within the clients' timeout)."""

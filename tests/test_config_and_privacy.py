@@ -8,7 +8,7 @@ import pytest
 
 from bot.config import ConfigError, load_settings
 from bot.logs import MaskingFilter, setup_logging
-from bot.privacy import mask_text, short_openid
+from storage.privacy import mask_text, short_openid
 from storage.db import normalize_url
 
 

@@ -21,7 +21,7 @@ from typer.testing import CliRunner
 
 import knowledge.cli as cli
 from bot.logs import JsonFormatter, KeyValueFormatter, MaskingFilter, setup_logging
-from bot.privacy import mask_text
+from storage.privacy import mask_text
 from bot.services import Services
 from bot.wecom import WeComRobot
 from knowledge.search.faq_match import core

@@ -3,7 +3,7 @@
 Promoting answers everyone who asked the same question while it waited, so the
 caller gets back their openids to send the answer to.
 
-What is masked (``bot.privacy.mask_text``) and what is not: an FAQ is shown to
+What is masked (``storage.privacy.mask_text``) and what is not: an FAQ is shown to
 every household whose question matches it, so its *question* - a household's
 words when promoted, and at best a paraphrase of them otherwise - is always
 stored masked. The *answer* is stored as the cadre wrote it. It is the cadre's
@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import delete, select, update
 
-from bot.privacy import mask_text
+from storage.privacy import mask_text
 from knowledge.search.faq_match import DICE_MIN, core, similarity
 from knowledge.store.state import bump_generation
 from storage.db import Database
@@ -81,7 +81,7 @@ def remove_faq(db: Database, faq_id: int) -> bool:
 def promote_unanswered(db: Database, unanswered_id: int, answer: str, question: str | None = None) -> list[str]:
     """Turn an unanswered question into a FAQ; returns the openids that asked it (to send the answer to).
 
-    The FAQ's question is seen by other households, so it goes through ``bot.privacy.mask_text``
+    The FAQ's question is seen by other households, so it goes through ``storage.privacy.mask_text``
     (phone, ID and bank-card numbers, however written), the cadre's rephrasing too; the
     answer is the cadre's and kept as written (see the module docstring). Promoting the same
     item again (say, after sending the answer failed) updates its FAQ instead of adding a

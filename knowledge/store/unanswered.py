@@ -1,6 +1,6 @@
 """The queue of questions the bot could not answer, for a person to pick up.
 
-Questions are stored masked (``bot.privacy.mask_text``): the queue is read by
+Questions are stored masked (``storage.privacy.mask_text``): the queue is read by
 cadres on the command line, exported as JSON and promoted into FAQ entries that
 other households see, so a household's phone, ID or card number must not be in
 it at all rather than be masked by each reader.
@@ -13,7 +13,7 @@ from datetime import datetime
 
 from sqlalchemy import select
 
-from bot.privacy import mask_text
+from storage.privacy import mask_text
 from knowledge.search.faq_match import core
 from storage.db import Database
 from storage.models.knowledge import KbUnanswered

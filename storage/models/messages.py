@@ -8,7 +8,7 @@ say who is answering it and until when; a WeChat retry or the sweeper takes
 over a claim whose lease ran out (the worker died). Outbound sends are logged
 in the same table with ``direction = "out"`` and no dedupe key.
 
-Text columns hold masked text only (``bot.privacy.mask_text``). ``payload``
+Text columns hold masked text only (``storage.privacy.mask_text``). ``payload``
 is the one clear-text column: the inbound XML while the message is being
 answered, then the reply while it may still have to be (re)sent; the sweeper
 empties it once the message is settled and ``SISONG_DEDUPE_TTL`` has passed.
