@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING
 
 from bot.config import Settings, get_settings
 from bot.queue import TaskQueue
@@ -16,6 +16,9 @@ from storage.ratelimit import RateLimiter
 from storage.redis_client import redis_breaker
 from storage.spool import Spool
 from storage.state import StateStore, build_state
+
+if TYPE_CHECKING:
+    from knowledge.service import KnowledgeBase
 
 log = logging.getLogger(__name__)
 
@@ -36,10 +39,19 @@ class Services:
     # Shared by every Redis user (state, limiter, queue); None without Redis.
     redis_breaker: CircuitBreaker | None = None
     queue: TaskQueue = field(init=False)
-    extras: dict[str, Any] = field(default_factory=dict)
+    _knowledge: "KnowledgeBase | None" = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
         self.queue = TaskQueue(self)
+
+    @property
+    def knowledge(self) -> "KnowledgeBase":
+        """This process's policy knowledge base (loaded once, reloaded when the handbook changes)."""
+        if self._knowledge is None:
+            from knowledge.service import KnowledgeBase
+
+            self._knowledge = KnowledgeBase(self.db)
+        return self._knowledge
 
     def keep_for_cadre(self, openid: str, words: str) -> None:
         """Queue a follower's (masked) words for a person: they could not be answered automatically."""

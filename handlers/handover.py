@@ -1,16 +1,16 @@
 """“0” / “人工”: a person takes over.
 
 The request goes into the queue cadres work through (`sisong unanswered
-list`), with the follower's last question when there is one, and the cadres'
-WeCom group is told at once when a robot is configured.
+list`), with the follower's last question when there is one, inside the
+message's unit of work; the cadres' WeCom group is told once it has committed.
 """
 
 from __future__ import annotations
 
 from bot.context import Context
-from storage.privacy import mask_text, short_openid
 from bot.router import router
-from handlers.policy_qa import knowledge_base
+from knowledge.store.unanswered import queue_unanswered
+from storage.privacy import mask_text, short_openid
 
 NO_QUESTION = "（请求人工帮助）"
 
@@ -21,11 +21,13 @@ def handover(ctx: Context) -> str:
 
 
 def request_person(ctx: Context) -> str:
+    """Queue the follower for a person; every way of asking for one ends here."""
     last_question = ctx.conversation.get("last_question")
-    knowledge_base(ctx.services).record_unanswered(ctx.openid, last_question or NO_QUESTION)
+    queue_unanswered(ctx.session, ctx.openid, last_question or NO_QUESTION)
     lines = [f"### 有住户请求人工帮助\n> 住户：{short_openid(ctx.openid)}"]
     if last_question:
         lines.append(f"> 最近的问题：{mask_text(last_question)}")
-    ctx.services.queue.notify_cadres("\n".join(lines))
+    notice = "\n".join(lines)
+    ctx.after_commit(lambda: ctx.services.queue.notify_cadres(notice))
     ctx.conversation.set(handover_requested=True)
     return "好的，已经记下了，工作人员会尽快联系您。您也可以先把问题写清楚发过来。"

@@ -2,44 +2,35 @@
 
 Free text (and recognised voice) comes here unless a keyword or a conversation
 step claimed it. Answers cite the handbook article; what the handbook does not
-say is queued for a person and the cadres' WeCom group is told.
+say is queued for a person (in the message's unit of work) and the cadres'
+WeCom group is told once that has committed.
 """
 
 from __future__ import annotations
 
 from bot.context import Context
-from storage.privacy import mask_text, short_openid
 from bot.router import router
 from bot.services import Services
 from handlers import STARTUP, WARM_UP
-from knowledge.service import KnowledgeBase, ensure_sample_loaded
-
-KB_KEY = "knowledge_base"
+from handlers.handover import request_person
+from knowledge.service import ensure_sample_loaded
+from knowledge.store.unanswered import queue_unanswered
+from storage.privacy import mask_text, short_openid
 
 
 def load_knowledge(services: Services) -> None:
     """At start: the sample handbook on an empty database, then this process's index."""
     ensure_sample_loaded(services.db)
-    services.extras[KB_KEY] = KnowledgeBase.open(services.db)
-
-
-STARTUP.append(load_knowledge)
+    services.knowledge.reload()
 
 
 def warm_up(services: Services) -> None:
     """One real question through segmenter, synonyms and index, before the first household's."""
-    knowledge_base(services).answer("危房改造补助标准是多少")
+    services.knowledge.answer("危房改造补助标准是多少")
 
 
+STARTUP.append(load_knowledge)
 WARM_UP.append(warm_up)
-
-
-def knowledge_base(services: Services) -> KnowledgeBase:
-    kb = services.extras.get(KB_KEY)
-    if kb is None:
-        kb = services.extras[KB_KEY] = KnowledgeBase.open(services.db)
-    return kb  # type: ignore[no-any-return]
-
 
 # Replies that are not about a policy topic keep the follower's last real question.
 _NOT_A_QUESTION = {"detail", "smalltalk", "clarify", "handover"}
@@ -49,19 +40,20 @@ _NOT_A_QUESTION = {"detail", "smalltalk", "clarify", "handover"}
 def ask(ctx: Context) -> str:
     """Answer from the handbook. "详细" comes here too: the whole article, paged by the pipeline."""
     question = ctx.text or ""
-    answer = knowledge_base(ctx.services).ask(ctx.openid, question, ctx.conversation.get("topic"))
+    answer = ctx.services.knowledge.answer(question, ctx.conversation.get("topic"))
     if answer.kind == "handover":  # "零", "找人工" and other ways of asking for a person
-        from handlers.handover import request_person
-
         return request_person(ctx)
     ctx.conversation.set(topic=answer.topic)
     if answer.kind not in _NOT_A_QUESTION:
-        ctx.conversation.set(last_question=question[:200])
+        # Conversation state lives in Redis: it keeps the question masked like every store.
+        ctx.conversation.set(last_question=mask_text(question[:200]))
     if answer.handover and answer.kind == "unanswerable":
-        ctx.services.queue.notify_cadres(
+        queue_unanswered(ctx.session, ctx.openid, question)
+        notice = (
             "### 有住户的问题没答上来\n"
             f"> 问题：{mask_text(question[:300])}\n"
             f"> 住户：{short_openid(ctx.openid)}\n"
             "请在待答问题里回复（sisong unanswered list），转成常见问题后会自动发给提问的住户。"
         )
+        ctx.after_commit(lambda: ctx.services.queue.notify_cadres(notice))
     return answer.text

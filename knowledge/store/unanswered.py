@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from storage.privacy import mask_text
 from knowledge.search.faq_match import core
@@ -32,28 +33,35 @@ class UnansweredRecord:
 
 
 def record_unanswered(db: Database, openid: str | None, question: str) -> int:
-    """Queue a question, masked; the same follower asking the same thing again keeps one entry.
+    """Queue a question in its own unit of work (CLI, sweeper); see :func:`queue_unanswered`."""
+    with db.session() as session:
+        return queue_unanswered(session, openid, question)
 
-    Masking comes before truncating (no half number is left at the cut) and
-    before normalising, so the dedupe key is built from the stored text and the
-    same question typed with ``138-1234-5678`` or ``１３８１２３４５６７８`` is one entry.
+
+def queue_unanswered(session: Session, openid: str | None, question: str) -> int:
+    """Queue a question, masked, inside the caller's unit of work; one entry per follower and question.
+
+    Handlers pass the message's session, so the entry commits with the message
+    or not at all. Masking comes before truncating (no half number is left at
+    the cut) and before normalising, so the dedupe key is built from the stored
+    text and the same question typed with ``138-1234-5678`` or
+    ``１３８１２３４５６７８`` is one entry.
     """
     question = mask_text(question.strip())[:MAX_QUESTION_CHARS]
     normalized = core(question)[:500]
-    with db.session() as session:
-        existing = session.execute(
-            select(KbUnanswered.id).where(
-                KbUnanswered.status == "open",
-                KbUnanswered.normalized == normalized,
-                KbUnanswered.openid.is_(None) if openid is None else KbUnanswered.openid == openid,
-            ).order_by(KbUnanswered.id).limit(1)
-        ).scalars().first()  # a race may have queued it twice: keep answering with the first
-        if existing is not None:
-            return int(existing)
-        row = KbUnanswered(openid=openid, question=question, normalized=normalized)
-        session.add(row)
-        session.flush()
-        return row.id
+    existing = session.execute(
+        select(KbUnanswered.id).where(
+            KbUnanswered.status == "open",
+            KbUnanswered.normalized == normalized,
+            KbUnanswered.openid.is_(None) if openid is None else KbUnanswered.openid == openid,
+        ).order_by(KbUnanswered.id).limit(1)
+    ).scalars().first()  # a race may have queued it twice: keep answering with the first
+    if existing is not None:
+        return int(existing)
+    row = KbUnanswered(openid=openid, question=question, normalized=normalized)
+    session.add(row)
+    session.flush()
+    return row.id
 
 
 def list_unanswered(db: Database, status: str | None = "open", limit: int = 200) -> list[UnansweredRecord]:
