@@ -381,3 +381,59 @@ def _children(pid: int) -> list[int]:
     """uvicorn's worker processes (not multiprocessing's resource tracker)."""
     out = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout.split()
     return [int(p) for p in out if "spawn_main" in Path(f"/proc/{p}/cmdline").read_text(errors="ignore")]
+
+
+# -- effects only after the commit ------------------------------------------------------
+
+
+def test_no_cadre_notice_and_no_queue_entry_when_the_unit_of_work_fails(
+    client: TestClient, services: Services, api, monkeypatch: pytest.MonkeyPatch  # type: ignore[no-untyped-def]
+) -> None:
+    """A hand-over whose commit fails (here: the claim was taken over) must announce nothing."""
+    from storage import inbox
+
+    def lost(*args, **kwargs) -> None:  # type: ignore[no-untyped-def]
+        raise inbox.LostClaim(0)
+
+    monkeypatch.setattr(inbox, "settle", lost)
+    sim = WeChatSimulator(TOKEN, APPID, openid="oNoEffect0000000000000001")
+    assert sim.post(client, sim.text("找人工")).is_success
+    time.sleep(1.0)  # the embedded consumer would have sent a queued notice by now
+    assert api.calls_to("webhook/send") == []
+    with services.db.session() as session:
+        assert session.scalar(select(func.count()).select_from(KbUnanswered)) == 0
+
+    monkeypatch.undo()
+    assert "工作人员" in (sim.post(client, sim.text("找人工")).text or "")
+    wait_for(lambda: api.calls_to("webhook/send"), timeout=10)
+    with services.db.session() as session:
+        assert session.scalar(select(func.count()).select_from(KbUnanswered)) == 1
+
+
+def test_migration_masks_text_stored_before(make_settings, backend) -> None:  # type: ignore[no-untyped-def]
+    """Rows written before masking covered every format are masked by migration 0004."""
+    from alembic import command
+    from sqlalchemy import text as sql
+
+    from storage.db import Database
+
+    settings = make_settings()
+    db = Database(settings.database_url)
+    try:
+        if db.pending_migrations():  # a fresh SQLite file
+            command.upgrade(db._alembic_config(), "0003")
+        else:
+            command.downgrade(db._alembic_config(), "0003")
+        with db.engine.begin() as conn:
+            conn.execute(sql("INSERT INTO kb_faqs (question, answer, created_at) VALUES "
+                             "('我电话+86 138-1234-5678怎么办', '请找村委会', CURRENT_TIMESTAMP)"))
+            conn.execute(sql("INSERT INTO message_log (created_at, direction, openid, msg_type, text, attempts) "
+                             "VALUES (CURRENT_TIMESTAMP, 'in', 'oOld', 'text', '身份证110101199001011234', 0)"))
+        assert db.upgrade() == ["0004"]
+        with db.engine.connect() as conn:
+            question = conn.execute(sql("SELECT question FROM kb_faqs")).scalar_one()
+            logged = conn.execute(sql("SELECT text FROM message_log")).scalar_one()
+        assert "1234-5678" not in question and "****" in question
+        assert "199001011234" not in logged and "********" in logged
+    finally:
+        db.dispose()
