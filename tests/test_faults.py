@@ -437,3 +437,29 @@ def test_migration_masks_text_stored_before(make_settings, backend) -> None:  # 
         assert "199001011234" not in logged and "********" in logged
     finally:
         db.dispose()
+
+
+def test_the_app_is_warm_before_it_accepts_traffic(services: Services) -> None:
+    """The first burst after a start must not pay for loading the segmenter (~0.3-0.7 s) and the index."""
+    from knowledge.nlp.tokenizer import Segmenter
+    from knowledge.service import KnowledgeBase
+
+    cold = Segmenter()  # as in a new process whose database already holds the handbook
+    services._knowledge = KnowledgeBase(services.db, segmenter=cold)
+    assert cold._jieba is None
+    with TestClient(create_app(services)):
+        assert services.knowledge._snapshot is not None
+        assert cold._jieba is not None and cold._jieba.initialized
+
+
+def test_a_redis_outage_is_logged_once_not_per_message(make_settings, backend, caplog) -> None:  # type: ignore[no-untyped-def]
+    _server_only(backend)
+    services = build_services(make_settings(redis_url="redis://127.0.0.1:1/0"), migrate=True)
+    try:
+        with caplog.at_level("WARNING"):
+            for _ in range(30):
+                services.limiter.allow("100/minute", "in", "oY")
+                services.state.get("session:oY")
+        assert len([r for r in caplog.records if "redis" in r.getMessage().lower()]) == 1
+    finally:
+        services.close()
