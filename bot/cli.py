@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import sys
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -51,6 +54,28 @@ def services_or_exit(settings: Settings | None = None):  # type: ignore[no-untyp
         raise typer.Exit(1) from None
 
 
+@contextmanager
+def multiprocess_metrics_dir(workers: int) -> Iterator[str | None]:
+    """A PROMETHEUS_MULTIPROC_DIR for several workers, removed when serving ends.
+
+    Every worker writes its counters there so ``/metrics`` adds them up; left
+    behind, each restart would leave another folder in /tmp. A directory the
+    operator set themselves is used as it is and never removed.
+    """
+    given = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if workers <= 1 or given:
+        yield given
+        return
+    path = tempfile.mkdtemp(prefix="sisong-metrics-")
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = path
+    try:
+        yield path
+    finally:
+        if os.environ.get("PROMETHEUS_MULTIPROC_DIR") == path:
+            del os.environ["PROMETHEUS_MULTIPROC_DIR"]
+        shutil.rmtree(path, ignore_errors=True)
+
+
 @app.command()
 def serve(
     host: Annotated[Optional[str], typer.Option(help="Bind address (SISONG_HOST).")] = None,
@@ -86,24 +111,23 @@ def serve(
     for key, value in settings.model_dump().items():  # the workers re-read settings from the env
         if value is not None and key in {"host", "port", "workers"}:
             os.environ[f"SISONG_{key.upper()}"] = str(value)
-    if settings.workers > 1:
-        os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", tempfile.mkdtemp(prefix="sisong-metrics-"))
     if settings.is_dev_account:
         console.print(
             f"[yellow]开发模式: 未设置 SISONG_WECHAT_APPID，Token 为 {settings.wechat_token}，不会真正调用微信接口。[/yellow]"
         )
     console.print(f"四送助手 listening on http://{settings.host}:{settings.port}/wechat")
-    uvicorn.run(
-        "bot.app:create_app",
-        factory=True,
-        host=settings.host,
-        port=settings.port,
-        workers=settings.workers,
-        loop="uvloop",
-        http="httptools",
-        log_level=settings.log_level.lower(),
-        access_log=False,
-    )
+    with multiprocess_metrics_dir(settings.workers):
+        uvicorn.run(
+            "bot.app:create_app",
+            factory=True,
+            host=settings.host,
+            port=settings.port,
+            workers=settings.workers,
+            loop="uvloop",
+            http="httptools",
+            log_level=settings.log_level.lower(),
+            access_log=False,
+        )
 
 
 @app.command()
