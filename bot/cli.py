@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import sys
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -51,6 +54,28 @@ def services_or_exit(settings: Settings | None = None):  # type: ignore[no-untyp
         raise typer.Exit(1) from None
 
 
+@contextmanager
+def multiprocess_metrics_dir(workers: int) -> Iterator[str | None]:
+    """A PROMETHEUS_MULTIPROC_DIR for several workers, removed when serving ends.
+
+    Every worker writes its counters there so ``/metrics`` adds them up; left
+    behind, each restart would leave another folder in /tmp. A directory the
+    operator set themselves is used as it is and never removed.
+    """
+    given = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if workers <= 1 or given:
+        yield given
+        return
+    path = tempfile.mkdtemp(prefix="sisong-metrics-")
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = path
+    try:
+        yield path
+    finally:
+        if os.environ.get("PROMETHEUS_MULTIPROC_DIR") == path:
+            del os.environ["PROMETHEUS_MULTIPROC_DIR"]
+        shutil.rmtree(path, ignore_errors=True)
+
+
 @app.command()
 def serve(
     host: Annotated[Optional[str], typer.Option(help="Bind address (SISONG_HOST).")] = None,
@@ -86,24 +111,23 @@ def serve(
     for key, value in settings.model_dump().items():  # the workers re-read settings from the env
         if value is not None and key in {"host", "port", "workers"}:
             os.environ[f"SISONG_{key.upper()}"] = str(value)
-    if settings.workers > 1:
-        os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", tempfile.mkdtemp(prefix="sisong-metrics-"))
     if settings.is_dev_account:
         console.print(
             f"[yellow]开发模式: 未设置 SISONG_WECHAT_APPID，Token 为 {settings.wechat_token}，不会真正调用微信接口。[/yellow]"
         )
     console.print(f"四送助手 listening on http://{settings.host}:{settings.port}/wechat")
-    uvicorn.run(
-        "bot.app:create_app",
-        factory=True,
-        host=settings.host,
-        port=settings.port,
-        workers=settings.workers,
-        loop="uvloop",
-        http="httptools",
-        log_level=settings.log_level.lower(),
-        access_log=False,
-    )
+    with multiprocess_metrics_dir(settings.workers):
+        uvicorn.run(
+            "bot.app:create_app",
+            factory=True,
+            host=settings.host,
+            port=settings.port,
+            workers=settings.workers,
+            loop="uvloop",
+            http="httptools",
+            log_level=settings.log_level.lower(),
+            access_log=False,
+        )
 
 
 @app.command()
@@ -113,7 +137,7 @@ def worker(
         Optional[int], typer.Option(help="Serve this worker's Prometheus metrics (outbound calls) on this port.")
     ] = None,
 ) -> None:
-    """Run task-queue consumers (needed when Redis is configured; `serve` runs one itself otherwise)."""
+    """Run task-queue consumers and the sweeper (needed with Redis; `serve` runs both itself otherwise)."""
     from bot.logs import setup_logging
 
     settings = settings_or_exit()
@@ -124,8 +148,24 @@ def worker(
 
         start_http_server(metrics_port, addr=settings.host)
         console.print(f"metrics on http://{settings.host}:{metrics_port}/metrics")
-    console.print(f"queue consumer: {type(services.queue.huey).__name__}, {workers} threads")
-    services.queue.create_consumer(workers=workers).run()
+    console.print(f"queue consumer: {type(services.queue.huey).__name__}, {workers} threads; sweeper every "
+                  f"{settings.sweep_interval:g} s")
+    sweeper = _sweeper(services)
+    sweeper.start()
+    try:
+        services.queue.create_consumer(workers=workers).run()
+    finally:
+        sweeper.stop()
+
+
+def _sweeper(services):  # type: ignore[no-untyped-def]
+    """The worker sweeps too: dead web workers' messages get answered even if every web worker restarts."""
+    import handlers  # noqa: F401  (registers every handler on the router)
+    from bot.pipeline import Pipeline
+    from bot.router import router
+    from bot.sweeper import Sweeper
+
+    return Sweeper(services, Pipeline(services, router))
 
 
 @db_app.command("upgrade")

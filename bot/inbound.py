@@ -1,15 +1,20 @@
 """Turning an HTTP request from WeChat into a trusted, parsed message.
 
 Every check that can refuse a request happens here, before any handler runs:
-signatures (constant-time), size, DTDs, decryption and parsing. Each failure
-is a :class:`Rejected` carrying the HTTP status and a short reason for the log.
+signatures (constant-time) and timestamp freshness from the query string alone
+(so a forger cannot make us read a body), replayed signatures, size, DTDs,
+decryption and parsing. Each failure is a :class:`Rejected` carrying the HTTP
+status and a short reason for the log.
 """
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import re
+import time
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 from xml.parsers.expat import ExpatError
 
 from wechatpy import parse_message
@@ -19,6 +24,9 @@ from wechatpy.messages import BaseMessage
 from wechatpy.utils import WeChatSigner
 
 from bot.config import Settings
+
+if TYPE_CHECKING:
+    from storage.state import StateStore
 
 _DTD = re.compile(rb"<!\s*(DOCTYPE|ENTITY)", re.IGNORECASE)
 _FIRST_ELEMENT = re.compile(rb"<[A-Za-z_]")
@@ -56,6 +64,58 @@ def verify_signature(token: str, params: dict[str, str]) -> None:
     expected = signature_of(token, timestamp, nonce)
     if not hmac.compare_digest(expected.encode(), signature.encode()):
         raise Rejected(403, "bad signature")
+
+
+def check_timestamp(timestamp: str, window: int, now: float | None = None) -> None:
+    """A signature never expires on its own, so a captured URL would work forever;
+    WeChat's timestamp bounds it to ``window`` seconds either side of our clock."""
+    if window <= 0:
+        return
+    if not (timestamp.isascii() and timestamp.isdigit()):
+        raise Rejected(403, "timestamp not numeric")
+    skew = int(timestamp[:20]) - (time.time() if now is None else now)
+    if len(timestamp) > 20 or abs(skew) > window:
+        raise Rejected(403, f"timestamp outside the window ({skew:+.0f} s)")
+
+
+def check_query(settings: Settings, params: dict[str, str], now: float | None = None) -> None:
+    """Everything the query string alone can tell: checked before the body is read,
+    so a request without a valid, fresh signature costs us no more than its headers."""
+    verify_signature(settings.wechat_token, params)
+    check_timestamp(params["timestamp"], settings.signature_window, now)
+
+
+class ReplayGuard:
+    """Refuses a signed URL reused with a different body.
+
+    The plain ``signature`` covers only token/timestamp/nonce, not the body, so
+    whoever sees one request could send any body under its URL while the
+    timestamp is fresh. WeChat itself resends a delivery under the same URL
+    with the same body, which must pass (the pipeline dedupes it by MsgId), so
+    we remember a hash of the first body per (timestamp, nonce, signature) for
+    about twice the window: one ``claim`` on the normal path, a ``get`` only
+    when the URL was seen before. In safe mode ``msg_signature`` already covers
+    the ciphertext; the same rule costs nothing there and keeps one behaviour.
+    """
+
+    DEFAULT_WINDOW = 300  # remembered this long (x2) even when the timestamp check is off
+
+    def __init__(self, state: StateStore, window: int) -> None:
+        self.state = state
+        self.ttl = 2 * (window if window > 0 else self.DEFAULT_WINDOW)
+
+    @staticmethod
+    def key(params: dict[str, str]) -> str:
+        return f"replay:{params['timestamp']}:{params['nonce']}:{params['signature']}"
+
+    def check(self, params: dict[str, str], body: bytes) -> None:
+        digest = hashlib.blake2b(body, digest_size=16).hexdigest()
+        key = self.key(params)
+        if self.state.claim(key, digest, self.ttl):
+            return
+        first = self.state.get(key)
+        if first is not None and not hmac.compare_digest(first, digest):
+            raise Rejected(403, "replayed signature")
 
 
 def _refuse_dtd(data: bytes) -> None:
@@ -119,7 +179,10 @@ def _decrypt(settings: Settings, params: dict[str, str], xml: str) -> str:
 
 
 def read_inbound(settings: Settings, params: dict[str, str], body: bytes) -> Inbound:
-    verify_signature(settings.wechat_token, params)
+    """Check and parse one delivery. The webhook has run :func:`check_query` before
+    reading the body already; repeating it here (microseconds) keeps this function
+    safe on its own."""
+    check_query(settings, params)
     if len(body) > settings.max_body_bytes:
         raise Rejected(413, "body too large")
     _refuse_dtd(body)

@@ -2,6 +2,9 @@
 
 Whatever happens inside, WeChat gets a valid reply or ``success`` within the
 deadline: an error page would show the follower "该公众号暂时无法提供服务".
+Requests that are not from WeChat get a short refusal and cost as little as
+possible: the signature and timestamp are checked before the body is read, and
+the body read itself is bounded in size and time.
 """
 
 from __future__ import annotations
@@ -12,15 +15,19 @@ import time
 
 from fastapi import APIRouter, Request
 from fastapi.responses import PlainTextResponse, Response
+from starlette.requests import ClientDisconnect
 
 from bot import metrics
-from bot.inbound import Rejected, encrypt_reply, read_inbound, verify_signature
+from bot.inbound import Rejected, ReplayGuard, check_query, encrypt_reply, read_inbound
 from bot.pipeline import SUCCESS, Delivery
+from bot.services import Services
 
 log = logging.getLogger(__name__)
 router = APIRouter()
 
 GRACE_SECONDS = 0.5
+# Not an HTTP status anyone receives: nginx's name for "the client went away first", for the metrics.
+CLIENT_CLOSED = "499"
 
 
 @router.get("/wechat")
@@ -28,7 +35,7 @@ async def url_check(request: Request) -> Response:
     settings = request.app.state.services.settings
     params = dict(request.query_params)
     try:
-        verify_signature(settings.wechat_token, params)
+        check_query(settings, params)
     except Rejected as exc:
         metrics.REQUESTS.labels("GET", str(exc.status)).inc()
         log.warning("url check refused: %s", exc.reason)
@@ -37,18 +44,34 @@ async def url_check(request: Request) -> Response:
     return PlainTextResponse(params.get("echostr", ""))
 
 
-async def _read_body(request: Request, limit: int) -> bytes:
+async def _read_body(request: Request, limit: int, timeout: float) -> bytes:
+    """The body, within ``limit`` bytes and ``timeout`` seconds: a client that trickles
+    a byte a second would otherwise hold a connection (and its buffer) for as long as it likes."""
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > limit:
         raise Rejected(413, "body too large")
     chunks: list[bytes] = []
     size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise Rejected(413, "body too large")
-        chunks.append(chunk)
+    try:
+        async with asyncio.timeout(timeout):
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > limit:
+                    raise Rejected(413, "body too large")
+                chunks.append(chunk)
+    except TimeoutError:
+        raise Rejected(408, f"body not received within {timeout:g} s ({size} bytes)") from None
     return b"".join(chunks)
+
+
+async def _refuse_replay(services: Services, params: dict[str, str], body: bytes) -> None:
+    """In-process state answers in microseconds; Redis can take up to its socket timeout,
+    which must not stall the event loop every other request's deadline runs on."""
+    guard = ReplayGuard(services.state, services.settings.signature_window)
+    if services.state.backend == "memory":
+        guard.check(params, body)
+    else:
+        await asyncio.get_running_loop().run_in_executor(None, guard.check, params, body)
 
 
 @router.post("/wechat")
@@ -57,13 +80,24 @@ async def receive(request: Request) -> Response:
     app_state = request.app.state
     services = app_state.services
     settings = services.settings
+    params = dict(request.query_params)
+    body_read = False
     try:
-        body = await _read_body(request, settings.max_body_bytes)
-        inbound = read_inbound(settings, dict(request.query_params), body)
+        check_query(settings, params)
+        body = await _read_body(request, settings.max_body_bytes, settings.body_timeout)
+        body_read = True
+        inbound = read_inbound(settings, params, body)
+        await _refuse_replay(services, params, body)
     except Rejected as exc:
         metrics.REQUESTS.labels("POST", str(exc.status)).inc()
         log.warning("request refused: %s", exc.reason, extra={"status": exc.status})
-        return PlainTextResponse(exc.reason, status_code=exc.status)
+        # Unread body bytes would otherwise be read and dropped on a kept-alive connection.
+        headers = None if body_read else {"Connection": "close"}
+        return PlainTextResponse(exc.reason, status_code=exc.status, headers=headers)
+    except ClientDisconnect:
+        metrics.REQUESTS.labels("POST", CLIENT_CLOSED).inc()
+        log.info("client went away before sending the whole body")
+        return Response(status_code=int(CLIENT_CLOSED))
 
     delivery = Delivery()
     try:

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Iterator
+
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
+from bot.inbound import signature_of
 from bot.services import Services
 from bot.simulator import WeChatSimulator
 from storage.models import MessageLog
@@ -35,6 +39,16 @@ def test_url_check_with_bad_signature_is_forbidden(client: TestClient, sim: WeCh
 
 def test_url_check_without_parameters_is_forbidden(client: TestClient) -> None:
     assert client.get("/wechat", params={"echostr": "x"}).status_code == 403
+
+
+def test_url_check_with_a_stale_timestamp_is_refused(client: TestClient) -> None:
+    for offset, status in ((-3600, 403), (3600, 403), (-10, 200)):
+        timestamp, nonce = str(int(time.time()) + offset), "1234567890"
+        params = {"signature": signature_of(TOKEN, timestamp, nonce), "timestamp": timestamp, "nonce": nonce,
+                  "echostr": "echo42"}
+        response = client.get("/wechat", params=params)
+        assert response.status_code == status
+        assert ("echo42" in response.text) == (status == 200)
 
 
 # -- modes -------------------------------------------------------------------
@@ -216,6 +230,24 @@ def test_oversized_body_is_refused_by_declared_length(client: TestClient, sim: W
     assert response.status_code == 413
 
 
+def test_bad_signature_is_refused_before_the_body_is_read(client: TestClient, sim: WeChatSimulator) -> None:
+    params = sim.sign("<xml/>").params | {"signature": "0" * 40}
+    pulled: list[int] = []
+
+    def ten_megabytes() -> Iterator[bytes]:
+        for i in range(10 * 1024):
+            pulled.append(i)
+            yield b"a" * 1024
+
+    started = time.monotonic()
+    response = client.post("/wechat", params=params, content=ten_megabytes(),
+                           headers={"Content-Length": str(10 * 1024 * 1024)})
+    assert response.status_code == 403 and response.text == "bad signature"  # not 413: nothing was read
+    assert time.monotonic() - started < 1.0
+    assert len(pulled) <= 1
+    assert response.headers.get("connection") == "close"
+
+
 def test_doctype_text_inside_a_message_is_just_text(client: TestClient, sim: WeChatSimulator) -> None:
     reply = sim.post(client, sim.text("<!DOCTYPE html> 这是什么"))
     assert reply.status == 200 and "答不上来" in (reply.text or "")
@@ -246,8 +278,6 @@ def test_mangled_encrypted_envelope_is_a_clean_400(make_settings) -> None:  # ty
         with TestClient(create_app(services)) as client:
             request = sim.sign("<xml/>")
             bogus = "<xml><ToUserName>gh</ToUserName><Encrypt><![CDATA[bm90IGNpcGhlcnRleHQ=]]></Encrypt></xml>"
-            from bot.inbound import signature_of
-
             params = dict(request.params)
             params["msg_signature"] = signature_of(TOKEN, params["timestamp"], params["nonce"], "bm90IGNpcGhlcnRleHQ=")
             response = client.post("/wechat", params=params, content=bogus.encode())
