@@ -463,3 +463,27 @@ def test_a_redis_outage_is_logged_once_not_per_message(make_settings, backend, c
         assert len([r for r in caplog.records if "redis" in r.getMessage().lower()]) == 1
     finally:
         services.close()
+
+
+def test_sisong_worker_answers_a_dead_web_workers_message(make_settings, backend, api, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """With every web worker gone, `sisong worker` alone still answers what they left behind."""
+    _server_only(backend)
+    services = build_services(make_settings(), migrate=True)
+    sim = WeChatSimulator(TOKEN, APPID, openid="oWorkerSweeps00000000001")
+    _abandon(services, sim, sim.text("帮助", msg_id=9500001), 9500001)
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("SISONG_")},
+        "SISONG_WECHAT_TOKEN": TOKEN, "SISONG_WECHAT_APPID": APPID, "SISONG_WECHAT_SECRET": SECRET,
+        "SISONG_WECHAT_API_BASE": api.base_url, "SISONG_DATABASE_URL": PG_URL, "SISONG_REDIS_URL": REDIS_URL,
+        "SISONG_SWEEP_INTERVAL": "0.3", "SISONG_SPOOL_DIR": str(tmp_path / "spool"),
+    }
+    worker = subprocess.Popen([sys.executable, "-m", "bot.cli", "worker"], env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        (sent,) = wait_for(lambda: api.calls_to("message/custom/send"), timeout=30)
+        assert sent.json["touser"] == sim.openid and "打字" in sent.json["text"]["content"]
+        wait_for(lambda: rows(services)[0].status == "answered", timeout=10)
+    finally:
+        worker.send_signal(signal.SIGINT)
+        worker.wait(timeout=20)
+        services.close()
