@@ -23,6 +23,7 @@ and reaches the inbox (and a cadre) when the database is back.
 from __future__ import annotations
 
 import concurrent.futures
+import hashlib
 import logging
 import threading
 import time
@@ -61,13 +62,19 @@ _SELF_RECORDING_EVENTS = {"subscribe", "subscribe_scan", "unsubscribe"}
 
 
 def dedupe_key(message: BaseMessage) -> str:
-    """MsgId for messages; FromUserName + CreateTime (+ event) for events, as WeChat advises."""
+    """MsgId for messages; FromUserName + CreateTime + Event for events, as WeChat advises.
+
+    The EventKey (hashed: a VIEW event's key is a whole URL) is added so two
+    different menu clicks within one second are not taken for a retry.
+    """
     msg_id = getattr(message, "id", 0)
     if msg_id:
         return f"m:{msg_id}"
     event = getattr(message, "event", "") or message.type
     created = message._data.get("CreateTime", "")
-    return f"e:{message.source}:{created}:{event}"
+    event_key = str(message._data.get("EventKey") or "")
+    suffix = ":" + hashlib.blake2b(event_key.encode(), digest_size=6).hexdigest() if event_key else ""
+    return f"e:{message.source}:{created}:{event}{suffix}"[:200]
 
 
 class Delivery:

@@ -487,3 +487,16 @@ def test_sisong_worker_answers_a_dead_web_workers_message(make_settings, backend
         worker.send_signal(signal.SIGINT)
         worker.wait(timeout=20)
         services.close()
+
+
+def test_two_menu_clicks_in_one_second_are_two_messages_but_a_retry_is_one(
+    client: TestClient, services: Services
+) -> None:
+    sim = WeChatSimulator(TOKEN, APPID, openid="oClicks00000000000000001")
+    now = int(time.time())
+    first = sim.post(client, sim.event("CLICK", "POLICY_QA", create_time=now))
+    other = sim.post(client, sim.event("CLICK", "JOBS", create_time=now))
+    again = sim.post(client, sim.event("CLICK", "POLICY_QA", create_time=now))
+    assert first.text and other.text and first.text != other.text
+    assert again.text == first.text
+    assert len(rows(services)) == 2
