@@ -378,3 +378,35 @@ def test_the_command_line_masks_what_it_prints_even_if_a_store_did_not(  # type:
     monkeypatch.setattr(cli, "list_faqs", lambda *a, **k: [FaqRecord(1, _sentence(raw), "带卡到信用社。", None)])
     for args in (("unanswered", "list"), ("unanswered", "list", "--json"), ("faq", "list"), ("faq", "list", "--json")):
         assert_masked(_cli(*args), raw, CARD19)
+
+
+# -- the message path: everything a household's message leaves behind -------------------------
+
+
+def test_numbers_in_a_message_are_masked_in_every_store_and_notice(client, services, api, backend) -> None:  # type: ignore[no-untyped-def]
+    """One message with a phone, an ID and a card: the reply to the household is unchanged, but the
+    message log, the unanswered queue, the conversation state (Redis) and the WeCom notice are masked."""
+    from sqlalchemy import select
+
+    from bot.simulator import WeChatSimulator
+    from storage.models import KbUnanswered, MessageLog
+    from tests.conftest import APPID, TOKEN, wait_for
+
+    openid = "oPrivacyPath000000000001"
+    sim = WeChatSimulator(TOKEN, APPID, openid=openid)
+    words = "我电话+86 138-1234-5678，身份证１１０１０１１９９００１０１１２３４，卡号6222 0212 3456 7890 123，彩礼太高了政府管不管"
+    clear = ("1234-5678", "12345678", "１９９００１０１", "199001011234", "3456 7890", "34567890")
+    reply = sim.post(client, sim.text(words))
+    assert reply.text  # handed over: the household is told a person will look
+    sim.post(client, sim.text("0"))  # and asks for a person: the last question goes to the group
+
+    notices = wait_for(lambda: api.calls_to("webhook/send"), timeout=10)
+    with services.db.session() as session:
+        logged = [m.text or "" for m in session.scalars(select(MessageLog))]
+        queued = [q.question for q in session.scalars(select(KbUnanswered))]
+    state = services.state.get("session:" + openid) or ""
+    stored = logged + queued + [state] + [n.json["markdown"]["content"] for n in notices]
+    assert queued and state and notices
+    for text in stored:
+        assert not any(c in text for c in clear), text
+    assert any("138****5678" in text for text in logged)
