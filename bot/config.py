@@ -60,7 +60,7 @@ class Settings(BaseSettings):
     # Fault tolerance of the message path (docs/operations.md, "Faults").
     redis_timeout: float = Field(default=0.5, gt=0, le=5)
     db_timeout: float = Field(default=2.0, gt=0, le=30)
-    breaker_seconds: float = Field(default=5.0, gt=0, le=300)
+    breaker_seconds: float = Field(default=3.0, gt=0, le=300)
     claim_lease: float = Field(default=5.0, ge=1, le=600)
     sweep_interval: float = Field(default=2.0, gt=0, le=300)
     max_attempts: int = Field(default=3, ge=1, le=10)

@@ -12,6 +12,8 @@ from __future__ import annotations
 import json
 import logging
 import sys
+import threading
+import time
 from typing import Any
 
 from storage.privacy import mask_text
@@ -102,8 +104,40 @@ class KeyValueFormatter(logging.Formatter):
         return f"{base} {extras}" if extras else base
 
 
+class RepeatFilter(logging.Filter):
+    """Lets the first of a run of identical errors through, then one line per ``every`` seconds.
+
+    Huey's consumer logs a full traceback for every failed read while Redis is
+    down (about ten a second across its threads); the first says everything,
+    the rest would bury the log. Only loggers under ``prefix`` are affected.
+    """
+
+    def __init__(self, prefix: str, every: float = 60.0) -> None:
+        super().__init__()
+        self.prefix = prefix
+        self.every = every
+        self._seen: dict[tuple[str, object], tuple[float, int]] = {}
+        self._lock = threading.Lock()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno < logging.WARNING or not record.name.startswith(self.prefix):
+            return True
+        key = (record.name.split("-")[0], record.msg)  # Worker-1 and Worker-2 say the same thing
+        now = time.monotonic()
+        with self._lock:
+            first, suppressed = self._seen.get(key, (0.0, 0))
+            if now - first < self.every:
+                self._seen[key] = (first, suppressed + 1)
+                return False
+            self._seen[key] = (now, 0)
+        if suppressed:
+            record.msg = f"{record.msg} (and {suppressed} more like it in the last {self.every:.0f} s)"
+        return True
+
+
 def setup_logging(level: str = "INFO", json_lines: bool = False) -> None:
     handler = logging.StreamHandler(sys.stderr)
+    handler.addFilter(RepeatFilter("huey."))
     handler.addFilter(MaskingFilter())
     if json_lines:
         handler.setFormatter(JsonFormatter())

@@ -3,10 +3,11 @@
 A dependency that refuses connections costs a caller nothing; one that *hangs*
 costs every caller its full timeout. After one failure the breaker opens and
 callers go straight to their fallback (in-process state, "系统繁忙", a thread)
-for at least ``cooldown`` seconds. Requests never probe: a background thread
-does, every ``probe_every`` seconds, and closes the breaker when the
-dependency answers again. So a hung Redis costs one timeout per outage per
-process, not one per message.
+for at least ``cooldown`` seconds from that first failure (against flapping).
+Requests never probe: a background thread does, every ``probe_every``
+seconds after the cooldown, and closes the breaker when the dependency
+answers again. So a hung Redis costs one timeout per outage per process, not
+one per message, and recovery follows the dependency within a second or so.
 """
 
 from __future__ import annotations
@@ -53,9 +54,11 @@ class CircuitBreaker:
         reason = exc if isinstance(exc, str) else f"{type(exc).__name__}: {exc}"
         with self._lock:
             self.last_error = reason[:300]
-            self._open_until = time.monotonic() + self.cooldown
             if self._open:
+                # Calls that were already waiting when it opened fail now; they say nothing
+                # new, so they must not push recovery further out.
                 return
+            self._open_until = time.monotonic() + self.cooldown
             self._open = True
             self.opened_at = time.time()
             self.trips += 1

@@ -209,7 +209,7 @@ class Database:
     closes it again.
     """
 
-    def __init__(self, url: str, timeout: float = 2.0, breaker_seconds: float = 5.0) -> None:
+    def __init__(self, url: str, timeout: float = 2.0, breaker_seconds: float = 3.0) -> None:
         self.url = normalize_url(url)
         self.is_sqlite = self.url.startswith("sqlite")
         self.timeout = timeout

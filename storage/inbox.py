@@ -173,14 +173,15 @@ def record_busy(
 ) -> bool:
     """A message the database could not take when it arrived (replayed from the spool).
 
-    Inserted as ``busy``, or an existing claim that never finished is marked
-    ``busy``; a message that was in fact answered is left alone. Returns True
+    Inserted as ``busy`` with no attempt (no handler ran), or an existing claim
+    that never finished is marked ``busy``; a message that was in fact answered
+    is left alone. Returns True
     when the row is now ``busy`` (and its words should wait for a cadre).
     """
     now = utcnow()
     stmt = _insert(session).values(
         created_at=created_at, direction="in", openid=openid, msg_type=msg_type, event=event, msg_id=msg_id,
-        text=text, channel="passive", dedupe_key=key, status=BUSY, attempts=1, settled_at=now,
+        text=text, channel="passive", dedupe_key=key, status=BUSY, attempts=0, settled_at=now,
     ).on_conflict_do_update(
         index_elements=["dedupe_key"],
         set_={"status": BUSY, "settled_at": now, "payload": None},

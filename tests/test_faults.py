@@ -500,3 +500,34 @@ def test_two_menu_clicks_in_one_second_are_two_messages_but_a_retry_is_one(
     assert first.text and other.text and first.text != other.text
     assert again.text == first.text
     assert len(rows(services)) == 2
+
+
+def test_the_queue_consumer_does_not_flood_the_log_while_redis_is_down() -> None:
+    """Huey logs a traceback per failed read (~10/s); the first one is enough."""
+    import io
+    import logging
+
+    from bot.logs import KeyValueFormatter, RepeatFilter
+
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.addFilter(RepeatFilter("huey."))
+    handler.setFormatter(KeyValueFormatter("%(levelname)s %(name)s: %(message)s"))
+    loggers = [logging.getLogger(f"huey.consumer.Worker-{n}") for n in (1, 2)] + [logging.getLogger("bot.test")]
+    for logger in loggers:
+        logger.addHandler(handler)
+        logger.propagate = False
+    try:
+        for _ in range(50):
+            for logger in loggers:
+                try:
+                    raise ConnectionError("Error 111 connecting to 127.0.0.1:6379")
+                except ConnectionError:
+                    logger.exception("Error reading from queue")
+    finally:
+        for logger in loggers:
+            logger.removeHandler(handler)
+            logger.propagate = True
+    out = stream.getvalue()
+    assert out.count("huey.consumer.Worker") == 1 and out.count("Traceback") == 51
+    assert out.count("bot.test: Error reading from queue") == 50  # our own errors are never collapsed
