@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from storage.models import Follower
-from storage.models.base import utcnow
+from storage.models.base import UTCDateTime, utcnow
 
 
 def get_or_create(session: Session, openid: str) -> Follower:
@@ -34,16 +35,29 @@ def _insert(session: Session):  # type: ignore[no-untyped-def]
 def touch(session: Session, openid: str, *, interaction: bool, now: datetime | None = None) -> None:
     """Record that the follower reached us; ``interaction`` opens the 48-hour reply window.
 
-    One upsert statement: this runs for every message, so it is kept to one round trip.
+    One upsert statement, built once per dialect: this runs for every message,
+    and building an ORM statement per call cost more than the round trip.
     """
     now = now or utcnow()
-    changes: dict[str, object] = {"last_seen": now}
+    dialect = session.get_bind().dialect.name
+    stmt = _TOUCH.get((dialect, interaction))
+    if stmt is None:
+        stmt = _TOUCH[(dialect, interaction)] = _touch_statement(dialect, interaction)
+    session.connection().execute(stmt, {"p_openid": openid, "p_now": now})
+
+
+_TOUCH: dict[tuple[str, bool], Any] = {}
+
+
+def _touch_statement(dialect: str, interaction: bool) -> Any:
+    table = Follower.__table__
+    insert = (postgresql if dialect == "postgresql" else sqlite).insert(table)
+    now = bindparam("p_now", type_=UTCDateTime())
+    changes: dict[str, Any] = {"last_seen": now}
     if interaction:
         changes["last_interaction"] = now
-    session.execute(
-        _insert(session)
-        .values(openid=openid, subscribed=True, first_seen=now, **changes)
-        .on_conflict_do_update(index_elements=["openid"], set_=changes)
+    return insert.values(openid=bindparam("p_openid"), subscribed=True, first_seen=now, **changes).on_conflict_do_update(
+        index_elements=["openid"], set_=changes
     )
 
 

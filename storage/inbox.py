@@ -17,11 +17,13 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import and_, or_, select, update
+from typing import Any
+
+from sqlalchemy import and_, bindparam, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from storage.models.base import utcnow
+from storage.models.base import UTCDateTime, utcnow
 from storage.models.messages import (
     ANSWERED,
     BUSY,
@@ -89,21 +91,59 @@ def claim(
     clear inbound XML, kept until the message is settled.
     """
     now = utcnow()
-    stmt = _insert(session).values(
-        created_at=now, direction="in", openid=openid, msg_type=msg_type, event=event, msg_id=msg_id,
-        text=text, channel="passive", dedupe_key=key, status=RECEIVED, owner=owner,
-        lease_until=now + timedelta(seconds=lease), attempts=1, payload=payload,
-    )
-    stmt = stmt.on_conflict_do_update(
-        index_elements=["dedupe_key"],
-        set_={"owner": owner, "lease_until": now + timedelta(seconds=lease),
-              "attempts": MessageLog.attempts + 1},
-        where=and_(MessageLog.status == RECEIVED, MessageLog.lease_until < now),
-    ).returning(*_ROW)
-    row = session.execute(stmt).first()
+    conn = session.connection()
+    row = conn.execute(_statement(conn.dialect.name, "claim"), {
+        "p_now": now, "p_lease_until": now + timedelta(seconds=lease), "p_openid": openid, "p_msg_type": msg_type,
+        "p_event": event, "p_msg_id": msg_id, "p_text": text, "p_key": key, "p_owner": owner, "p_payload": payload,
+    }).first()
     if row is None:  # a retry while the first attempt is alive, or after it settled
         row = session.execute(select(*_ROW).where(MessageLog.dedupe_key == key)).one()
     return InboxRow(*row)
+
+
+# Statements on the per-message path are built once per dialect: constructing them
+# per call (ORM DML, coercion, cache keys) cost more than their round trips.
+_STATEMENTS: dict[tuple[str, str], Any] = {}
+
+
+def _statement(dialect: str, name: str) -> Any:
+    stmt = _STATEMENTS.get((dialect, name))
+    if stmt is None:
+        stmt = _STATEMENTS[(dialect, name)] = _BUILDERS[name](dialect)
+    return stmt
+
+
+def _build_claim(dialect: str) -> Any:
+    table = MessageLog.__table__
+    now, lease_until = bindparam("p_now", type_=UTCDateTime()), bindparam("p_lease_until", type_=UTCDateTime())
+    insert = (postgresql if dialect == "postgresql" else sqlite).insert(table).values(
+        created_at=now, direction="in", openid=bindparam("p_openid"), msg_type=bindparam("p_msg_type"),
+        event=bindparam("p_event"), msg_id=bindparam("p_msg_id"), text=bindparam("p_text"), channel="passive",
+        dedupe_key=bindparam("p_key"), status=RECEIVED, owner=bindparam("p_owner"), lease_until=lease_until,
+        attempts=1, payload=bindparam("p_payload"),
+    )
+    return insert.on_conflict_do_update(
+        index_elements=["dedupe_key"],
+        set_={"owner": insert.excluded.owner, "lease_until": insert.excluded.lease_until,
+              "attempts": table.c.attempts + 1},
+        where=and_(table.c.status == RECEIVED, table.c.lease_until < now),
+    ).returning(*(table.c[c.key] for c in _ROW))
+
+
+def _build_settle(dialect: str) -> Any:
+    table = MessageLog.__table__
+    return (
+        update(table)
+        .where(table.c.id == bindparam("p_row_id"), table.c.owner == bindparam("p_owner"),
+               table.c.status == RECEIVED)
+        .values(status=bindparam("p_status"), handler=bindparam("p_handler"), reply=bindparam("p_reply"),
+                payload=bindparam("p_payload"), latency_ms=bindparam("p_latency_ms"),
+                lease_until=bindparam("p_lease_until", type_=UTCDateTime()),
+                settled_at=bindparam("p_settled_at", type_=UTCDateTime()))
+    )
+
+
+_BUILDERS = {"claim": _build_claim, "settle": _build_settle}
 
 
 def look(session: Session, key: str) -> InboxRow | None:
@@ -132,20 +172,15 @@ def settle(
     retry can be answered again and an owed message can be (re)sent.
     """
     now = utcnow()
-    values: dict[str, object] = {
-        "status": status, "handler": handler, "reply": reply, "payload": payload, "latency_ms": latency_ms,
-    }
-    if status == OWED:
-        values["lease_until"] = now + timedelta(seconds=resend_after)
-    else:
-        values["settled_at"] = now
-    result = session.execute(
-        update(MessageLog)
-        .where(MessageLog.id == row_id, MessageLog.owner == owner, MessageLog.status == RECEIVED)
-        .values(**values)
-        .execution_options(synchronize_session=False)
-    )
-    if result.rowcount != 1:  # type: ignore[attr-defined]
+    owed = status == OWED
+    conn = session.connection()
+    result = conn.execute(_statement(conn.dialect.name, "settle"), {
+        "p_row_id": row_id, "p_owner": owner, "p_status": status, "p_handler": handler, "p_reply": reply,
+        "p_payload": payload, "p_latency_ms": latency_ms,
+        "p_lease_until": now + timedelta(seconds=resend_after) if owed else None,
+        "p_settled_at": None if owed else now,
+    })
+    if result.rowcount != 1:
         raise LostClaim(row_id)
 
 
