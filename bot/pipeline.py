@@ -27,6 +27,7 @@ import hashlib
 import logging
 import threading
 import time
+from collections.abc import Callable
 from datetime import datetime, timezone
 
 from sqlalchemy.exc import SQLAlchemyError
@@ -36,7 +37,7 @@ from wechatpy.replies import BaseReply, EmptyReply, TextReply
 
 from bot import metrics
 from bot.context import Context, Conversation, event_of
-from bot.inbound import Inbound
+from bot.inbound import Inbound, Rejected
 from storage.privacy import mask_text, short_openid
 from bot.router import Handler, Router, handler_name
 from bot.services import Services
@@ -113,6 +114,13 @@ class Delivery:
                 return True
             return False
 
+    def refuse(self, exc: Exception) -> None:
+        """The delivery must not be answered at all (a replayed signature): the webhook raises ``exc``."""
+        with self._lock:
+            if self._state in (self.WAITING, self.RESERVED):
+                self._state = self.DELIVERED
+                self.future.set_exception(exc)
+
     def give_up(self, final: bool = False) -> bool:
         """The webhook's deadline passed; True if a reserved reply is worth a short wait."""
         with self._lock:
@@ -134,8 +142,18 @@ class Pipeline:
 
     # -- entry points ------------------------------------------------------------
 
-    def process(self, inbound: Inbound, delivery: Delivery) -> None:
-        """Answer one inbound message; the reply goes through ``delivery``. Never raises."""
+    def process(self, inbound: Inbound, delivery: Delivery, admit: Callable[[], None] | None = None) -> None:
+        """Answer one inbound message; the reply goes through ``delivery``. Never raises.
+
+        ``admit`` is the webhook's last check (the replay guard); if it raises
+        :class:`~bot.inbound.Rejected` the delivery is refused and nothing runs.
+        """
+        if admit is not None:
+            try:
+                admit()
+            except Rejected as exc:
+                delivery.refuse(exc)
+                return
         try:
             with self.services.db.bounded():
                 self._process(inbound.message, inbound.raw_xml, delivery)

@@ -20,7 +20,6 @@ from starlette.requests import ClientDisconnect
 from bot import metrics
 from bot.inbound import Rejected, ReplayGuard, check_query, encrypt_reply, read_inbound
 from bot.pipeline import SUCCESS, Delivery
-from bot.services import Services
 
 log = logging.getLogger(__name__)
 router = APIRouter()
@@ -64,16 +63,6 @@ async def _read_body(request: Request, limit: int, timeout: float) -> bytes:
     return b"".join(chunks)
 
 
-async def _refuse_replay(services: Services, params: dict[str, str], body: bytes) -> None:
-    """In-process state answers in microseconds; Redis can take up to its socket timeout,
-    which must not stall the event loop every other request's deadline runs on."""
-    guard = ReplayGuard(services.state, services.settings.signature_window)
-    if services.state.backend == "memory":
-        guard.check(params, body)
-    else:
-        await asyncio.get_running_loop().run_in_executor(None, guard.check, params, body)
-
-
 @router.post("/wechat")
 async def receive(request: Request) -> Response:
     started = time.perf_counter()
@@ -87,7 +76,6 @@ async def receive(request: Request) -> Response:
         body = await _read_body(request, settings.max_body_bytes, settings.body_timeout)
         body_read = True
         inbound = read_inbound(settings, params, body)
-        await _refuse_replay(services, params, body)
     except Rejected as exc:
         metrics.REQUESTS.labels("POST", str(exc.status)).inc()
         log.warning("request refused: %s", exc.reason, extra={"status": exc.status})
@@ -100,13 +88,21 @@ async def receive(request: Request) -> Response:
         return Response(status_code=int(CLIENT_CLOSED))
 
     delivery = Delivery()
+    # The replay check (a Redis round trip) runs first thing in the handler thread,
+    # not in a thread hop of its own: a replayed body then refuses the delivery.
+    guard = ReplayGuard(services.state, settings.signature_window)
     try:
-        app_state.executor.submit(app_state.pipeline.process, inbound, delivery)
+        app_state.executor.submit(app_state.pipeline.process, inbound, delivery, lambda: guard.check(params, body))
     except RuntimeError:  # shutting down: let WeChat retry on another worker
         metrics.REQUESTS.labels("POST", "503").inc()
         return PlainTextResponse("shutting down", status_code=503)
     remaining = settings.reply_deadline - (time.perf_counter() - started)
-    reply = await _await_reply(delivery, remaining)
+    try:
+        reply = await _await_reply(delivery, remaining)
+    except Rejected as exc:
+        metrics.REQUESTS.labels("POST", str(exc.status)).inc()
+        log.warning("request refused: %s", exc.reason, extra={"status": exc.status})
+        return PlainTextResponse(exc.reason, status_code=exc.status)
 
     if reply != SUCCESS and inbound.encrypted:
         reply = encrypt_reply(settings, reply, inbound.nonce, inbound.timestamp)
