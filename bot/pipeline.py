@@ -205,6 +205,10 @@ class Pipeline:
         if row.mine(owner):
             if row.attempts > 1:
                 log.warning("took over message from a worker that did not finish", extra={"attempt": row.attempts})
+            if row.attempts > self.services.settings.max_attempts:
+                self._poison(message, row, owner)
+                delivery.offer(SUCCESS)
+                return
             self._answer(message, row.id, owner, words, delivery, started)
         else:
             metrics.DEDUPE_HITS.inc()
