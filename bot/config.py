@@ -67,6 +67,10 @@ class Settings(BaseSettings):
     signature_window: int = Field(default=300, ge=0)
     body_timeout: float = Field(default=5.0, gt=0, le=60)
 
+    # The township this deployment serves, and where its people read clocks.
+    township: str = Field(default="本镇", min_length=1, max_length=64)
+    timezone: str = "Asia/Shanghai"
+
     log_level: str = "INFO"
     log_json: bool = False
 
@@ -84,6 +88,17 @@ class Settings(BaseSettings):
             return None
         if not re.fullmatch(r"[A-Za-z0-9]{43}", value):
             raise ValueError("EncodingAESKey must be 43 letters or digits")
+        return value
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_timezone(cls, value: str) -> str:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {value!r} (e.g. Asia/Shanghai)") from None
         return value
 
     @field_validator("wechat_api_base")

@@ -13,9 +13,31 @@ from storage.models.knowledge import (
     KbUnanswered,
 )
 from storage.models.messages import MessageLog, WeChatToken
+from storage.models.org import (
+    Area,
+    Cadre,
+    GroupNotice,
+    Hamlet,
+    Household,
+    HouseholdBinding,
+    MessagingGroup,
+    Team,
+    Township,
+    Village,
+)
 
 __all__ = [
+    "Area",
     "Base",
+    "Cadre",
+    "GroupNotice",
+    "Hamlet",
+    "Household",
+    "HouseholdBinding",
+    "MessagingGroup",
+    "Team",
+    "Township",
+    "Village",
     "Follower",
     "KbArticle",
     "KbDocument",

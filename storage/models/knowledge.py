@@ -117,7 +117,14 @@ class KbUnanswered(Base):
     openid: Mapped[str | None] = mapped_column(String(64), default=None)
     question: Mapped[str] = mapped_column(Text)
     normalized: Mapped[str] = mapped_column(String(512), index=True)
-    status: Mapped[str] = mapped_column(String(16), default="open")  # open | answered
+    status: Mapped[str] = mapped_column(String(16), default="open")  # open | answered | closed
     faq_id: Mapped[int | None] = mapped_column(Integer, default=None)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     answered_at: Mapped[datetime | None] = mapped_column(default=None)
+    # A cadre's private reply (``sisong unanswered reply``): sent as a customer-service
+    # message inside the 48-hour window, else kept until the follower next writes.
+    reply: Mapped[str | None] = mapped_column(Text, default=None)
+    replied_by: Mapped[str | None] = mapped_column(String(64), default=None)
+    delivery: Mapped[str | None] = mapped_column(String(16), default=None)  # pending | delivered | failed
+    delivered_at: Mapped[datetime | None] = mapped_column(default=None)
+    closed_at: Mapped[datetime | None] = mapped_column(default=None)
