@@ -16,6 +16,7 @@ import typer
 from rich.console import Console
 
 from bot.config import ConfigError, Settings, load_settings
+from bot.org_cli import register as register_org_commands
 from knowledge.cli import register as register_knowledge_commands
 
 MENU_FILE = Path(__file__).with_name("menu.json")
@@ -244,6 +245,8 @@ def chat(
 
 # Knowledge-base commands: handbook, ask, faq, unanswered, synonym.
 register_knowledge_commands(app)
+# Organisation and households: org import, households import/list/show/codes.
+register_org_commands(app)
 
 
 def main() -> None:

@@ -214,3 +214,13 @@ def _card_shaped(sizes: list[int], digits: str) -> bool:
     if not all(s == 4 for s in sizes[:-1]) or not 1 <= sizes[-1] <= 4:
         return False
     return not (sizes[-1] == 4 and all(digits[k : k + 2] in ("19", "20") for k in range(0, len(digits), 4)))
+
+
+def mask_name(name: str | None) -> str:
+    """A person's name as another person may see it: the family name and ＊ for the rest."""
+    name = (name or "").strip()
+    if not name:
+        return "-"
+    if len(name) == 1:
+        return name
+    return name[0] + "＊" * (len(name) - 1)

@@ -1,0 +1,21 @@
+"""Times shown to people: the township's clock (``SISONG_TIMEZONE``), while storage stays UTC."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from functools import lru_cache
+from zoneinfo import ZoneInfo
+
+
+@lru_cache(maxsize=8)
+def _zone(name: str) -> ZoneInfo:
+    return ZoneInfo(name)
+
+
+def local(moment: datetime | None, zone: str = "Asia/Shanghai", fmt: str = "%Y-%m-%d %H:%M") -> str:
+    """``moment`` (UTC, aware or naive-as-UTC) on the township's clock; "" for None."""
+    if moment is None:
+        return ""
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=timezone.utc)
+    return moment.astimezone(_zone(zone)).strftime(fmt)
