@@ -250,11 +250,18 @@ register_org_commands(app)
 
 
 def main() -> None:
+    """Every command: a bad setting or a database that does not answer is one clear line, never a traceback."""
+    from sqlalchemy.exc import DBAPIError, TimeoutError as PoolTimeout
+
     try:
         app()
     except ConfigError as exc:
         console.print(f"[red]{exc}[/red]")
         sys.exit(2)
+    except (DBAPIError, PoolTimeout) as exc:
+        reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0][:200]
+        console.print(f"[red]数据库出错或无法连接（{type(exc).__name__}）：{reason}[/red]")
+        sys.exit(1)
 
 
 if __name__ == "__main__":
