@@ -17,6 +17,7 @@ from handlers import (  # noqa: E402,F401
     fallback,
     handover,
     help,
+    helper,
     media,
     menu,
     more,

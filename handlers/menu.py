@@ -22,11 +22,6 @@ def survey(ctx: Context) -> str:
     return "现在没有进行中的满意度调查。对帮扶工作有什么意见或建议，可以直接留言，我们会转给工作人员。"
 
 
-@router.click("CONTACT_HELPER")
-def contact_helper(ctx: Context) -> str:
-    return "回复“0”，我们马上请工作人员联系您。"
-
-
 @router.event("click")
 def unknown_click(ctx: Context) -> str:
     """A key from an older menu still on someone's phone."""
