@@ -56,21 +56,22 @@ _CSS = """
 body { margin: 0; font-family: "Noto Sans CJK SC", "Source Han Sans SC", "Microsoft YaHei", "PingFang SC",
        "SimHei", sans-serif; color: #000; }
 .note { margin: 4mm 0; font-size: 11pt; }
-.sheet { display: grid; grid-template-columns: 95mm 95mm; grid-auto-rows: 66mm; gap: 0; }
-.label { border: 0.3mm dashed #888; padding: 4mm; display: flex; gap: 3mm; align-items: center;
-         break-inside: avoid; page-break-inside: avoid; overflow: hidden; }
-.qrbox { flex: 0 0 40mm; height: 40mm; }
-.qrbox svg { width: 40mm; height: 40mm; display: block; }
-.noqr { width: 40mm; height: 40mm; border: 0.3mm solid #ccc; display: flex; align-items: center;
-        justify-content: center; font-size: 9pt; color: #666; text-align: center; }
-.info { flex: 1; min-width: 0; }
+.sheet { display: grid; grid-template-columns: 95mm 95mm; grid-auto-rows: 66mm; }
+.label { border: 0.3mm dashed #888; padding: 4mm; display: grid; grid-template-columns: 40mm 1fr;
+         grid-template-rows: 40mm 1fr; column-gap: 3mm; row-gap: 1mm; overflow: hidden;
+         break-inside: avoid; page-break-inside: avoid; }
+.qrbox svg, .noqr { width: 40mm; height: 40mm; display: block; }
+.noqr { border: 0.3mm solid #ccc; display: flex; align-items: center; justify-content: center;
+        font-size: 9pt; color: #666; text-align: center; }
+.info { min-width: 0; overflow: hidden; }
 .place { font-size: 13pt; font-weight: bold; }
-.head { font-size: 13pt; margin-top: 1mm; }
-.number { font-size: 8pt; color: #444; margin-top: 1mm; }
-.codecap { font-size: 10pt; margin-top: 2mm; }
-.code { font-size: 26pt; font-weight: bold; letter-spacing: 1mm; font-family: "DejaVu Sans Mono", Consolas,
-        "Courier New", monospace; white-space: nowrap; }
-.how { font-size: 9pt; margin-top: 1mm; line-height: 1.3; }
+.head { font-size: 13pt; margin-top: 1.5mm; }
+.number { font-size: 8pt; color: #444; margin-top: 1mm; word-break: break-all; }
+.how { font-size: 9pt; margin-top: 2mm; line-height: 1.35; }
+.coderow { grid-column: 1 / 3; display: flex; align-items: baseline; gap: 3mm; white-space: nowrap; }
+.codecap { font-size: 11pt; }
+.code { font-size: 28pt; font-weight: bold; letter-spacing: 0.8mm;
+        font-family: "DejaVu Sans Mono", Consolas, "Courier New", monospace; }
 @media print { .note { display: none; } }
 """
 
@@ -91,7 +92,7 @@ def _label_html(label: Label) -> str:
     qr = (f"<div class=\"qrbox\">{qr_svg(label.qr_url)}</div>" if label.qr_url
           else "<div class=\"noqr\">（未生成二维码）</div>")
     place = label.village + (f" {label.hamlet}" if label.hamlet else "")
-    code = format_code(label.code)
+    code = escape(format_code(label.code))
     return (
         "<div class=\"label\">"
         f"{qr}"
@@ -99,8 +100,8 @@ def _label_html(label: Label) -> str:
         f"<div class=\"place\">{escape(place)}</div>"
         f"<div class=\"head\">户主：{escape(label.head)}</div>"
         f"<div class=\"number\">户编号 {escape(label.number)}</div>"
-        "<div class=\"codecap\">绑定码</div>"
-        f"<div class=\"code\">{escape(code)}</div>"
-        "<div class=\"how\">微信扫左边的二维码，<br>或在四送助手里发：<br>绑定 " + escape(code) + "</div>"
-        "</div></div>"
+        "<div class=\"how\">全家人都可以绑定：<br>微信扫左边的二维码，<br>或在四送助手里发<br>“绑定”加下面的绑定码。</div>"
+        "</div>"
+        f"<div class=\"coderow\"><span class=\"codecap\">绑定码</span><span class=\"code\">{code}</span></div>"
+        "</div>"
     )

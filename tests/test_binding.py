@@ -512,3 +512,10 @@ def test_binding_code_masking() -> None:
     assert binding.mask_code("47218390") == "******90"
     assert binding.normalise_code("４７２１-８３９０！") == "47218390"
     assert binding.normalise_code("4721839") is None
+
+
+def test_codes_command_help_names_its_options() -> None:
+    result = runner.invoke(app, ["households", "codes", "--help"])
+    assert result.exit_code == 0, result.output
+    for option in ("--village", "--json", "--reissue", "--qr", "--out", "--cadres"):
+        assert option in result.output
