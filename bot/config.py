@@ -53,6 +53,11 @@ class Settings(BaseSettings):
     session_ttl: int = Field(default=1800, ge=60)
     max_body_bytes: int = Field(default=64 * 1024, ge=1024)
     follower_rate: str = Field(default="20/minute", pattern=r"^\d+\s*/\s*\d*\s*(second|minute|hour|day)s?$")
+    # Wrong binding codes ("绑定 …") allowed per follower and account-wide per window (docs/households.md).
+    bind_fail_rate: str = Field(default="5/hour", pattern=r"^\d+\s*/\s*\d*\s*(second|minute|hour|day)s?$")
+    bind_fail_global_rate: str = Field(
+        default="200/hour", pattern=r"^\d+\s*/\s*\d*\s*(second|minute|hour|day)s?$"
+    )
     api_timeout: float = Field(default=5.0, gt=0)
     api_retry_attempts: int = Field(default=4, ge=1, le=10)
     api_retry_wait: float = Field(default=1.0, ge=0)

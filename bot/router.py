@@ -68,6 +68,17 @@ class Router:
 
         return register
 
+    def pattern(self, regex: str, *, overrides_state: bool = False) -> Callable[[Handler], Handler]:
+        """A keyword given as a regular expression (searched in the text), for commands with an
+        argument such as "绑定 12345678" that a word list cannot describe."""
+        compiled = re.compile(regex)
+
+        def register(handler: Handler) -> Handler:
+            self.keywords.append(_Keyword(compiled, handler, overrides_state))
+            return handler
+
+        return register
+
     def text(self, handler: Handler) -> Handler:
         """The handler for free text that no keyword or state claimed."""
         self.default_text = handler

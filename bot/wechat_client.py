@@ -303,6 +303,15 @@ class WeChatAPI:
             batch = openids[start : start + 50]
             self.call("tags/members/batchtagging", lambda b=batch: self.client.tag.tag_user(tag_id, b))
 
+    def untag_users(self, tag_id: int, openids: list[str]) -> None:
+        for start in range(0, len(openids), 50):  # WeChat takes at most 50 per call
+            batch = openids[start : start + 50]
+            self.call("tags/members/batchuntagging", lambda b=batch: self.client.tag.untag_user(tag_id, b))
+
+    def get_tags(self) -> list[dict[str, Any]]:
+        """The account's tags (``id``, ``name``, ``count``): finds a tag whose creation answered 45157."""
+        return list(self.call("tags/get", lambda: self.client.tag.get()))
+
     def create_qrcode(self, scene: str, permanent: bool = False, expire_seconds: int = 2592000) -> dict[str, Any]:
         data: dict[str, Any] = {
             "action_name": "QR_LIMIT_STR_SCENE" if permanent else "QR_STR_SCENE",

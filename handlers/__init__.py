@@ -13,6 +13,7 @@ STARTUP: list[Callable[[Any], None]] = []
 WARM_UP: list[Callable[[Any], None]] = []
 
 from handlers import (  # noqa: E402,F401
+    binding,
     events,
     fallback,
     handover,

@@ -44,6 +44,10 @@ _D = "0-9" + _CN_DIGITS
 _RUN = re.compile(rf"\+?(?=(?:[{_D}][ .\-]?){{10}}[{_D}])[{_D}]+(?:[ .\-][{_D}]+)*")
 # Groups inside a run: a change of script (1 3 8 / 一三八) also starts a new group.
 _GROUP = re.compile(rf"[0-9]+|[{_CN_DIGITS}]+")
+# A binding code after "绑定" / "绑定码" (typed, full-width or dictated): a secret, never stored in clear.
+_BIND_CODE = re.compile(
+    rf"(绑定码?\s*[:：]?\s*)([0-9０-９{_CN_DIGITS}](?:[ \u3000\-－]?[0-9０-９{_CN_DIGITS}])*)"
+)
 _OPENID = re.compile(r"(?<![A-Za-z0-9_-])o[A-Za-z0-9_-]{20,40}(?![A-Za-z0-9_-])")
 _ASCII_ALNUM = frozenset("0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz")
 
@@ -74,7 +78,9 @@ def mask_text(text: str) -> str:
       groups starting with the 6-digit region; the birth date is hidden:
       ``110101********1234``, ``110101******123``;
     * bank cards, 16–19 digits, plain or in groups of four: ``6222 **** 0123``;
-    * openids: ``oAbC…WxYz``.
+    * openids: ``oAbC…WxYz``;
+    * binding codes after "绑定" (``绑定 4721 8390`` -> ``绑定 ********``): a
+      code binds a household, so the message log must not keep it.
 
     Full-width digits, ``＋``, ``－``, ``Ｘ`` and full-width spaces count as their
     ASCII forms, and a run of spoken digits (``一三八…``, with 〇/零/幺/两) counts
@@ -86,6 +92,8 @@ def mask_text(text: str) -> str:
         return text
     if "o" in text:
         text = _OPENID.sub(_short_openid_match, text)
+    if "绑" in text:
+        text = _BIND_CODE.sub(_mask_bind_code, text)
     norm = text if text.isascii() else text.translate(_NORMALISE)
     pieces: list[str] = []
     last = 0
@@ -98,6 +106,14 @@ def mask_text(text: str) -> str:
         return text
     pieces.append(text[last:])
     return "".join(pieces)
+
+
+def _mask_bind_code(match: re.Match[str]) -> str:
+    """``绑定 4721 8390`` -> ``绑定 ********``; short numbers ("绑定两个…") are words, not codes."""
+    code = match.group(2)
+    if sum(ch not in " \u3000-－" for ch in code) < 4:
+        return match.group(0)
+    return match.group(1) + "********"
 
 
 def _short_openid_match(match: re.Match[str]) -> str:

@@ -41,3 +41,17 @@ class RateLimiter:
             except REDIS_DOWN as exc:
                 self.breaker.trip(exc)  # logs once per outage, not once per message
         return bool(self.local.hit(item, "sisong", *identifiers))
+
+    def would_allow(self, rate: str, *identifiers: str) -> bool:
+        """Whether one more hit would still be allowed, without counting one.
+
+        For limits that count only failures (wrong binding codes): the check
+        must come before the attempt, the hit only after it failed.
+        """
+        item = _parse_rate(rate)
+        if self.shared is not None and self.breaker is not None and self.breaker.allow():
+            try:
+                return bool(self.shared.test(item, "sisong", *identifiers))
+            except REDIS_DOWN as exc:
+                self.breaker.trip(exc)
+        return bool(self.local.test(item, "sisong", *identifiers))

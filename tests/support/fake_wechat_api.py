@@ -13,7 +13,9 @@ What is modelled, because Sisong's behaviour depends on it:
   per-endpoint latency (the request is recorded first, so a client that times
   out has still "reached WeChat") - to test back-off, deadlines and
   may-have-been-delivered failures;
-* just enough state for tags, menus and QR codes to round-trip.
+* just enough state for tags, menus and QR codes to round-trip: tag members
+  are kept (``tag_members``), and a tagging call with more than 50 openids is
+  refused with 40032, as WeChat does.
 
 Everything else answers ``{"errcode": 0, "errmsg": "ok"}`` and is recorded.
 """
@@ -82,6 +84,7 @@ class FakeWeChatAPI:
         self._valid_tokens: set[str] = set()
         self._stable_token: str | None = None
         self._tags: dict[int, dict[str, Any]] = {}
+        self._tag_members: dict[int, set[str]] = defaultdict(set)
         self._menu: dict | None = None
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -176,6 +179,11 @@ class FakeWeChatAPI:
             self._injected.clear()
             self._latency.clear()
 
+    def tag_members(self, tag_id: int) -> set[str]:
+        """Openids currently carrying ``tag_id`` (after batchtagging / batchuntagging)."""
+        with self._lock:
+            return set(self._tag_members.get(tag_id, ()))
+
     @property
     def tokens(self) -> set[str]:
         """Tokens currently accepted."""
@@ -260,6 +268,20 @@ class FakeWeChatAPI:
             with self._lock:
                 tags = [{"id": 2, "name": "星标组", "count": 0}, *(dict(t) for t in self._tags.values())]
             return {"tags": tags}
+        if endpoint in ("tags/members/batchtagging", "tags/members/batchuntagging"):
+            openids = data.get("openid_list") or []
+            if not isinstance(openids, list) or not 1 <= len(openids) <= 50:
+                return {"errcode": 40032, "errmsg": "invalid openid list size"}
+            tag_id = int(data.get("tagid") or 0)
+            with self._lock:
+                members = self._tag_members[tag_id]
+                if endpoint.endswith("batchtagging"):
+                    members.update(openids)
+                else:
+                    members.difference_update(openids)
+                if tag_id in self._tags:
+                    self._tags[tag_id]["count"] = len(members)
+            return dict(OK)
         if endpoint == "qrcode/create":
             n = self._next_id()
             answer: dict[str, Any] = {"ticket": f"gQFakeTicket{n:08d}", "url": f"http://weixin.qq.com/q/fake{n:08d}"}
@@ -291,7 +313,7 @@ class FakeWeChatAPI:
                 "qr_scene": 0,
                 "qr_scene_str": "",
             }
-        # message/custom/send, tags/members/batchtagging, and anything unknown.
+        # message/custom/send and anything unknown.
         return dict(OK)
 
     def _next_id(self) -> int:
