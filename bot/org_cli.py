@@ -13,5 +13,7 @@ households_app = typer.Typer(help="建档立卡户和监测户：导入、查看
 
 
 def register(app: typer.Typer) -> None:
+    import bot.binding_cli  # noqa: F401  (households codes)
+
     app.add_typer(org_app, name="org")
     app.add_typer(households_app, name="households")

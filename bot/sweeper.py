@@ -9,13 +9,16 @@ do the same work twice):
 2. takes over claims whose lease ran out (their worker was killed, say by the
    OOM killer, mid-answer) and answers them as customer-service messages;
 3. re-sends owed late answers whose send task vanished or failed;
-4. forgets the clear text of settled messages once no retry can come.
+4. forgets the clear text of settled messages once no retry can come;
+5. once a minute, retries WeChat user tags that failed when a follower bound
+   (``bot.binding.retag_pending``): slow when WeChat is down, so not every pass.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
 from datetime import datetime
 from typing import Any
 
@@ -30,6 +33,8 @@ log = logging.getLogger(__name__)
 
 # Abandoned claims are taken this long after their lease ran out (a retry may be about to).
 TAKEOVER_GRACE = 1.0
+# WeChat-side chores (retagging) at most this often: they wait on WeChat, not on us.
+CHORES_EVERY = 60.0
 
 
 class Sweeper:
@@ -38,6 +43,7 @@ class Sweeper:
         self.pipeline = pipeline
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._chores_at = 0.0
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="sisong-sweeper", daemon=True)
@@ -72,9 +78,21 @@ class Sweeper:
             if is_outage(exc):
                 db.breaker.trip(exc)
             log.warning("sweep stopped: database %s", type(exc).__name__)
+        if time.monotonic() - self._chores_at >= CHORES_EVERY and db.breaker.allow():
+            self._chores_at = time.monotonic()
+            done["retagged"] = self._retag()
         if any(done.values()):
             log.info("swept", extra=done)
         return done
+
+    def _retag(self) -> int:
+        from bot.binding import retag_pending
+
+        try:
+            return retag_pending(self.services)
+        except Exception:  # WeChat or the database down: next minute
+            log.warning("retagging failed", exc_info=True)
+            return 0
 
     def _apply_spooled(self, records: list[dict[str, Any]]) -> None:
         busy = []

@@ -519,3 +519,20 @@ def test_codes_command_help_names_its_options() -> None:
     assert result.exit_code == 0, result.output
     for option in ("--village", "--json", "--reissue", "--qr", "--out", "--cadres"):
         assert option in result.output
+
+
+def test_the_sweeper_retags_what_failed_once_a_minute(services: Services, api: FakeWeChatAPI) -> None:
+    import handlers  # noqa: F401
+    from bot.pipeline import Pipeline
+    from bot.router import router
+    from bot.sweeper import Sweeper
+
+    village = _village_name("长岭村")
+    (number,) = add_households(services, village, ["张三丰"])
+    with services.db.session() as session:
+        household_id = session.scalar(select(Household.id).where(Household.number == number))
+        session.add(HouseholdBinding(household_id=household_id, openid="oSwept0000000000000000001", via="code"))
+    sweeper = Sweeper(services, Pipeline(services, router))
+    assert sweeper.sweep()["retagged"] == 1
+    assert "oSwept0000000000000000001" in api.tag_members(village_tag_id(services, village))
+    assert "retagged" not in sweeper.sweep()  # not again within the minute
