@@ -189,6 +189,11 @@ class Table:
     def present(self) -> frozenset[str]:
         return frozenset(c.key for c in self.columns.values())
 
+    @property
+    def complete(self) -> bool:
+        """Every required column is there (if not, the header error is the one to fix first)."""
+        return all(c.key in self.present for c in self.layout.columns if c.required)
+
 
 def find_header(sheet: Sheet, layout: Layout) -> int | None:
     """Index (in ``sheet.rows``) of the first row naming the layout's anchor column: titles sit above it."""
@@ -482,6 +487,8 @@ def validate_households(sheets: Sequence[Sheet]) -> tuple[list[HouseholdRecord],
     records: list[HouseholdRecord] = []
     first_line: dict[str, RowError] = {}
     for table in tables:
+        if not table.complete:
+            continue
         present = table.present
         for row, cells in table.rows:
             reasons: list[str] = []
@@ -625,6 +632,8 @@ def validate_org(sheets: Sequence[Sheet]) -> OrgRecords:
     if not tables and not out.errors:
         out.errors.append(RowError(None, "文件里没有村、干部或工作群表。"))
     for table in tables:
+        if not table.complete:
+            continue
         {"villages": _village_rows, "cadres": _cadre_rows, "groups": _group_rows}[table.layout.kind](table, out)
     _check_villages(out)
     _check_cadres(out)
