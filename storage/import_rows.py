@@ -68,7 +68,7 @@ class Col:
 
 # Columns cadres keep in their rosters that Sisong does not store: skipped with a warning.
 IGNORED_HEADERS = frozenset(
-    "序号 编号序号 备注 说明 身份证号 身份证号码 身份证 户主身份证号 户主身份证号码 证件号码 性别 年龄 民族 出生日期 "
+    "序号 备注 说明 身份证号 身份证号码 身份证 户主身份证号 户主身份证号码 证件号码 性别 年龄 民族 出生日期 "
     "家庭住址 住址 职务 单位 工作单位".split()
 )
 IGNORED = object()
@@ -239,7 +239,9 @@ def read_layout(sheet: Sheet, layout: Layout, errors: list[RowError], warnings: 
     def error(reason: str, line: int = header.line) -> None:
         errors.append(RowError(line, reason, sheet.name))
 
-    for i, text in enumerate(header.cells):
+    width = max(len(row.cells) for row in [header, *body])  # a CSV row may run past its header
+    for i in range(width):
+        text = header.cells[i] if i < len(header.cells) else ""
         letter = column_letter(i)
         if not text.strip():
             if any(i < len(row.cells) and row.cells[i].strip() for row in body):
@@ -484,6 +486,8 @@ def validate_households(sheets: Sequence[Sheet]) -> tuple[list[HouseholdRecord],
         errors.append(RowError(None, f"找不到表头：前 {HEADER_SCAN_ROWS} 行里没有“户编号”列。表头一行应有"
                                      f" 户编号、户主姓名、村、帮扶责任人。{hint}"))
         return [], errors, warnings
+    if all(table.complete and not table.rows for table in tables):
+        warnings.append("表头下面没有户信息。")
     records: list[HouseholdRecord] = []
     first_line: dict[str, RowError] = {}
     for table in tables:

@@ -312,7 +312,8 @@ def plan_households(
     if create_missing:
         # Helpers named with a phone the database does not know are new people, whatever row comes first.
         for rec in records:
-            if rec.helper and rec.helper_phone and not any(c.phone == rec.helper_phone for c in org.cadres.get(rec.helper, [])):
+            known = org.cadres.get(rec.helper, [])
+            if rec.helper and rec.helper_phone and not any(c.phone == rec.helper_phone for c in known):
                 plan.new_cadres.setdefault((rec.helper, rec.helper_phone), _NewCadre())
     for rec in records:
         reasons = list(rec.problems)

@@ -295,8 +295,8 @@ WITH_TEAM = [*HEADER, "先锋队"]
 WITH_AREA = [*HEADER, "片区"]
 BAD_ROWS: dict[str, tuple[list[str], list[list[str]], int, str]] = {
     # name: (header, rows below it — the first is good, line reported, part of the reason)
-    "missing required column": ([h for h in HEADER if h != "帮扶责任人"], [[v for h, v in zip(HEADER, GOOD) if h != "帮扶责任人"]],
-                                1, "缺少「帮扶责任人」列"),
+    "missing required column": ([h for h in HEADER if h != "帮扶责任人"],
+                                [[v for h, v in zip(HEADER, GOOD) if h != "帮扶责任人"]], 1, "缺少「帮扶责任人」列"),
     "unknown header": ([*HEADER, "劳力数量"], [[*GOOD, "3"]], 1, "不认识的列「劳力数量」"),
     "missing required value": (HEADER, [GOOD, _row(户主姓名="")], 3, "户主姓名是空的"),
     "duplicate number": (HEADER, [GOOD, _row(户编号=GOOD[0])], 3, "户编号 520123001001 与第 2 行重复"),
@@ -628,3 +628,24 @@ def test_validation_alone_reports_rows_without_a_database() -> None:
     sheets = read_table(("\n".join([",".join(HEADER), ",".join(GOOD), ",".join(GOOD)])).encode(), "hh.csv")
     records, errors, _ = validate_households(sheets)
     assert errors == [] and [r.problems for r in records] == [[], ["户编号 520123001001 与第 2 行重复"]]
+
+
+def test_a_cell_beyond_the_header_is_reported(org: Database, tmp_path: Path) -> None:
+    report = import_households_file(org, TOWNSHIP, write_csv(tmp_path / "hh.csv", [HEADER, GOOD, [*SECOND, "", "多写的"]]))
+    assert [e.line for e in report.errors] == [1] and "L 列有内容，但没有表头" in report.errors[0].reason
+    assert count(org, Household) == 0
+
+
+def test_org_import_tells_cadres_apart_by_phone(org: Database, tmp_path: Path) -> None:
+    rows = [ORG["干部"][0],
+            ["钱七", "13600000007", "", "", "", ""],  # registered without a phone: the phone is added
+            ["李四", "13600000004", "", "", "", ""]]  # 李四 has another phone: a second 李四
+    report = import_org_file(org, TOWNSHIP, write_xlsx(tmp_path / "c.xlsx", {"干部": rows}))
+    assert report.ok and (report.cadres.created, report.cadres.updated) == (1, 1)
+    assert any("第 3 行" in w and "李四" in w for w in report.warnings)
+    with org.session() as session:
+        assert session.scalar(select(Cadre.phone).where(Cadre.name == "钱七")) == "13600000007"
+        assert sorted(session.scalars(select(Cadre.phone).where(Cadre.name == "李四"))) == ["13600000004", "13812345678"]
+        assert session.scalar(select(Cadre.role).where(Cadre.name == "钱七")) == "村"  # blank role: unchanged
+    ambiguous = import_org_file(org, TOWNSHIP, write_csv(tmp_path / "a.csv", [["姓名", "角色"], ["李四", "镇"]]))
+    assert [e.line for e in ambiguous.errors] == [2] and "2 位干部叫「李四」" in ambiguous.errors[0].reason
