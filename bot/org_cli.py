@@ -32,8 +32,8 @@ from storage.org_import import (
 org_app = typer.Typer(help="镇、片区、村、组、干部和工作群。", no_args_is_help=True)
 households_app = typer.Typer(help="建档立卡户和监测户：导入、查看、绑定码。", no_args_is_help=True)
 
-console = Console(highlight=False, soft_wrap=True)
-errors = Console(stderr=True, highlight=False, soft_wrap=True)
+console = Console(highlight=False, soft_wrap=True, emoji=False)
+errors = Console(stderr=True, highlight=False, soft_wrap=True, emoji=False)
 
 FileArgument = Annotated[Path, typer.Argument(help="CSV 或 Excel（.xlsx）文件", show_default=False)]
 DryRun = Annotated[bool, typer.Option("--dry-run", help="只预览会新增、更新哪些，不写入")]
