@@ -8,7 +8,7 @@ the same reasons as the command line.
 Headers are matched through an explicit list of variants per column (spaces,
 full-width brackets, a unit in brackets, 户主 for 户主姓名, 手机/电话 for
 联系电话…). A header that is not on any list is an error, never a guess: a
-misspelt 劳力人数 dropped in silence would lose a column of data. Columns that
+misspelt 劳力数量 dropped in silence would lose a column of data. Columns that
 are common in the cadres' rosters but not kept (序号, 身份证号, 备注…) are
 skipped with a warning, so the ID numbers never reach the database.
 
@@ -551,10 +551,6 @@ def validate_households(sheets: Sequence[Sheet]) -> tuple[list[HouseholdRecord],
             records.append(record)
     return records, errors, warnings
 
-
-def row_errors(records: Sequence[HouseholdRecord]) -> list[RowError]:
-    """One error per bad record, every reason of the row together."""
-    return [RowError(r.line, "；".join(r.problems) + "。", r.sheet) for r in records if r.problems]
 
 
 def _merged(table: Table, row: Row, key: str) -> bool:
