@@ -40,7 +40,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING
 
-from sqlalchemy import and_, delete, distinct, func, or_, select, update
+from sqlalchemy import and_, delete, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from bot.wecom import RATE_LIMITED, WECOM_MARKDOWN_LIMIT, WeComError, WeComRobot, split_markdown
@@ -293,7 +293,9 @@ def flush_notices(services: "Services", now: datetime | None = None) -> int:
     fails is logged and left for the next pass; the others still go.
     """
     with services.db.session() as session:
-        urls = list(session.scalars(select(distinct(GroupNotice.robot_url)).where(GroupNotice.sent_at.is_(None))))
+        urls = list(session.scalars(
+            select(GroupNotice.robot_url).where(GroupNotice.sent_at.is_(None)).distinct().order_by(GroupNotice.robot_url)
+        ))
     sent = 0
     for url in urls:
         try:
