@@ -336,14 +336,22 @@ def unanswered_list(
     if not items:
         console.print("没有待答问题。" if wanted == "open" else "没有这样的问题。")
         return
-    table = Table(title="待答问题（私下答复：sisong unanswered reply 编号 \"答复\"；公开成常见问题：sisong faq add --from-unanswered 编号 \"答案\"）")
-    for column in ("编号", "问题", "状态", "提问时间", "答复", "答复人", "答复/送达/关闭时间"):
-        table.add_column(column)
+    table = Table(title="待答问题（私下答复：sisong unanswered reply 编号 \"答复\"；"
+                        "公开成常见问题：sisong faq add --from-unanswered 编号 \"答案\"）")
+    table.add_column("编号", no_wrap=True)
+    table.add_column("问题")
+    table.add_column("状态", no_wrap=True)
+    table.add_column("提问时间", no_wrap=True)
+    table.add_column("答复")
     for u in items:
-        times = " / ".join(t for t in (local(u.answered_at, zone, "%m-%d %H:%M"), local(u.delivered_at, zone, "%m-%d %H:%M"),
-                                       local(u.closed_at, zone, "%m-%d %H:%M")) if t)
+        reply = ""
+        if u.reply:
+            when = local(u.delivered_at or u.answered_at, zone, "%m-%d %H:%M")
+            reply = f"{mask_text(u.reply)}（{u.replied_by or '-'} {when}）"
+        if u.closed_at:
+            reply += f"（{local(u.closed_at, zone, '%m-%d %H:%M')} 关闭）"
         table.add_row(str(u.id), mask_text(u.question), STATES.get(u.state, u.state),
-                      local(u.created_at, zone, "%m-%d %H:%M"), mask_text(u.reply or ""), u.replied_by or "", times)
+                      local(u.created_at, zone, "%m-%d %H:%M"), reply)
     console.print(table)
 
 
