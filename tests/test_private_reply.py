@@ -134,7 +134,8 @@ def test_a_reply_kept_just_after_a_reload_goes_with_the_next_reload(
     """Between reloads (REFRESH) the set is stale: the follower's message misses the reply, and the next
     reload (any message, or the sweeper's deliver_due_replies) sends it because they wrote since."""
     monkeypatch.setattr(replies, "REFRESH", 3600.0)
-    item = ask(client, sim, wired)  # loads the (empty) set
+    item = ask(client, sim, wired)
+    wait_for(lambda: replies._view(wired.db).loaded > float("-inf"))  # its after-commit loaded the (empty) set
     close_window(wired, sim.openid)
     reply_unanswered(wired.db, item, REPLY, "王干部", send=replies.sender(wired))
     sim.post(client, sim.text("谢谢"))
@@ -146,6 +147,20 @@ def test_a_reply_kept_just_after_a_reload_goes_with_the_next_reload(
     time.sleep(0.5)
     assert len(sent_to(api, sim.openid)) == 1
     assert get_unanswered(wired.db, item).state == "answered_delivered"  # type: ignore[union-attr]
+
+
+def test_a_follower_known_to_have_a_kept_reply_gets_it_with_their_message(
+    client: TestClient, wired: Services, sim: WeChatSimulator, api: FakeWeChatAPI,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The usual case: the set was reloaded after the reply was kept, so the message finds it there."""
+    monkeypatch.setattr(replies, "REFRESH", 3600.0)
+    item = ask(client, sim, wired)
+    close_window(wired, sim.openid)
+    reply_unanswered(wired.db, item, REPLY, "王干部", send=replies.sender(wired))
+    assert replies.deliver_due_replies(wired) == 0  # a reload (the sweeper's): they have not written since
+    sim.post(client, sim.text("谢谢"))
+    wait_for(lambda: sent_to(api, sim.openid), timeout=15)
 
 
 def test_racing_deliveries_send_a_kept_reply_once(services: Services, api: FakeWeChatAPI) -> None:
