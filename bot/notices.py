@@ -278,12 +278,21 @@ def _stamp(moment: datetime) -> str:
     return HOLD + moment.strftime("%Y%m%dT%H%M%SZ")
 
 
-def _free(now: datetime):  # type: ignore[no-untyped-def]
-    """Rows a sender may claim: not sent, no hold (lease or back-off) running at ``now``."""
+def _free(now: datetime, dialect: str):  # type: ignore[no-untyped-def]
+    """Rows a sender may claim: not sent, no hold (lease or back-off) running at ``now``.
+
+    Holds compare as text; on PostgreSQL byte order is asked for (``COLLATE "C"``)
+    so a database created with a language's collation compares them the same way.
+    """
+    error = GroupNotice.error.collate("C") if dialect == "postgresql" else GroupNotice.error
     return and_(
         GroupNotice.sent_at.is_(None),
-        or_(GroupNotice.error.is_(None), ~GroupNotice.error.startswith(HOLD), GroupNotice.error < _stamp(now)),
+        or_(GroupNotice.error.is_(None), ~GroupNotice.error.startswith(HOLD), error < _stamp(now)),
     )
+
+
+def _free_at(services: "Services", moment: datetime):  # type: ignore[no-untyped-def]
+    return _free(moment, services.db.engine.dialect.name)
 
 
 def flush_notices(services: "Services", now: datetime | None = None) -> int:
@@ -294,7 +303,8 @@ def flush_notices(services: "Services", now: datetime | None = None) -> int:
     """
     with services.db.session() as session:
         urls = list(session.scalars(
-            select(GroupNotice.robot_url).where(GroupNotice.sent_at.is_(None)).distinct().order_by(GroupNotice.robot_url)
+            select(GroupNotice.robot_url).where(GroupNotice.sent_at.is_(None))
+            .distinct().order_by(GroupNotice.robot_url)
         ))
     sent = 0
     for url in urls:
@@ -328,7 +338,8 @@ def _claim(services: "Services", robot_url: str, now: datetime | None) -> tuple[
     with db.session() as session:
         rows = list(session.execute(
             select(GroupNotice.id, GroupNotice.markdown)
-            .where(GroupNotice.robot_url == robot_url, _free(moment)).order_by(GroupNotice.id).limit(BATCH_ROWS)
+            .where(GroupNotice.robot_url == robot_url, _free_at(services, moment))
+            .order_by(GroupNotice.id).limit(BATCH_ROWS)
         ).all())
     if not rows:
         return None
@@ -349,7 +360,7 @@ def _claim(services: "Services", robot_url: str, now: datetime | None) -> tuple[
     lease = f"{_stamp(moment + LEASE)} sending {owner}"
     with db.session() as session:
         session.execute(
-            update(GroupNotice).where(GroupNotice.id.in_(packed), _free(moment))
+            update(GroupNotice).where(GroupNotice.id.in_(packed), _free_at(services, moment))
             .values(error=lease, attempts=GroupNotice.attempts + 1).execution_options(synchronize_session=False)
         )
     with db.session() as session:
@@ -368,8 +379,8 @@ def _split_rows(services: "Services", ids: list[int], moment: datetime) -> None:
     """Replace each too-long row by rows that each fit one message (claimed first: one splitter)."""
     lease = f"{_stamp(moment + LEASE)} splitting {secrets.token_hex(6)}"
     with services.db.session() as session:
-        session.execute(update(GroupNotice).where(GroupNotice.id.in_(ids), _free(moment)).values(error=lease)
-                        .execution_options(synchronize_session=False))
+        session.execute(update(GroupNotice).where(GroupNotice.id.in_(ids), _free_at(services, moment))
+                        .values(error=lease).execution_options(synchronize_session=False))
         held = list(session.scalars(select(GroupNotice).where(GroupNotice.id.in_(ids), GroupNotice.error == lease)))
         for row in held:
             for piece in split_markdown(mask_text(row.markdown)):
@@ -391,7 +402,7 @@ def _send(services: "Services", robot_url: str, lease: str, rows: list[GroupNoti
         errcode = getattr(exc, "errcode", None)
         if errcode == RATE_LIMITED:
             reason, until = "errcode=45009 over 20 a minute", moment + BACKOFF_45009
-            where = and_(GroupNotice.robot_url == robot_url, or_(held_by_me, _free(moment)))
+            where = and_(GroupNotice.robot_url == robot_url, or_(held_by_me, _free_at(services, moment)))
         else:
             attempts = max(row.attempts for row in rows)
             wait = min(timedelta(seconds=30) * 2 ** max(attempts - 1, 0), BACKOFF_MAX)
