@@ -339,10 +339,10 @@ def unanswered_list(
     table = Table(title="待答问题（私下答复：sisong unanswered reply 编号 \"答复\"；"
                         "公开成常见问题：sisong faq add --from-unanswered 编号 \"答案\"）")
     table.add_column("编号", no_wrap=True)
-    table.add_column("问题")
+    table.add_column("问题", overflow="fold")
     table.add_column("状态", no_wrap=True)
     table.add_column("提问时间", no_wrap=True)
-    table.add_column("答复")
+    table.add_column("答复", overflow="fold")
     for u in items:
         reply = ""
         if u.reply:

@@ -114,7 +114,7 @@ def promote_unanswered(db: Database, unanswered_id: int, answer: str, question: 
                 if masked is not None:
                     raise FaqError(
                         f"{part}里有电话、身份证或银行卡号码（{masked[:60]}），常见问题所有住户都看得到。"
-                        "只答复提问的这一户请用 sisong unanswered reply 编号 \"答复\"；"
+                        f"只答复提问的这一户请用 sisong unanswered reply {unanswered_id} \"答复\"；"
                         "确实要公开（如帮扶干部或热线的电话），请加 --allow-contact。"
                     )
         question, answer = _check(raw_question, answer)
