@@ -5,13 +5,14 @@ follower's last message. A reply written later is kept (``delivery=pending``)
 and goes out the next time that follower writes: the pipeline calls
 :func:`deliver_pending_replies` after every message's commit.
 
-That call must cost nothing when nothing waits (almost always), so each
-process keeps the set of followers with a kept reply, reloaded by one query on
-the status index at most every ``REFRESH`` seconds; a message from anyone else
-is a set lookup. A reply kept in the seconds between a reload and the
-follower's message is caught by the next reload (any message to the process,
-or the sweeper's :func:`deliver_due_replies`): it delivers every kept reply
-whose follower wrote after the reply was stored. The send itself is a queue
+That call must cost nothing when nothing waits (almost always) and must not
+touch the database from the message's thread, so each process keeps the set
+of followers with a kept reply, reloaded by one query on the status index by
+the sweeper (:func:`deliver_due_replies`, every ``SISONG_SWEEP_INTERVAL``); a
+message is a set lookup. A reply kept in the seconds between a reload and the
+follower's message is caught by the next reload, which delivers every kept
+reply whose follower wrote after it was stored: at most one sweep interval
+late. The send itself is a queue
 task (it must not hold a handler thread), and a claim on the row makes it go
 out exactly once however many messages and sweepers race for it.
 """
@@ -27,7 +28,9 @@ from typing import TYPE_CHECKING
 
 from knowledge.store.unanswered import attempt, claim_reply, kept_replies, pending_reply_ids, settle_reply
 from storage import followers, message_log
-from storage.db import Database
+from sqlalchemy.exc import SQLAlchemyError
+
+from storage.db import Database, is_outage
 from storage.privacy import mask_text, short_openid
 
 if TYPE_CHECKING:
@@ -35,7 +38,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-REFRESH = 2.0  # seconds between reloads of the set of followers with a kept reply
+# The sweeper reloads the set every SISONG_SWEEP_INTERVAL (deliver_due_replies); if it has not for this
+# long (a process whose sweeper does not call it), the next message starts a reload in a thread.
+FALLBACK = 60.0
 
 
 class _Waiting:
@@ -43,7 +48,8 @@ class _Waiting:
 
     def __init__(self) -> None:
         self.openids: frozenset[str] = frozenset()
-        self.loaded = float("-inf")
+        # Fresh for FALLBACK seconds from the start: the first sweep loads it, not the first message.
+        self.loaded = time.monotonic()
         self.lock = threading.Lock()
 
 
@@ -62,28 +68,47 @@ def _view(db: Database) -> _Waiting:
 def deliver_pending_replies(services: "Services", openid: str) -> int:
     """After a follower's message committed: queue the delivery of replies kept for them. Never raises.
 
-    Returns how many followers' deliveries were queued (0 almost always).
+    A set lookup, no database call: the message's handler thread must not
+    wait on the database for this (a second connection in a hang costs the
+    next message its deadline). Returns 1 if a delivery was queued, else 0.
     """
     try:
         view = _view(services.db)
-        due: set[str] = set()
-        if time.monotonic() - view.loaded > REFRESH and view.lock.acquire(blocking=False):
-            try:
-                due = _reload(services, view)
-            finally:
-                view.lock.release()
+        if time.monotonic() - view.loaded > FALLBACK and view.lock.acquire(blocking=False):
+            threading.Thread(target=_reload_in_background, args=(services, view), daemon=True,
+                             name="sisong-replies").start()
         if openid in view.openids:
-            due.add(openid)
-        for who in due:
-            services.queue.deliver_replies(who)
-        return len(due)
+            services.queue.deliver_replies(openid)
+            return 1
+        return 0
     except Exception:  # noqa: BLE001 - the follower's own answer is already out; this waits for next time
         log.exception("kept replies not checked for %s", short_openid(openid))
         return 0
 
 
+def _reload_in_background(services: "Services", view: _Waiting) -> None:
+    """Reload the set (the lock is already held) and queue whoever wrote since their reply was kept."""
+    try:
+        if not services.db.breaker.allow():
+            return
+        with services.db.bounded():
+            due = _reload(services, view)
+        for who in due:
+            services.queue.deliver_replies(who)
+    except SQLAlchemyError as exc:
+        if is_outage(exc):
+            services.db.breaker.trip(exc)
+        log.warning("kept replies not reloaded: database %s", type(exc).__name__)
+    except Exception:  # noqa: BLE001 - a daemon thread: log, the next reload tries again
+        log.exception("kept replies not reloaded")
+    finally:
+        view.loaded = max(view.loaded, time.monotonic() - FALLBACK / 2)  # after a failure: wait a little
+        view.lock.release()
+
+
 def deliver_due_replies(services: "Services") -> int:
-    """The sweeper's backstop: queue kept replies whose follower wrote since they were stored."""
+    """The sweeper's call, every SISONG_SWEEP_INTERVAL: reload this process's set of followers with a kept
+    reply (one query), and queue the replies of those who wrote since theirs was kept. Returns how many."""
     view = _view(services.db)
     with view.lock:
         due = _reload(services, view)

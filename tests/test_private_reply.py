@@ -48,6 +48,22 @@ def wired(services: Services) -> Iterator[Services]:
     cli.set_services_factory(None)
 
 
+@pytest.fixture
+def sweeping(services: Services) -> Iterator[None]:
+    """What bot/sweeper.py does every SISONG_SWEEP_INTERVAL once it calls deliver_due_replies."""
+    stop = threading.Event()
+
+    def sweep() -> None:
+        while not stop.wait(0.2):
+            replies.deliver_due_replies(services)
+
+    thread = threading.Thread(target=sweep, daemon=True)
+    thread.start()
+    yield
+    stop.set()
+    thread.join(timeout=5)
+
+
 def run(*args: str):  # type: ignore[no-untyped-def]
     return runner.invoke(cli.app, list(args))
 
@@ -101,10 +117,8 @@ def test_a_reply_inside_the_48_hour_window_is_sent_at_once(
 
 
 def test_a_reply_outside_the_window_waits_and_goes_once_when_the_follower_next_writes(
-    client: TestClient, wired: Services, sim: WeChatSimulator, api: FakeWeChatAPI,
-    monkeypatch: pytest.MonkeyPatch,
+    client: TestClient, wired: Services, sim: WeChatSimulator, api: FakeWeChatAPI, sweeping: None,
 ) -> None:
-    monkeypatch.setattr(replies, "REFRESH", 0.0)  # every message looks (the race is the next test)
     item = ask(client, sim, wired)
     close_window(wired, sim.openid)
     result = run("unanswered", "reply", str(item), REPLY)
@@ -127,15 +141,12 @@ def test_a_reply_outside_the_window_waits_and_goes_once_when_the_follower_next_w
     assert listed("--status", "answered_pending") == {}
 
 
-def test_a_reply_kept_just_after_a_reload_goes_with_the_next_reload(
+def test_a_reply_kept_just_before_the_follower_writes_goes_with_the_next_sweep(
     client: TestClient, wired: Services, sim: WeChatSimulator, api: FakeWeChatAPI,
-    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """Between reloads (REFRESH) the set is stale: the follower's message misses the reply, and the next
-    reload (any message, or the sweeper's deliver_due_replies) sends it because they wrote since."""
-    monkeypatch.setattr(replies, "REFRESH", 3600.0)
+    """The message finds the process's set without the reply (not reloaded since); the next sweep
+    (deliver_due_replies) sends it because the follower wrote after it was kept."""
     item = ask(client, sim, wired)
-    wait_for(lambda: replies._view(wired.db).loaded > float("-inf"))  # its after-commit loaded the (empty) set
     close_window(wired, sim.openid)
     reply_unanswered(wired.db, item, REPLY, "王干部", send=replies.sender(wired))
     sim.post(client, sim.text("谢谢"))
@@ -149,12 +160,22 @@ def test_a_reply_kept_just_after_a_reload_goes_with_the_next_reload(
     assert get_unanswered(wired.db, item).state == "answered_delivered"  # type: ignore[union-attr]
 
 
-def test_a_follower_known_to_have_a_kept_reply_gets_it_with_their_message(
+def test_without_sweeps_a_message_reloads_the_set_in_the_background(
     client: TestClient, wired: Services, sim: WeChatSimulator, api: FakeWeChatAPI,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """The usual case: the set was reloaded after the reply was kept, so the message finds it there."""
-    monkeypatch.setattr(replies, "REFRESH", 3600.0)
+    item = ask(client, sim, wired)
+    close_window(wired, sim.openid)
+    reply_unanswered(wired.db, item, REPLY, "王干部", send=replies.sender(wired))
+    monkeypatch.setattr(replies, "FALLBACK", 0.0)  # the set counts as not reloaded for too long
+    sim.post(client, sim.text("谢谢"))
+    wait_for(lambda: sent_to(api, sim.openid), timeout=15)
+
+
+def test_a_follower_known_to_have_a_kept_reply_gets_it_with_their_message(
+    client: TestClient, wired: Services, sim: WeChatSimulator, api: FakeWeChatAPI,
+) -> None:
+    """The usual case: a sweep reloaded the set after the reply was kept, so the message finds it there."""
     item = ask(client, sim, wired)
     close_window(wired, sim.openid)
     reply_unanswered(wired.db, item, REPLY, "王干部", send=replies.sender(wired))
@@ -179,7 +200,7 @@ def test_racing_deliveries_send_a_kept_reply_once(services: Services, api: FakeW
 
 
 def test_nothing_kept_costs_no_query_per_message(services: Services) -> None:
-    replies.deliver_pending_replies(services, "oSomeone00000000000000001")  # loads the set
+    replies.deliver_due_replies(services)  # a sweep loaded the set
     statements: list[str] = []
 
     def count(conn, cursor, statement, *args):  # type: ignore[no-untyped-def]
@@ -192,13 +213,12 @@ def test_nothing_kept_costs_no_query_per_message(services: Services) -> None:
     finally:
         event.remove(services.db.engine, "before_cursor_execute", count)
     assert statements == []
+    assert not any(t.name == "sisong-replies" for t in threading.enumerate())  # no reload started either
 
 
 def test_a_follower_who_unfollowed_is_reported_and_a_refusal_keeps_the_reply(
-    client: TestClient, wired: Services, sim: WeChatSimulator, api: FakeWeChatAPI,
-    monkeypatch: pytest.MonkeyPatch,
+    client: TestClient, wired: Services, sim: WeChatSimulator, api: FakeWeChatAPI, sweeping: None,
 ) -> None:
-    monkeypatch.setattr(replies, "REFRESH", 0.0)
     item = ask(client, sim, wired)
     api.inject("message/custom/send", {"errcode": 45015, "errmsg": "response out of time limit"})
     result = run("unanswered", "reply", str(item), REPLY)
