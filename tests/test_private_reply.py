@@ -184,13 +184,23 @@ def test_a_follower_known_to_have_a_kept_reply_gets_it_with_their_message(
     wait_for(lambda: sent_to(api, sim.openid), timeout=15)
 
 
-def test_racing_deliveries_send_a_kept_reply_once(services: Services, api: FakeWeChatAPI) -> None:
+def test_racing_deliveries_send_a_kept_reply_once(
+    services: Services, api: FakeWeChatAPI, monkeypatch: pytest.MonkeyPatch
+) -> None:
     openid = "oRacing000000000000000001"
     item = record_unanswered(services.db, openid, QUESTION)
     reply_unanswered(services.db, item, REPLY, "王干部")  # no sender: kept
     with services.db.session() as session:
         followers.touch(session, openid, interaction=True)
     api.set_latency("message/custom/send", 0.1)
+    barrier = threading.Barrier(5)
+    real_claim = replies.claim_reply
+
+    def claim_together(*args, **kwargs):  # type: ignore[no-untyped-def]
+        barrier.wait(timeout=10)  # all five have seen the reply waiting: only the claim can stop four
+        return real_claim(*args, **kwargs)
+
+    monkeypatch.setattr(replies, "claim_reply", claim_together)
     threads = [threading.Thread(target=replies.deliver_now, args=(services, openid)) for _ in range(5)]
     for thread in threads:
         thread.start()
