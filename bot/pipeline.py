@@ -327,6 +327,11 @@ class Pipeline:
                 effect()
             except Exception:
                 log.exception("after-commit effect failed")
+        # A cadre's private reply kept until this follower wrote again goes out now (a set lookup
+        # when none is kept; never raises).
+        from bot.replies import deliver_pending_replies
+
+        deliver_pending_replies(self.services, ctx.openid)
 
     def _owe(self, row_id: int, text: str, openid: str) -> None:
         """The webhook left during our commit: the committed passive reply goes as a customer message."""

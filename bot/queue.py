@@ -21,7 +21,6 @@ from huey.consumer import Consumer
 
 from storage.privacy import mask_text
 from bot.wechat_client import UNREACHABLE_ERRORS, WeChatAPIError
-from bot.wecom import WeComError
 from storage import followers, inbox, message_log
 from storage.models.messages import ANSWERED, OWED, UNDELIVERABLE
 from storage.redis_client import REDIS_DOWN, redis_pool
@@ -73,7 +72,13 @@ class TaskQueue:
         self.send_text_task = task(name="send_text", retries=3, retry_delay=30)(self._send_text)
         # No queue-level retries: the sweeper re-arms an owed reply whose send failed or vanished.
         self.send_reply_task = task(name="send_reply")(self._send_reply)
-        self.wecom_task = task(name="wecom_notice", retries=3, retry_delay=30)(self._wecom_notice)
+        # Group notices are rows (bot.notices); the task sends a robot's pending ones, merged. No queue
+        # retries: rows that could not go wait for the next kick or the sweeper (flush_notices).
+        self.notices_task = task(name="wecom_notices")(self._send_notices)
+        # Tasks named "wecom_notice" (one markdown each) may still sit in Redis from before the notice rows.
+        self.wecom_task = task(name="wecom_notice")(self._wecom_notice)
+        # A cadre's private reply kept until the follower wrote again (bot.replies); the row is the claim.
+        self.replies_task = task(name="deliver_replies")(self._deliver_replies)
         self._consumer: _EmbeddedConsumer | None = None
 
     # -- enqueueing ---------------------------------------------------------
@@ -101,11 +106,13 @@ class TaskQueue:
         """Send the owed reply of inbox row ``row_id`` as a customer-service message (exactly one sender)."""
         self.enqueue(self.send_reply_task, row_id)
 
-    def notify_cadres(self, markdown: str) -> None:
-        if self.services.wecom is None:
-            log.info("no SISONG_WECOM_ROBOT_URL, notice not sent")
-            return
-        self.enqueue(self.wecom_task, markdown)
+    def send_notices(self, robot_url: str) -> None:
+        """Send this robot's pending group notices (``bot.notices.send_pending``); call after the commit."""
+        self.enqueue(self.notices_task, robot_url)
+
+    def deliver_replies(self, openid: str) -> None:
+        """Send the private replies kept for ``openid`` now that they wrote (``bot.replies.deliver_now``)."""
+        self.enqueue(self.replies_task, openid)
 
     # -- task bodies --------------------------------------------------------
 
@@ -168,13 +175,26 @@ class TaskQueue:
         except Exception:
             log.exception("could not record outbound message")
 
+    def _send_notices(self, robot_url: str) -> None:
+        from bot.notices import send_pending
+
+        send_pending(self.services, robot_url)
+
     def _wecom_notice(self, markdown: str) -> None:
-        assert self.services.wecom is not None
-        try:
-            self.services.wecom.send_markdown(markdown)
-        except WeComError as exc:
-            log.warning("wecom notice failed: %s", exc)
-            raise
+        """A notice for the township group (SISONG_WECOM_ROBOT_URL), queued as a row, then sent."""
+        url = self.services.settings.wecom_robot_url
+        if not url:
+            log.info("no SISONG_WECOM_ROBOT_URL, notice not sent")
+            return
+        from bot.notices import queue_notice, send_pending
+
+        queue_notice(self.services, url, markdown)
+        send_pending(self.services, url)
+
+    def _deliver_replies(self, openid: str) -> None:
+        from bot.replies import deliver_now
+
+        deliver_now(self.services, openid)
 
     # -- consumers ----------------------------------------------------------
 

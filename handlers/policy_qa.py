@@ -2,20 +2,22 @@
 
 Free text (and recognised voice) comes here unless a keyword or a conversation
 step claimed it. Answers cite the handbook article; what the handbook does not
-say is queued for a person (in the message's unit of work) and the cadres'
-WeCom group is told once that has committed.
+say is queued for a person, and a notice for the household's WeCom group
+(``bot.notices``), both in the message's unit of work; the notice goes out
+once that has committed.
 """
 
 from __future__ import annotations
 
 from bot.context import Context
+from bot.notices import announce_question
 from bot.router import router
 from bot.services import Services
 from handlers import STARTUP, WARM_UP
 from handlers.handover import request_person
 from knowledge.service import ensure_sample_loaded
 from knowledge.store.unanswered import queue_unanswered
-from storage.privacy import mask_text, short_openid
+from storage.privacy import mask_text
 
 
 def load_knowledge(services: Services) -> None:
@@ -48,12 +50,6 @@ def ask(ctx: Context) -> str:
         # Conversation state lives in Redis: it keeps the question masked like every store.
         ctx.conversation.set(last_question=mask_text(question[:200]))
     if answer.handover and answer.kind == "unanswerable":
-        queue_unanswered(ctx.session, ctx.openid, question)
-        notice = (
-            "### 有住户的问题没答上来\n"
-            f"> 问题：{mask_text(question[:300])}\n"
-            f"> 住户：{short_openid(ctx.openid)}\n"
-            "请在待答问题里回复（sisong unanswered list），转成常见问题后会自动发给提问的住户。"
-        )
-        ctx.after_commit(lambda: ctx.services.queue.notify_cadres(notice))
+        item_id = queue_unanswered(ctx.session, ctx.openid, question)
+        announce_question(ctx, "有住户的问题没答上来", question, item_id)
     return answer.text

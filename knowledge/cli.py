@@ -11,11 +11,15 @@ it already: terminals are screenshotted and JSON output is piped on.
 
 from __future__ import annotations
 
+import getpass
 import json
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import datetime, timezone
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional
+from zoneinfo import ZoneInfo
 
 import typer
 from rich.console import Console
@@ -23,12 +27,19 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
 from sqlalchemy import select
 
+from bot.clock import local
 from storage.privacy import mask_text
 from knowledge.ingest.importer import HandbookImportError, ImportReport, import_files
 from knowledge.service import KnowledgeBase, ensure_sample_loaded
 from knowledge.store.faq import FaqError, add_faq, list_faqs, promote_unanswered, remove_faq
 from knowledge.store.synonyms import add_synonym, list_synonyms, remove_synonym
-from knowledge.store.unanswered import list_unanswered
+from knowledge.store.unanswered import (
+    STATES,
+    UnansweredError,
+    close_unanswered,
+    list_unanswered,
+    reply_unanswered,
+)
 from storage.db import Database
 from storage.models.knowledge import KbDocument
 
@@ -180,6 +191,7 @@ def faq_add(
     answer: Annotated[Optional[str], typer.Argument(help="答案")] = None,
     from_unanswered: Annotated[Optional[int], typer.Option("--from-unanswered", help="把这个编号的待答问题转成 FAQ，并把答案发给提问的人")] = None,
     rephrased: Annotated[Optional[str], typer.Option("--question", help="配合 --from-unanswered：FAQ 里显示的问题换个说法（默认用群众的原话，电话、身份证号、银行卡号会被遮住）")] = None,
+    allow_contact: Annotated[bool, typer.Option("--allow-contact", help="配合 --from-unanswered：问题或答案里有电话、证件号也照样公开（答案里的号码保留，问题里的遮住）")] = False,
 ) -> None:
     """添加一条常见问题；或用 --from-unanswered 编号 答案 回复待答问题。"""
     db = get_db()
@@ -189,7 +201,7 @@ def faq_add(
             if not text:
                 errors.print("请给出答案：sisong faq add --from-unanswered 编号 \"答案\"")
                 raise typer.Exit(2)
-            openids = promote_unanswered(db, from_unanswered, text, question=rephrased)
+            openids = promote_unanswered(db, from_unanswered, text, question=rephrased, allow_contact=allow_contact)
             console.print(f"已转为常见问题；提问的 {len(openids)} 位群众将收到答复。")
             if openids:
                 try:
@@ -242,28 +254,146 @@ def faq_remove(faq_id: Annotated[int, typer.Argument(help="编号")]) -> None:
 
 # -- unanswered ----------------------------------------------------------------------------
 
+_services_factory: Callable[[], Any] | None = None
+
+
+def set_services_factory(factory: Callable[[], Any] | None) -> None:
+    """Let the host application (or a test) give the services a private reply is sent with."""
+    global _services_factory
+    _services_factory = factory
+
+
+@contextmanager
+def _services() -> Iterator[Any]:
+    """The WeChat service layer for sending: the host's, or built from settings for this command."""
+    if _services_factory is not None:
+        yield _services_factory()
+        return
+    from bot.services import build_services
+
+    services = build_services()
+    try:
+        yield services
+    finally:
+        services.close()
+
+
+def _zone() -> str:
+    """SISONG_TIMEZONE: the township's clock, for every time shown."""
+    from bot.config import ConfigError, get_settings
+
+    try:
+        return get_settings().timezone
+    except ConfigError:
+        return "Asia/Shanghai"
+
+
+def _iso(moment: datetime | None, zone: str) -> str | None:
+    if moment is None:
+        return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=timezone.utc)
+    return moment.astimezone(ZoneInfo(zone)).isoformat(timespec="seconds")
+
+
+def _state_key(value: str) -> str:
+    """An English state key, or its Chinese label (待答, 已答-已送达, ...)."""
+    value = value.strip()
+    for key, label in STATES.items():
+        if value in (key, label):
+            return key
+    errors.print(f"[red]没有这个状态：{value}。可用：{'、'.join(f'{k}（{v}）' for k, v in STATES.items())}[/red]")
+    raise typer.Exit(2)
+
+
+def _who() -> str:
+    try:
+        return getpass.getuser()
+    except Exception:  # noqa: BLE001 - no user name (a container): say so rather than fail
+        return "-"
+
+
 @unanswered_app.command("list")
 def unanswered_list(
-    as_json: Annotated[bool, typer.Option("--json")] = False,
-    show_all: Annotated[bool, typer.Option("--all", help="包括已答复的")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="每个问题输出一行 JSON")] = False,
+    show_all: Annotated[bool, typer.Option("--all", help="包括已答复、已关闭的")] = False,
+    status: Annotated[Optional[str], typer.Option("--status", help="只看一种状态：open 待答、answered_delivered 已答-已送达、answered_pending 已答-待送达、answered_failed 已答-无法送达、closed 已关闭")] = None,
 ) -> None:
-    """列出待人工回复的问题。"""
-    items = list_unanswered(get_db(), status=None if show_all else "open")
+    """列出待人工回复的问题（默认只列待答的），时间按 SISONG_TIMEZONE。"""
+    wanted = _state_key(status) if status else (None if show_all else "open")
+    items = list_unanswered(get_db(), status=wanted)
+    zone = _zone()
     if as_json:
         for u in items:
-            print(json.dumps({"id": u.id, "openid": u.openid, "question": mask_text(u.question), "status": u.status,
-                              "created_at": u.created_at.isoformat(), "faq_id": u.faq_id}, ensure_ascii=False))
+            print(json.dumps({
+                "id": u.id, "openid": u.openid, "question": mask_text(u.question), "status": u.state,
+                "created_at": _iso(u.created_at, zone), "faq_id": u.faq_id,
+                "reply": mask_text(u.reply) if u.reply else None, "replied_by": u.replied_by,
+                "answered_at": _iso(u.answered_at, zone), "delivered_at": _iso(u.delivered_at, zone),
+                "closed_at": _iso(u.closed_at, zone),
+            }, ensure_ascii=False))
         return
     if not items:
-        console.print("没有待答问题。")
+        console.print("没有待答问题。" if wanted == "open" else "没有这样的问题。")
         return
-    table = Table(title="待答问题（用 sisong faq add --from-unanswered 编号 \"答案\" 回复）")
-    for column in ("编号", "问题", "状态", "时间"):
-        table.add_column(column)
+    table = Table(title="待答问题（私下答复：sisong unanswered reply 编号 \"答复\"；"
+                        "公开成常见问题：sisong faq add --from-unanswered 编号 \"答案\"）")
+    table.add_column("编号", no_wrap=True)
+    table.add_column("问题", overflow="fold")
+    table.add_column("状态", no_wrap=True)
+    table.add_column("提问时间", no_wrap=True)
+    table.add_column("答复", overflow="fold")
     for u in items:
-        table.add_row(str(u.id), mask_text(u.question), "待答" if u.status == "open" else "已答",
-                      f"{u.created_at:%m-%d %H:%M}")
+        reply = ""
+        if u.reply:
+            when = local(u.delivered_at or u.answered_at, zone, "%m-%d %H:%M")
+            reply = f"{mask_text(u.reply)}（{u.replied_by or '-'} {when}）"
+        if u.closed_at:
+            reply += f"（{local(u.closed_at, zone, '%m-%d %H:%M')} 关闭）"
+        table.add_row(str(u.id), mask_text(u.question), STATES.get(u.state, u.state),
+                      local(u.created_at, zone, "%m-%d %H:%M"), reply)
     console.print(table)
+
+
+@unanswered_app.command("reply")
+def unanswered_reply(
+    item_id: Annotated[int, typer.Argument(help="待答问题的编号")],
+    reply: Annotated[str, typer.Argument(help="给提问的这一户的答复（只发给他，不公开）")],
+    by: Annotated[Optional[str], typer.Option("--by", help="答复人（默认当前系统用户名）")] = None,
+) -> None:
+    """私下答复一户：对方48小时内发过消息就马上发（客服消息）；否则先存着，对方下次发消息时自动送达。"""
+    from bot.replies import sender
+
+    replied_by = (by or "").strip() or _who()
+    with _services() as services:
+        try:
+            record = reply_unanswered(get_db(), item_id, reply, replied_by, send=sender(services))
+        except UnansweredError as exc:
+            errors.print(f"[red]{exc}[/red]")
+            raise typer.Exit(1) from None
+    state = record.state
+    if state == "answered_delivered":
+        console.print(f"已答复问题 {item_id}：已送达（已答-已送达）。")
+    elif state == "answered_failed":
+        console.print(f"[yellow]已记下答复，但发不出去：对方已取消关注或拒收消息（已答-无法送达）。问题 {item_id}。[/yellow]")
+    else:
+        console.print(f"已记下答复，问题 {item_id}：对方超过48小时没有发消息（微信只允许48小时内回复），"
+                      "等对方下次发消息时自动送达（已答-待送达）。用 sisong unanswered list --status answered_pending 查看。")
+
+
+@unanswered_app.command("close")
+def unanswered_close(
+    item_id: Annotated[int, typer.Argument(help="待答问题的编号")],
+    by: Annotated[Optional[str], typer.Option("--by", help="操作人（默认当前系统用户名）")] = None,
+) -> None:
+    """关闭一个问题（已电话联系、重复的、与帮扶无关的等）。"""
+    try:
+        record = close_unanswered(get_db(), item_id, (by or "").strip() or _who())
+    except UnansweredError as exc:
+        errors.print(f"[red]{exc}[/red]")
+        raise typer.Exit(1) from None
+    note = "；之前的答复仍会在对方下次发消息时送达" if record.delivery in ("pending", "sending") else ""
+    console.print(f"已关闭问题 {item_id}（已关闭）{note}。")
 
 
 # -- synonyms --------------------------------------------------------------------------------

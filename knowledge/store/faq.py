@@ -3,6 +3,9 @@
 Promoting answers everyone who asked the same question while it waited, so the
 caller gets back their openids to send the answer to.
 
+A promotion refuses text with a phone or ID number unless the cadre says
+``allow_contact`` (``--allow-contact``); see :func:`promote_unanswered`.
+
 What is masked (``storage.privacy.mask_text``) and what is not: an FAQ is shown to
 every household whose question matches it, so its *question* - a household's
 words when promoted, and at best a paraphrase of them otherwise - is always
@@ -78,7 +81,14 @@ def remove_faq(db: Database, faq_id: int) -> bool:
         return bool(deleted)
 
 
-def promote_unanswered(db: Database, unanswered_id: int, answer: str, question: str | None = None) -> list[str]:
+def contact_numbers(text: str) -> str | None:
+    """``text`` masked if it holds a phone, ID or bank-card number (or an openid), else None."""
+    masked = mask_text(text)
+    return masked if masked != text else None
+
+
+def promote_unanswered(db: Database, unanswered_id: int, answer: str, question: str | None = None,
+                       allow_contact: bool = False) -> list[str]:
     """Turn an unanswered question into a FAQ; returns the openids that asked it (to send the answer to).
 
     The FAQ's question is seen by other households, so it goes through ``storage.privacy.mask_text``
@@ -86,12 +96,28 @@ def promote_unanswered(db: Database, unanswered_id: int, answer: str, question: 
     answer is the cadre's and kept as written (see the module docstring). Promoting the same
     item again (say, after sending the answer failed) updates its FAQ instead of adding a
     second one, and returns everyone that FAQ answered so they can be sent it again.
+
+    A question or answer with a phone or ID number in it is refused unless
+    ``allow_contact``: a private matter answered in public is the mistake this
+    step is most likely to make, and a private reply (``reply_unanswered``) is
+    the other way to answer. With ``allow_contact`` the answer keeps its numbers
+    (a helper's or hotline's mobile, on purpose) and the question is masked.
     """
     with db.session() as session:
         item = session.get(KbUnanswered, unanswered_id)
         if item is None:
             raise FaqError(f"找不到编号为 {unanswered_id} 的待答问题")
-        question, answer = _check(question if question and question.strip() else item.question, answer)
+        raw_question = question if question and question.strip() else item.question
+        if not allow_contact:
+            for part, text in (("问题", raw_question), ("答案", answer or "")):
+                masked = contact_numbers(text)
+                if masked is not None:
+                    raise FaqError(
+                        f"{part}里有电话、身份证或银行卡号码（{masked[:60]}），常见问题所有住户都看得到。"
+                        f"只答复提问的这一户请用 sisong unanswered reply {unanswered_id} \"答复\"；"
+                        "确实要公开（如帮扶干部或热线的电话），请加 --allow-contact。"
+                    )
+        question, answer = _check(raw_question, answer)
         faq = session.get(KbFaq, item.faq_id) if item.faq_id is not None else None
         if faq is None:
             faq = KbFaq(question=question, answer=answer, from_unanswered_id=item.id)

@@ -15,7 +15,9 @@ What is modelled, because Sisong's behaviour depends on it:
   may-have-been-delivered failures;
 * just enough state for tags, menus and QR codes to round-trip: tag members
   are kept (``tag_members``), and a tagging call with more than 50 openids is
-  refused with 40032, as WeChat does.
+  refused with 40032, as WeChat does;
+* several WeCom group robots (``robot_url(key)``), each answering like the
+  default one (``wecom_url``), unknown keys with 93000.
 
 Everything else answers ``{"errcode": 0, "errmsg": "ok"}`` and is recorded.
 """
@@ -75,6 +77,7 @@ class FakeWeChatAPI:
         self.appid = appid
         self.secret = secret
         self.robot_key = robot_key
+        self._robot_keys: set[str] = set()  # more group robots (``robot_url``), until ``reset``
         self.calls: list[Call] = []
         self._lock = threading.Lock()
         self._injected: dict[str, deque[dict]] = defaultdict(deque)
@@ -144,6 +147,12 @@ class FakeWeChatAPI:
         """WeCom group-robot webhook URL."""
         return f"http://127.0.0.1:{self.port}{PREFIX}webhook/send?key={self.robot_key}"
 
+    def robot_url(self, key: str) -> str:
+        """The URL of another group robot (one WeCom group each); calls to it are recorded the same way."""
+        with self._lock:
+            self._robot_keys.add(key)
+        return f"http://127.0.0.1:{self.port}{PREFIX}webhook/send?key={key}"
+
     # ------------------------------------------------------------------ test controls
 
     def calls_to(self, endpoint: str) -> list[Call]:
@@ -173,11 +182,12 @@ class FakeWeChatAPI:
             self._stable_token = None
 
     def reset(self) -> None:
-        """Forget calls, injections and latencies; tokens, tags and menu stay."""
+        """Forget calls, injections, latencies and extra robots; tokens, tags and menu stay."""
         with self._lock:
             self.calls.clear()
             self._injected.clear()
             self._latency.clear()
+            self._robot_keys.clear()
 
     def tag_members(self, tag_id: int) -> set[str]:
         """Openids currently carrying ``tag_id`` (after batchtagging / batchuntagging)."""
@@ -239,7 +249,9 @@ class FakeWeChatAPI:
                     self._stable_token = current
             return {"access_token": current, "expires_in": 7200}
         if endpoint == "webhook/send":
-            if query.get("key") != self.robot_key:
+            with self._lock:
+                known = query.get("key") == self.robot_key or query.get("key") in self._robot_keys
+            if not known:
                 return {"errcode": 93000, "errmsg": "invalid webhook url"}
             return dict(OK)
 
