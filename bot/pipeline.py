@@ -329,7 +329,7 @@ class Pipeline:
                 log.exception("after-commit effect failed")
         # A cadre's private reply kept until this follower wrote again goes out now (a set lookup
         # when none is kept; never raises).
-        from bot.replies import deliver_pending_replies
+        from bot.private_replies import deliver_pending_replies
 
         deliver_pending_replies(self.services, ctx.openid)
 

@@ -77,7 +77,7 @@ class TaskQueue:
         self.notices_task = task(name="wecom_notices")(self._send_notices)
         # Tasks named "wecom_notice" (one markdown each) may still sit in Redis from before the notice rows.
         self.wecom_task = task(name="wecom_notice")(self._wecom_notice)
-        # A cadre's private reply kept until the follower wrote again (bot.replies); the row is the claim.
+        # A cadre's private reply kept until the follower wrote again (bot.private_replies); the row is the claim.
         self.replies_task = task(name="deliver_replies")(self._deliver_replies)
         self._consumer: _EmbeddedConsumer | None = None
 
@@ -111,7 +111,7 @@ class TaskQueue:
         self.enqueue(self.notices_task, robot_url)
 
     def deliver_replies(self, openid: str) -> None:
-        """Send the private replies kept for ``openid`` now that they wrote (``bot.replies.deliver_now``)."""
+        """Send the private replies kept for ``openid`` now that they wrote (``bot.private_replies.deliver_now``)."""
         self.enqueue(self.replies_task, openid)
 
     # -- task bodies --------------------------------------------------------
@@ -192,7 +192,7 @@ class TaskQueue:
         send_pending(self.services, url)
 
     def _deliver_replies(self, openid: str) -> None:
-        from bot.replies import deliver_now
+        from bot.private_replies import deliver_now
 
         deliver_now(self.services, openid)
 

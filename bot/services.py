@@ -9,7 +9,6 @@ from typing import TYPE_CHECKING
 from bot.config import Settings, get_settings
 from bot.queue import TaskQueue
 from bot.wechat_client import WeChatAPI
-from bot.wecom import WeComRobot
 from storage.breaker import CircuitBreaker
 from storage.db import Database
 from storage.ratelimit import RateLimiter
@@ -33,7 +32,6 @@ class Services:
     db: Database
     state: StateStore
     wechat: WeChatAPI
-    wecom: WeComRobot | None
     limiter: RateLimiter
     spool: Spool
     # Shared by every Redis user (state, limiter, queue); None without Redis.
@@ -83,13 +81,11 @@ def build_services(settings: Settings | None = None, *, migrate: bool | None = N
         if settings.redis_url else None
     )
     state = build_state(settings.redis_url, breaker, settings.redis_timeout)
-    wecom = WeComRobot(settings.wecom_robot_url) if settings.wecom_robot_url else None
     return Services(
         settings=settings,
         db=db,
         state=state,
         wechat=WeChatAPI(settings, db),
-        wecom=wecom,
         limiter=RateLimiter(settings.redis_url, breaker, settings.redis_timeout),
         spool=Spool(settings.spool_path),
         redis_breaker=breaker,

@@ -10,7 +10,10 @@ do the same work twice):
    OOM killer, mid-answer) and answers them as customer-service messages;
 3. re-sends owed late answers whose send task vanished or failed;
 4. forgets the clear text of settled messages once no retry can come;
-5. once a minute, retries WeChat user tags that failed when a follower bound
+5. sends WeCom group notices still waiting (``bot.notices``: merged, within
+   WeCom's 20 a minute) and cadres' private replies kept for followers who
+   have written since (``bot.private_replies``);
+6. once a minute, retries WeChat user tags that failed when a follower bound
    (``bot.binding.retag_pending``): slow when WeChat is down, so not every pass.
 """
 
@@ -24,7 +27,9 @@ from typing import Any
 
 from sqlalchemy.exc import SQLAlchemyError
 
+from bot.notices import flush_notices
 from bot.pipeline import Pipeline
+from bot.private_replies import deliver_due_replies
 from bot.services import Services
 from storage import inbox
 from storage.db import is_outage
@@ -64,7 +69,7 @@ class Sweeper:
     def sweep(self) -> dict[str, int]:
         """One pass; returns what it did (for tests and the log)."""
         db = self.services.db
-        done = {"replayed": 0, "resumed": 0, "resent": 0}
+        done = {"replayed": 0, "resumed": 0, "resent": 0, "notices": 0, "replies": 0}
         if not db.breaker.allow():
             return done
         try:
@@ -72,6 +77,8 @@ class Sweeper:
                 done["replayed"] = self.services.spool.replay(self._apply_spooled)
                 done["resumed"] = self._resume_abandoned()
                 done["resent"] = self._resend_owed()
+                done["notices"] = flush_notices(self.services)
+                done["replies"] = deliver_due_replies(self.services)
                 with db.session() as session:
                     inbox.forget_payloads(session, older_than=self.services.settings.dedupe_ttl)
         except SQLAlchemyError as exc:

@@ -9,15 +9,10 @@ when the helper has bound their own WeChat and wrote within 48 hours.
 
 from __future__ import annotations
 
-from datetime import timedelta
-
-from sqlalchemy import select
-
 from bot.context import Context
+from bot.notices import notify
 from bot.router import router
 from storage.households import household_of
-from storage.models import Follower
-from storage.models.base import utcnow
 from storage.models.org import Household
 from storage.privacy import mask_name, short_openid
 
@@ -26,7 +21,6 @@ NOT_BOUND = (
     "也可以用微信扫一扫政策汇编上贴的二维码。"
 )
 NO_HELPER = "您家还没有登记帮扶责任人。回复“0”，我们请工作人员联系您。"
-WINDOW = timedelta(hours=47)  # WeChat's 48 hours, with a margin
 
 
 @router.keyword("我的帮扶人是谁", "我的帮扶责任人是谁", "帮扶人是谁", "帮扶责任人是谁", "谁是我的帮扶人",
@@ -76,22 +70,19 @@ def _phone(household: Household, lead: str = "，电话") -> str:
 
 
 def _tell_helper(ctx: Context, household: Household) -> None:
-    """The WeCom group (masked: other cadres read it) and, if reachable, the helper's own WeChat."""
+    """The household's WeCom group (masked: other cadres read it) and, if reachable, the helper's own WeChat.
+
+    ``bot.notices`` picks the group and checks the helper's 48-hour window; the
+    rows commit with this message and go out after the commit.
+    """
     helper = household.helper
     assert helper is not None
-    notice = (
+    markdown = (
         "### 住户请帮扶责任人联系\n"
         f"> 村：{household.village.name}\n> 户主：{mask_name(household.head_name)}（户编号 {household.number}）\n"
         f"> 帮扶责任人：{helper.name}\n> 住户：{short_openid(ctx.openid)}"
     )
-    ctx.after_commit(lambda: ctx.services.queue.notify_cadres(notice))
-    if helper.openid and _window_open(ctx, helper.openid):
-        text = (f"{household.village.name}{household.head_name}家（户编号 {household.number}）"
-                f"请您联系他们{('，电话' + household.phone) if household.phone else ''}。")
-        openid = helper.openid
-        ctx.after_commit(lambda: ctx.services.queue.send_text(openid, text))
-
-
-def _window_open(ctx: Context, openid: str) -> bool:
-    last = ctx.session.scalar(select(Follower.last_interaction).where(Follower.openid == openid))
-    return last is not None and utcnow() - last < WINDOW
+    direct = (f"{household.village.name}{household.head_name}家（户编号 {household.number}）"
+              f"请您联系他们{('，电话' + household.phone) if household.phone else ''}。")
+    notice = notify(ctx.session, ctx.services, markdown, household=household, helper_text=direct)
+    ctx.after_commit(lambda: notice.dispatch(ctx.services))

@@ -362,7 +362,7 @@ def unanswered_reply(
     by: Annotated[Optional[str], typer.Option("--by", help="答复人（默认当前系统用户名）")] = None,
 ) -> None:
     """私下答复一户：对方48小时内发过消息就马上发（客服消息）；否则先存着，对方下次发消息时自动送达。"""
-    from bot.replies import sender
+    from bot.private_replies import sender
 
     replied_by = (by or "").strip() or _who()
     with _services() as services:

@@ -20,7 +20,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import event, select, update
 from typer.testing import CliRunner
 
-import bot.replies as replies
+import bot.private_replies as replies
 import knowledge.cli as cli
 from bot.config import get_settings
 from bot.services import Services

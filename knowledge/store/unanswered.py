@@ -10,7 +10,7 @@ A question is answered one of two ways. Promoting it to a public FAQ
 A private reply (:func:`reply_unanswered`) answers the one household: a
 customer-service message while WeChat's 48-hour window is open, otherwise
 kept (``delivery=pending``) and delivered the next time that follower writes
-(``bot.replies``). The reply is stored as the cadre wrote it - it is for that
+(``bot.private_replies``). The reply is stored as the cadre wrote it - it is for that
 household, and a helper's phone number in it is the point - and masked
 wherever it is shown. :func:`close_unanswered` ends an item without an answer
 (say, settled by phone).
@@ -206,10 +206,10 @@ def reply_unanswered(
 
     The reply is stored first (``delivery=pending``), so it is never lost. If
     the follower's 48-hour window is open and ``send`` is given (a
-    customer-service send, e.g. ``bot.replies.sender(services)``), it goes out
+    customer-service send, e.g. ``bot.private_replies.sender(services)``), it goes out
     now: delivered, or ``failed`` if WeChat says the follower cannot be reached;
     any other failure keeps it pending. A pending reply goes out the next
-    time the follower writes (``bot.replies.deliver_pending_replies``).
+    time the follower writes (``bot.private_replies.deliver_pending_replies``).
     Replying again replaces a reply not yet delivered, and sends a new one otherwise.
     """
     reply = (reply or "").strip()
@@ -259,7 +259,7 @@ def close_unanswered(db: Database, item_id: int, closed_by: str | None = None,
     return record
 
 
-# -- delivering a kept reply (bot.replies) --------------------------------------------------------
+# -- delivering a kept reply (bot.private_replies) --------------------------------------------------------
 
 def _deliverable(moment: datetime):  # type: ignore[no-untyped-def]
     """A reply kept for its follower, or claimed by a sender that died (``SENDING_STALE`` ago)."""
