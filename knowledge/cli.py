@@ -140,8 +140,9 @@ def handbook_list() -> None:
     table = Table(title="已导入的政策汇编")
     for column in ("编号", "文件", "标题", "章", "条", "导入时间"):
         table.add_column(column)
+    zone = _zone()
     for doc_id, name, title, chapters, articles, imported in rows:
-        table.add_row(str(doc_id), name, title, str(chapters), str(articles), f"{imported:%Y-%m-%d %H:%M}")
+        table.add_row(str(doc_id), name, title, str(chapters), str(articles), local(imported, zone))
     console.print(table)
 
 

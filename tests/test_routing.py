@@ -384,3 +384,18 @@ def test_a_sender_killed_mid_send_loses_nothing(services: Services, api: FakeWeC
     contents = _contents(api)
     assert len(contents) == 2
     _each_once(contents[1:], texts)
+
+
+def test_the_sweeper_sends_notices_nobody_dispatched(services: Services, api: FakeWeChatAPI) -> None:
+    """A notice committed by a worker that died before its after-commit dispatch still reaches the group."""
+    import handlers  # noqa: F401
+    from bot.notices import queue_notice
+    from bot.pipeline import Pipeline
+    from bot.router import router
+    from bot.sweeper import Sweeper
+
+    queue_notice(services, api.wecom_url, "### 有住户请求人工帮助\n> 住户：oAbC…WxYz")
+    done = Sweeper(services, Pipeline(services, router)).sweep()
+    assert done["notices"] >= 1
+    (call,) = api.calls_to("webhook/send")
+    assert "请求人工帮助" in call.json["markdown"]["content"]
