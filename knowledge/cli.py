@@ -34,6 +34,7 @@ from knowledge.service import KnowledgeBase, ensure_sample_loaded
 from knowledge.store.faq import FaqError, add_faq, list_faqs, promote_unanswered, remove_faq
 from knowledge.store.synonyms import add_synonym, list_synonyms, remove_synonym
 from knowledge.store.unanswered import (
+    window_open,
     STATES,
     UnansweredError,
     close_unanswered,
@@ -378,8 +379,12 @@ def unanswered_reply(
     elif state == "answered_failed":
         console.print(f"[yellow]已记下答复，但发不出去：对方已取消关注或拒收消息（已答-无法送达）。问题 {item_id}。[/yellow]")
     else:
-        console.print(f"已记下答复，问题 {item_id}：对方超过48小时没有发消息（微信只允许48小时内回复），"
-                      "等对方下次发消息时自动送达（已答-待送达）。用 sisong unanswered list --status answered_pending 查看。")
+        with get_db().session() as session:
+            opened = bool(record.openid) and window_open(session, record.openid)
+        reason = ("这次发送没成功（微信接口出错，原因见日志那一行）" if opened
+                  else "对方超过48小时没有发消息（微信只允许48小时内回复）")
+        console.print(f"已记下答复，问题 {item_id}：{reason}，等对方下次发消息时自动送达（已答-待送达）。"
+                      "用 sisong unanswered list --status answered_pending 查看。")
 
 
 @unanswered_app.command("close")
