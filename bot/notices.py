@@ -22,10 +22,10 @@ takes a robot's pending rows, merges as many as fit one markdown message
 minute per group: the sender counts against that (``services.limiter``) and
 backs off on WeCom's 45009, leaving the rows for later; nothing is dropped.
 
-Claims without a schema change: while a sender holds rows, their ``error``
-column reads ``until:<UTC stamp> sending <owner>`` (a lease); a failed send
-leaves ``until:<stamp> <reason>`` (a back-off). A row is free when
-``sent_at`` is NULL and it has no ``until:`` in the future, and the claim is
+Claims: while a sender holds rows, ``holder`` is its token and
+``held_until`` the end of its lease; a failed send leaves ``held_until`` at
+the end of a back-off (and the reason in ``error``). A row is free when
+``sent_at`` is NULL and ``held_until`` is not in the future, and the claim is
 one ``UPDATE … WHERE`` that re-checks exactly that, so two senders never take
 the same row, and a sender killed mid-send leaves rows that are free again
 once its lease ends (at worst that notice reaches the group twice).
@@ -72,7 +72,6 @@ BACKOFF_45009 = timedelta(seconds=60)  # WeCom said "over 20 a minute": wait for
 BACKOFF_MAX = timedelta(minutes=10)  # other failures back off 30 s, 60 s, ... up to this
 BATCH_ROWS = 100  # rows looked at per message; more than ever fit in 4096 bytes
 JOIN = "\n\n"
-HOLD = "until:"
 QUESTION_CHARS = 300  # of a household's question quoted in a notice
 
 
@@ -271,23 +270,11 @@ def helper_message(title: str, question: str | None, item_id: int, household: Ho
 
 # -- sending -------------------------------------------------------------------------------------
 
-def _stamp(moment: datetime) -> str:
-    """``until:`` and a UTC time that sorts as text (fixed width), so SQL can compare holds."""
-    if moment.tzinfo is not None:
-        moment = moment.astimezone(timezone.utc)
-    return HOLD + moment.strftime("%Y%m%dT%H%M%SZ")
-
-
 def _free(now: datetime, dialect: str):  # type: ignore[no-untyped-def]
-    """Rows a sender may claim: not sent, no hold (lease or back-off) running at ``now``.
-
-    Holds compare as text; on PostgreSQL byte order is asked for (``COLLATE "C"``)
-    so a database created with a language's collation compares them the same way.
-    """
-    error = GroupNotice.error.collate("C") if dialect == "postgresql" else GroupNotice.error
+    """Rows a sender may claim: not sent, no hold (lease or back-off) running at ``now``."""
     return and_(
         GroupNotice.sent_at.is_(None),
-        or_(GroupNotice.error.is_(None), ~GroupNotice.error.startswith(HOLD), error < _stamp(now)),
+        or_(GroupNotice.held_until.is_(None), GroupNotice.held_until < now),
     )
 
 
@@ -322,16 +309,16 @@ def send_pending(services: "Services", robot_url: str, now: datetime | None = No
         batch = _claim(services, robot_url, now)
         if batch is None:
             return sent
-        owner, lease, rows = batch
+        owner, rows = batch
         if not rows:
             continue  # another sender took them between the look and the claim: look again
-        done = _send(services, robot_url, lease, rows, now)
+        done = _send(services, robot_url, owner, rows, now)
         if not done:
             return sent
         sent += done
 
 
-def _claim(services: "Services", robot_url: str, now: datetime | None) -> tuple[str, str, list[GroupNotice]] | None:
+def _claim(services: "Services", robot_url: str, now: datetime | None) -> tuple[str, list[GroupNotice]] | None:
     """The next merged message's rows, held by a fresh lease; None when none is due or the rate is spent."""
     moment = now or utcnow()
     db = services.db
@@ -346,7 +333,7 @@ def _claim(services: "Services", robot_url: str, now: datetime | None) -> tuple[
     oversized = [row_id for row_id, markdown in rows if _size(markdown) > WECOM_MARKDOWN_LIMIT]
     if oversized:  # written by hand or by older code: make them rows of one message each, then look again
         _split_rows(services, oversized, moment)
-        return "", "", []
+        return "", []
     if not services.limiter.allow(ROBOT_RATE, "wecom", robot_url):
         return None  # the group had its 20 this minute: the rows wait, merged later
     packed, total = [], 0
@@ -356,19 +343,19 @@ def _claim(services: "Services", robot_url: str, now: datetime | None) -> tuple[
             break
         packed.append(row_id)
         total += size
-    owner = secrets.token_hex(6)
-    lease = f"{_stamp(moment + LEASE)} sending {owner}"
+    owner = secrets.token_hex(8)
     with db.session() as session:
         session.execute(
             update(GroupNotice).where(GroupNotice.id.in_(packed), _free_at(services, moment))
-            .values(error=lease, attempts=GroupNotice.attempts + 1).execution_options(synchronize_session=False)
+            .values(holder=owner, held_until=moment + LEASE, attempts=GroupNotice.attempts + 1)
+            .execution_options(synchronize_session=False)
         )
     with db.session() as session:
         mine = list(session.scalars(
-            select(GroupNotice).where(GroupNotice.id.in_(packed), GroupNotice.error == lease).order_by(GroupNotice.id)
+            select(GroupNotice).where(GroupNotice.id.in_(packed), GroupNotice.holder == owner).order_by(GroupNotice.id)
         ))
         session.expunge_all()
-    return owner, lease, mine
+    return owner, mine
 
 
 def _size(markdown: str) -> int:
@@ -377,11 +364,11 @@ def _size(markdown: str) -> int:
 
 def _split_rows(services: "Services", ids: list[int], moment: datetime) -> None:
     """Replace each too-long row by rows that each fit one message (claimed first: one splitter)."""
-    lease = f"{_stamp(moment + LEASE)} splitting {secrets.token_hex(6)}"
+    owner = secrets.token_hex(8)
     with services.db.session() as session:
         session.execute(update(GroupNotice).where(GroupNotice.id.in_(ids), _free_at(services, moment))
-                        .values(error=lease).execution_options(synchronize_session=False))
-        held = list(session.scalars(select(GroupNotice).where(GroupNotice.id.in_(ids), GroupNotice.error == lease)))
+                        .values(holder=owner, held_until=moment + LEASE).execution_options(synchronize_session=False))
+        held = list(session.scalars(select(GroupNotice).where(GroupNotice.id.in_(ids), GroupNotice.holder == owner)))
         for row in held:
             for piece in split_markdown(mask_text(row.markdown)):
                 session.add(GroupNotice(group_id=row.group_id, robot_url=row.robot_url, markdown=piece,
@@ -389,12 +376,12 @@ def _split_rows(services: "Services", ids: list[int], moment: datetime) -> None:
             session.execute(delete(GroupNotice).where(GroupNotice.id == row.id))
 
 
-def _send(services: "Services", robot_url: str, lease: str, rows: list[GroupNotice],
+def _send(services: "Services", robot_url: str, owner: str, rows: list[GroupNotice],
           now: datetime | None) -> int:
     """Post one merged message; settle the rows (sent, or held for a back-off). Returns rows sent."""
     ids = [row.id for row in rows]
     content = JOIN.join(mask_text(row.markdown) for row in rows)
-    held_by_me = and_(GroupNotice.id.in_(ids), GroupNotice.error == lease)
+    held_by_me = and_(GroupNotice.id.in_(ids), GroupNotice.holder == owner)
     try:
         WeComRobot(robot_url).send_markdown(content)
     except Exception as exc:  # noqa: BLE001 - WeComError, or a bug: either way the rows wait
@@ -412,12 +399,13 @@ def _send(services: "Services", robot_url: str, lease: str, rows: list[GroupNoti
             log.exception("group notice sender failed")
         log.warning("group notices kept for later (%s): %d", reason, len(ids))
         with services.db.session() as session:
-            session.execute(update(GroupNotice).where(where).values(error=f"{_stamp(until)} {reason}"[:255])
+            session.execute(update(GroupNotice).where(where)
+                            .values(held_until=until, holder=None, error=reason[:255])
                             .execution_options(synchronize_session=False))
         return 0
     with services.db.session() as session:
         settled = session.execute(
-            update(GroupNotice).where(held_by_me).values(sent_at=utcnow(), error=None)
+            update(GroupNotice).where(held_by_me).values(sent_at=utcnow(), holder=None, held_until=None, error=None)
             .execution_options(synchronize_session=False)
         ).rowcount
     if settled != len(ids):

@@ -142,7 +142,7 @@ class Household(Base):
     phone: Mapped[str | None] = mapped_column(String(20), default=None)  # 联系电话
     code: Mapped[str | None] = mapped_column(String(16), unique=True, default=None)
     code_issued_at: Mapped[datetime | None] = mapped_column(default=None)
-    qr_scene: Mapped[str | None] = mapped_column(String(64), default=None)
+    qr_scene: Mapped[str | None] = mapped_column(String(64), unique=True, default=None)  # looked up on every scan
     qr_url: Mapped[str | None] = mapped_column(Text, default=None)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
@@ -216,4 +216,7 @@ class GroupNotice(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     sent_at: Mapped[datetime | None] = mapped_column(default=None)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
-    error: Mapped[str | None] = mapped_column(String(255), default=None)
+    # A sender's lease (with ``holder``, its token) or a back-off after a failed send.
+    holder: Mapped[str | None] = mapped_column(String(32), default=None)
+    held_until: Mapped[datetime | None] = mapped_column(default=None)
+    error: Mapped[str | None] = mapped_column(String(255), default=None)  # why the last send failed
