@@ -334,7 +334,9 @@ def _claim(services: "Services", robot_url: str, now: datetime | None) -> tuple[
     if oversized:  # written by hand or by older code: make them rows of one message each, then look again
         _split_rows(services, oversized, moment)
         return "", []
-    if not services.limiter.allow(ROBOT_RATE, "wecom", robot_url):
+    # Test the rate now, count it only for rows this sender actually holds: a sender
+    # that loses the race for the rows must not spend one of the group's 20.
+    if not services.limiter.would_allow(ROBOT_RATE, "wecom", robot_url):
         return None  # the group had its 20 this minute: the rows wait, merged later
     packed, total = [], 0
     for row_id, markdown in rows:
@@ -355,6 +357,11 @@ def _claim(services: "Services", robot_url: str, now: datetime | None) -> tuple[
             select(GroupNotice).where(GroupNotice.id.in_(packed), GroupNotice.holder == owner).order_by(GroupNotice.id)
         ))
         session.expunge_all()
+    if mine and not services.limiter.allow(ROBOT_RATE, "wecom", robot_url):
+        with db.session() as session:  # another sender spent the last of the minute meanwhile
+            session.execute(update(GroupNotice).where(GroupNotice.holder == owner)
+                            .values(holder=None, held_until=None).execution_options(synchronize_session=False))
+        return None
     return owner, mine
 
 
