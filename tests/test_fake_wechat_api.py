@@ -183,7 +183,7 @@ def test_serves_concurrent_callers(api: FakeWeChatAPI) -> None:
     with ThreadPoolExecutor(8) as pool:
         results = list(pool.map(lambda i: client.message.send_text(f"o{i}", "x"), range(8)))
     assert all(r["errcode"] == 0 for r in results)
-    assert time.monotonic() - start < 1.0  # threaded, not serialised
+    assert time.monotonic() - start < 1.5  # threaded: one after another would take 8 x 0.2 = 1.6 s
     assert len(api.calls_to("message/custom/send")) == 8
 
 
