@@ -9,7 +9,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from bot import health, webhook
+from bot import console, health, webhook
 from bot.config import get_settings
 from bot.logs import setup_logging
 from bot.pipeline import Pipeline
@@ -76,4 +76,5 @@ def create_app(services: Services | None = None) -> FastAPI:
     app = FastAPI(title="Sisong 四送助手", lifespan=lifespan, docs_url=None, redoc_url=None)
     app.include_router(webhook.router)
     app.include_router(health.router)
+    app.include_router(console.router)
     return app

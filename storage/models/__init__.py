@@ -1,5 +1,6 @@
 """All models; importing this package registers every table on ``Base.metadata``."""
 
+from storage.models.accounts import ApiToken, AuditLog, ConsoleSession, User
 from storage.models.base import Base
 from storage.models.followers import Follower
 from storage.models.knowledge import (
@@ -27,6 +28,10 @@ from storage.models.org import (
 )
 
 __all__ = [
+    "ApiToken",
+    "AuditLog",
+    "ConsoleSession",
+    "User",
     "Area",
     "Base",
     "Cadre",
