@@ -17,6 +17,7 @@ from rich.console import Console
 
 from bot.config import ConfigError, Settings, load_settings
 from bot.org_cli import register as register_org_commands
+from bot.users_cli import register as register_users_commands
 from knowledge.cli import register as register_knowledge_commands
 
 MENU_FILE = Path(__file__).with_name("menu.json")
@@ -247,6 +248,8 @@ def chat(
 register_knowledge_commands(app)
 # Organisation and households: org import, households import/list/show/codes.
 register_org_commands(app)
+# Console accounts: users add/passwd/list/disable.
+register_users_commands(app)
 
 
 def main() -> None:
