@@ -17,7 +17,15 @@ from rich import box
 from rich.console import Console
 from rich.table import Table
 
-from storage.accounts import AccountError, check_password_strength, create_user, disable_user, list_users, set_password
+from storage.accounts import (
+    AccountError,
+    check_password_strength,
+    create_api_token,
+    create_user,
+    disable_user,
+    list_users,
+    set_password,
+)
 from storage.models.accounts import ACCOUNT_ROLES
 
 users_app = typer.Typer(help="工作台账号：添加、改密码、查看、停用。", no_args_is_help=True)
@@ -129,6 +137,20 @@ def disable(name: NameArgument) -> None:
     except AccountError as exc:
         raise _fail(str(exc)) from None
     console.print(f"已停用「{name}」。" if changed else f"「{name}」之前已经停用了。", markup=False)
+
+
+@users_app.command("token")
+def token(
+    name: NameArgument,
+    label: Annotated[str, typer.Option("--label", help="这个令牌给谁用，比如“导出脚本”")] = "",
+) -> None:
+    """给脚本发一个 API 令牌（请求头 Authorization: Bearer 令牌）。令牌只显示这一次，请存好。"""
+    try:
+        issued = create_api_token(_db(), name, label)
+    except AccountError as exc:
+        raise _fail(str(exc)) from None
+    typer.echo(issued)
+    console.print(f"已为「{name}」发了一个 API 令牌（上面一行，只显示这一次）。", markup=False)
 
 
 def register(app: typer.Typer) -> None:

@@ -320,3 +320,17 @@ def test_audit_rows_and_no_passwords_anywhere(services: Services, web: TestClien
     with services.db.session() as session:
         hashes = list(session.scalars(select(User.password_hash)))
     assert all(h.startswith("$argon2") and PASSWORD not in h for h in hashes)
+
+
+def test_cli_token_is_shown_once_and_works(sisong: Callable[..., Any], services: Services, web: TestClient) -> None:
+    create_user(services.db, "王镇长", PASSWORD, "镇管理员")
+    result = sisong("token", "王镇长", "--label", "导出脚本")
+    assert result.exit_code == 0, result.output
+    issued = result.output.splitlines()[0].strip()
+    ok = web.get("/console/api/test-admin-only", headers={"Authorization": f"Bearer {issued}"})
+    assert ok.status_code == 200 and ok.json() == {"name": "王镇长"}
+    with services.db.session() as session:
+        assert session.scalar(select(AuditLog.id).where(AuditLog.action == "token.create")) is not None
+        assert session.scalar(select(AuditLog.id).where(AuditLog.detail.contains(issued[4:]))) is None
+    missing = sisong("token", "没有这个人")
+    assert missing.exit_code == 1 and "Traceback" not in missing.output
