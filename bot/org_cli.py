@@ -164,7 +164,7 @@ def households_list(
     as_json: AsJson = False,
 ) -> None:
     """列出户（可按村筛选）。--json 每户输出一行 JSON。"""
-    from storage.household_queries import list_households
+    from storage.households import list_households
     from storage.households import ensure_township, village_by_name
 
     settings = _settings()
@@ -204,8 +204,8 @@ def households_show(
     as_json: AsJson = False,
 ) -> None:
     """查看一户的登记信息、帮扶责任人和绑定情况。"""
-    from bot.clock import local
-    from storage.household_queries import household_view
+    from storage.clock import local
+    from storage.households import household_view
     from storage.households import ensure_township
 
     settings = _settings()

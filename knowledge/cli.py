@@ -16,10 +16,8 @@ import json
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Annotated, Any, Optional
-from zoneinfo import ZoneInfo
 
 import typer
 from rich.console import Console
@@ -27,7 +25,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
 from sqlalchemy import select
 
-from bot.clock import local
+from storage.clock import iso_local, local
 from storage.privacy import mask_text
 from knowledge.ingest.importer import HandbookImportError, ImportReport, import_files
 from knowledge.service import KnowledgeBase, ensure_sample_loaded
@@ -290,13 +288,6 @@ def _zone() -> str:
         return "Asia/Shanghai"
 
 
-def _iso(moment: datetime | None, zone: str) -> str | None:
-    if moment is None:
-        return None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=timezone.utc)
-    return moment.astimezone(ZoneInfo(zone)).isoformat(timespec="seconds")
-
 
 def _state_key(value: str) -> str:
     """An English state key, or its Chinese label (待答, 已答-已送达, ...)."""
@@ -329,10 +320,10 @@ def unanswered_list(
         for u in items:
             print(json.dumps({
                 "id": u.id, "openid": u.openid, "question": mask_text(u.question), "status": u.state,
-                "created_at": _iso(u.created_at, zone), "faq_id": u.faq_id,
+                "created_at": iso_local(u.created_at, zone), "faq_id": u.faq_id,
                 "reply": mask_text(u.reply) if u.reply else None, "replied_by": u.replied_by,
-                "answered_at": _iso(u.answered_at, zone), "delivered_at": _iso(u.delivered_at, zone),
-                "closed_at": _iso(u.closed_at, zone),
+                "answered_at": iso_local(u.answered_at, zone), "delivered_at": iso_local(u.delivered_at, zone),
+                "closed_at": iso_local(u.closed_at, zone),
             }, ensure_ascii=False))
         return
     if not items:

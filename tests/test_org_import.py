@@ -568,7 +568,7 @@ def test_list_and_show(org: Database, tmp_path: Path, sisong: Callable[..., Any]
                      "先锋队：就业", "联系电话：13912345678", "绑定码：已生成", "已绑定家庭成员：2 人",
                      "务工意向：想去广东进厂", "监测对象：否"):
         assert expected in text
-    from bot.clock import local
+    from storage.clock import local
 
     with org.session() as session:
         created = session.scalar(select(Household.created_at).where(Household.number == "520123001001"))

@@ -19,3 +19,12 @@ def local(moment: datetime | None, zone: str = "Asia/Shanghai", fmt: str = "%Y-%
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=timezone.utc)
     return moment.astimezone(_zone(zone)).strftime(fmt)
+
+
+def iso_local(moment: datetime | None, zone: str = "Asia/Shanghai") -> str | None:
+    """``moment`` as ISO 8601 with the township's offset (``+08:00``), for JSON; None stays None."""
+    if moment is None:
+        return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=timezone.utc)
+    return moment.astimezone(_zone(zone)).isoformat(timespec="seconds")
