@@ -73,8 +73,9 @@ def create_app(services: Services | None = None) -> FastAPI:
             if owns_services:
                 services.close()
 
-    app = FastAPI(title="Sisong 四送助手", lifespan=lifespan, docs_url=None, redoc_url=None)
+    app = FastAPI(title="Sisong 四送助手", version="1", lifespan=lifespan, docs_url=None, redoc_url=None,
+                  description="工作台接口：先 POST /api/v1/login/access-token 取令牌，再带 Authorization: Bearer … 调用。")
     app.include_router(webhook.router)
     app.include_router(health.router)
-    app.include_router(console.router)
+    console.install(app)
     return app

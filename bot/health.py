@@ -21,7 +21,7 @@ from bot import metrics
 from bot.services import Services
 from storage.db import bounded
 
-router = APIRouter()
+router = APIRouter(include_in_schema=False)
 
 HEALTH_BUDGET = 1.0  # seconds for the whole check
 _PING_BUDGET = 0.8

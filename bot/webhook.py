@@ -22,7 +22,7 @@ from bot.inbound import Rejected, ReplayGuard, check_query, encrypt_reply, read_
 from bot.pipeline import SUCCESS, Delivery
 
 log = logging.getLogger(__name__)
-router = APIRouter()
+router = APIRouter(include_in_schema=False)
 
 GRACE_SECONDS = 0.5
 # Not an HTTP status anyone receives: nginx's name for "the client went away first", for the metrics.

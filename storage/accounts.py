@@ -36,6 +36,7 @@ from storage.models.accounts import (
 from storage.models.base import utcnow
 from storage.models.org import Household, Township, Village
 from storage.privacy import mask_text
+from storage.scope import EVERYTHING, Scope
 
 MIN_PASSWORD = 8
 # A console left open over lunch stays logged in; one left overnight does not.
@@ -61,10 +62,15 @@ class Principal:
     id: int
     name: str
     role: str
-    village_ids: frozenset[int] | None  # None: every village (镇管理员, 督查)
+    scope: Scope
     cadre_id: int | None = None
     session_id: int | None = None
     csrf: str | None = None
+
+    @property
+    def village_ids(self) -> frozenset[int] | None:
+        """Villages shown to this account; None: every village (镇管理员, 督查)."""
+        return self.scope.villages
 
 
 def _digest(token: str) -> str:
@@ -182,27 +188,33 @@ def authenticate(db: Database, name: str, password: str, *, client: str = "") ->
         return user
 
 
-def scope_of(db: Database, user: User) -> frozenset[int] | None:
-    """Village ids the account may see; None means every village.
+def scope_of(db: Database, user: User) -> Scope:
+    """What the account may see (``storage.scope``).
 
     片区干部 see every village of the areas their listed villages belong to, so a
-    village added to the area later needs no account change. 帮扶责任人 see the
-    villages of their own households (through the linked cadre) and any listed.
+    village added to the area later needs no account change. 帮扶责任人 see their
+    own households (through the linked cadre) and every household of any listed
+    village. 督查 see everything and change nothing but alerts.
     """
-    if user.role in (ADMIN, INSPECTOR):
-        return None
+    if user.role == ADMIN:
+        return EVERYTHING
+    if user.role == INSPECTOR:
+        return Scope(writable=False)
     with db.session() as session:
         own = set(session.scalars(select(user_villages.c.village_id).where(user_villages.c.user_id == user.id)))
         if user.role == AREA and own:
             areas = select(Village.area_id).where(Village.id.in_(own), Village.area_id.is_not(None))
             own |= set(session.scalars(select(Village.id).where(Village.area_id.in_(areas))))
+        shown = set(own)
+        helper_id = None
         if user.role == HELPER and user.cadre_id is not None:
-            own |= set(session.scalars(select(Household.village_id).where(Household.helper_id == user.cadre_id)))
-    return frozenset(own)
+            helper_id = user.cadre_id
+            shown |= set(session.scalars(select(Household.village_id).where(Household.helper_id == user.cadre_id)))
+    return Scope(villages=frozenset(shown), full_villages=frozenset(own), helper_id=helper_id)
 
 
 def _principal(db: Database, user: User, cs: ConsoleSession | None = None) -> Principal:
-    return Principal(id=user.id, name=user.name, role=user.role, village_ids=scope_of(db, user),
+    return Principal(id=user.id, name=user.name, role=user.role, scope=scope_of(db, user),
                      cadre_id=user.cadre_id, session_id=cs.id if cs else None, csrf=cs.csrf if cs else None)
 
 

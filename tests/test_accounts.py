@@ -98,7 +98,7 @@ def audit_rows(services: Services) -> list[AuditLog]:
 def make_client(services: Services, address: str = "10.0.0.1") -> TestClient:
     app = create_app(services)
 
-    @app.get("/console/api/test-admin-only")
+    @app.get("/api/v1/test-admin-only")
     def admin_only(user: CurrentUser, _: Any = Depends(require_role("镇管理员"))) -> dict[str, str]:
         return {"name": user.name}
 
@@ -172,14 +172,14 @@ def test_cli_refuses_kindly(sisong: Callable[..., Any]) -> None:
 
 def test_login_success_home_and_logout(services: Services, web: TestClient) -> None:
     create_user(services.db, "王镇长", PASSWORD, "镇管理员")
-    assert web.get("/console/").headers["location"] == "/console/login"
+    assert web.get("/console/").headers["location"].startswith("/console/login")
     response = login(web, "王镇长", PASSWORD)
     assert response.status_code == 303 and response.headers["location"] == "/console/"
     cookie = response.headers["set-cookie"]
     assert "sisong_session=" in cookie and "HttpOnly" in cookie and "samesite=lax" in cookie.lower()
     assert "Secure" not in cookie  # plain http here; https gets Secure
     home = web.get("/console/")
-    assert home.status_code == 200 and "你好，王镇长（镇管理员）" in home.text and "退出登录" in home.text
+    assert home.status_code == 200 and "王镇长（镇管理员）" in home.text and "退出" in home.text
 
     assert web.post("/console/logout", data={"csrf": "wrong"}).status_code == 403
     csrf = re.search(r'name="csrf" value="([^"]+)"', home.text).group(1)  # type: ignore[union-attr]
@@ -254,7 +254,7 @@ def test_disabled_user_is_shut_out(services: Services, web: TestClient) -> None:
     assert web.get("/console/").status_code == 200
     disable_user(services.db, "李村")
     assert web.get("/console/").status_code == 303
-    assert web.get("/console/api/test-admin-only", headers={"Authorization": f"Bearer {token}"}).status_code == 401
+    assert web.get("/api/v1/test-admin-only", headers={"Authorization": f"Bearer {token}"}).status_code == 401
     web.cookies.clear()
     refused = login(web, "李村", PASSWORD)
     assert refused.status_code == 401
@@ -273,7 +273,7 @@ def test_api_token_and_roles(services: Services, web: TestClient) -> None:
     create_user(services.db, "李村", PASSWORD, "村干部", ["石桥村"])
     admin = create_api_token(services.db, "王镇长", "导出")
     village = create_api_token(services.db, "李村")
-    route = "/console/api/test-admin-only"
+    route = "/api/v1/test-admin-only"
     ok = web.get(route, headers={"Authorization": f"Bearer {admin}"})
     assert ok.status_code == 200 and ok.json() == {"name": "王镇长"}
     refused = web.get(route, headers={"Authorization": f"Bearer {village}"})
@@ -289,12 +289,16 @@ def test_api_token_and_roles(services: Services, web: TestClient) -> None:
 def test_scope_of(services: Services) -> None:
     with services.db.session() as session:
         ids = {v.name: v.id for v in session.scalars(select(Village))}
-    assert scope_of(services.db, create_user(services.db, "王镇长", PASSWORD, "镇管理员")) is None
-    assert scope_of(services.db, create_user(services.db, "督查甲", PASSWORD, "督查")) is None
-    assert scope_of(services.db, create_user(services.db, "李村", PASSWORD, "村干部", ["石桥村"])) == {ids["石桥村"]}
+    admin = scope_of(services.db, create_user(services.db, "王镇长", PASSWORD, "镇管理员"))
+    assert admin.villages is None and admin.writable
+    inspector = scope_of(services.db, create_user(services.db, "督查甲", PASSWORD, "督查"))
+    assert inspector.villages is None and not inspector.writable
+    village = scope_of(services.db, create_user(services.db, "李村", PASSWORD, "村干部", ["石桥村"]))
+    assert village.villages == village.full_villages == {ids["石桥村"]} and village.writable
     area = create_user(services.db, "赵片", PASSWORD, "片区干部", ["柳溪村"])
-    assert scope_of(services.db, area) == {ids["石桥村"], ids["柳溪村"]}  # the whole 东片
-    assert scope_of(services.db, create_user(services.db, "帮扶甲", PASSWORD, "帮扶责任人")) == frozenset()
+    assert scope_of(services.db, area).villages == {ids["石桥村"], ids["柳溪村"]}  # the whole 东片
+    helper = scope_of(services.db, create_user(services.db, "帮扶甲", PASSWORD, "帮扶责任人"))
+    assert helper.villages == frozenset() and helper.helper_id is None
     with pytest.raises(AccountError, match="密码太短"):
         create_user(services.db, "短密码", "1234567", "村干部")
 
@@ -327,7 +331,7 @@ def test_cli_token_is_shown_once_and_works(sisong: Callable[..., Any], services:
     result = sisong("token", "王镇长", "--label", "导出脚本")
     assert result.exit_code == 0, result.output
     issued = result.output.splitlines()[0].strip()
-    ok = web.get("/console/api/test-admin-only", headers={"Authorization": f"Bearer {issued}"})
+    ok = web.get("/api/v1/test-admin-only", headers={"Authorization": f"Bearer {issued}"})
     assert ok.status_code == 200 and ok.json() == {"name": "王镇长"}
     with services.db.session() as session:
         assert session.scalar(select(AuditLog.id).where(AuditLog.action == "token.create")) is not None
