@@ -153,3 +153,21 @@ def wait_for(predicate: Callable[[], Any], timeout: float = 10.0, interval: floa
             return value
         time.sleep(interval)
     raise AssertionError(f"condition not met within {timeout}s")
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Any]:
+    """One headless Chromium for the session's browser tests (see tests/support/browser.py)."""
+    from tests.support.browser import chromium
+
+    with chromium() as launched:
+        yield launched
+
+
+@pytest.fixture
+def live_url(services: Services) -> Iterator[str]:
+    """The whole app (webhook, console, API) served by uvicorn on a loopback port."""
+    from tests.support.browser import live_server
+
+    with live_server(create_app(services)) as url:
+        yield url
