@@ -82,9 +82,13 @@ def check_password_strength(password: str) -> None:
         raise AccountError(f"密码太短了，请至少用 {MIN_PASSWORD} 位（字母、数字都可以，越长越安全）。")
 
 
-def audit(session: Session, user: User | None, action: str, target: str = "", detail: str = "",
+def audit(session: Session, user: "User | Principal | None", action: str, target: str = "", detail: str = "",
           *, actor: str | None = None) -> None:
-    """Add an audit row to ``session`` (committed with the change it records); detail is masked."""
+    """Add an audit row to ``session`` (committed with the change it records); detail is masked.
+
+    ``user`` is the console account acting (a ``User`` row or the request's
+    ``Principal``), or None for the command line, recorded as ``actor`` or "命令行".
+    """
     session.add(AuditLog(
         user_id=user.id if user is not None else None,
         actor=(actor or (user.name if user is not None else CLI_ACTOR))[:64],
