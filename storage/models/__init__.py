@@ -26,11 +26,13 @@ from storage.models.org import (
     Township,
     Village,
 )
+from storage.models.uploads import ConsoleUpload
 
 __all__ = [
     "ApiToken",
     "AuditLog",
     "ConsoleSession",
+    "ConsoleUpload",
     "User",
     "Area",
     "Base",
