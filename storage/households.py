@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 from sqlalchemy import ColumnElement, exists, func, or_, select
@@ -106,6 +106,21 @@ class HouseholdView:
         }
 
 
+    def shown(self, *, in_list: bool) -> "HouseholdView":
+        """The view as the console shows it to an account whose scope includes the household.
+
+        Free text (务工意向) never shows an ID or bank number; a list (many
+        households on one screen, or a script's bulk download) also masks
+        every phone. A household's own page keeps its phones: the cadre calls them.
+        """
+        return replace(
+            self,
+            work_intent=mask_text(self.work_intent) if self.work_intent else self.work_intent,
+            phone=mask_phone(self.phone) if in_list else self.phone,
+            helper_phone=mask_phone(self.helper_phone) if in_list else self.helper_phone,
+        )
+
+
 def _view(household: Household, bound: int) -> HouseholdView:
     village = household.village
     helper = household.helper
@@ -178,10 +193,13 @@ def _like(text: str) -> str:
 
 
 def search_clause(q: str) -> ColumnElement[bool] | None:
-    """What ``q`` matches: part of a 户编号, 户主姓名, 组 or 村; ``张＊＊`` matches a name's shape.
+    """What ``q`` matches: part of a 户编号, 户主姓名, 组, 村 or 联系电话; ``张＊＊`` matches a name's shape.
 
     Labels and group notices show a 户主 masked (张＊＊), so a cadre holding a
-    label can type what it says: each ＊ (or *) stands for one character.
+    label can type what it says: each ＊ (or *) stands for one character. A
+    caller's number is often all a cadre has after a phone call, so four or
+    more digits also match the household's phone (stored as ``13812345678`` or
+    ``0851-8123456``).
     """
     text = unicodedata.normalize("NFKC", q or "").strip()
     if not text:
@@ -190,8 +208,12 @@ def search_clause(q: str) -> ColumnElement[bool] | None:
         pattern = _like(re.sub(r"\s+", "", text)).replace("*", "_")
         return Household.head_name.like(pattern, escape="\\")
     like = f"%{_like(text)}%"
-    return or_(Household.number.ilike(like, escape="\\"), Household.head_name.like(like, escape="\\"),
-               Hamlet.name.like(like, escape="\\"), Village.name.like(like, escape="\\"))
+    clauses = [Household.number.ilike(like, escape="\\"), Household.head_name.like(like, escape="\\"),
+               Hamlet.name.like(like, escape="\\"), Village.name.like(like, escape="\\")]
+    digits = re.sub(r"[\s-]", "", text)
+    if len(digits) >= 4 and digits.isdigit():
+        clauses.append(func.replace(Household.phone, "-", "").like(f"%{digits}%"))
+    return or_(*clauses)
 
 
 def search_households(
@@ -253,6 +275,12 @@ def visible_village(session: Session, township_id: int, name: str, scope: Scope)
     return village
 
 
+def visible_villages(session: Session, township_id: int, scope: Scope) -> list[str]:
+    """Names of the villages ``scope`` lists (for a village filter), sorted as people read them."""
+    return sorted(session.scalars(select(Village.name).where(Village.township_id == township_id,
+                                                             scope.village_rows())))
+
+
 def find_household(session: Session, township_id: int, number: str, scope: Scope) -> Household | None:
     """The household numbered ``number``: None if there is none, OutOfScope if it is not this account's."""
     household = household_by_number(session, township_id, unicodedata.normalize("NFKC", number or ""))
@@ -271,6 +299,12 @@ def household_view(session: Session, township_id: int, number: str, scope: Scope
 # -- one household's page: members, what they asked, hand-overs ----------------------------------
 
 QUESTION_LIMIT = 20
+REPLY_CLIP = 300  # a reply can be a whole handbook article; the page shows its start
+
+
+def _clip(text: str, size: int = REPLY_CLIP) -> str:
+    return text if len(text) <= size else text[:size].rstrip() + "…"
+
 # What the chat did with a message, by the handler's module (bot.router.handler_name).
 HANDLER_KINDS = {
     "policy_qa": "政策问答",
@@ -375,7 +409,7 @@ def household_detail(session: Session, township_id: int, number: str, scope: Sco
         for m in messages:
             module = (m.handler or "").split(".", 1)[0]
             asked.append(Asked(m.created_at, short_openid(m.openid), mask_text(m.text or ""),
-                               HANDLER_KINDS.get(module, "其他"), mask_text(m.reply or "")))
+                               HANDLER_KINDS.get(module, "其他"), _clip(mask_text(m.reply or ""))))
         for u in session.scalars(
             select(KbUnanswered).where(KbUnanswered.openid.in_(openids))
             .order_by(KbUnanswered.created_at.desc(), KbUnanswered.id.desc()).limit(limit)

@@ -61,7 +61,7 @@ from storage.import_rows import (
 from storage.models.base import utcnow
 from storage.models.org import Area, Cadre, Hamlet, Household, MessagingGroup, Team, Village
 from storage.privacy import mask_text
-from storage.scope import EVERYTHING, Scope
+from storage.scope import EVERYTHING, OutOfScope, Scope
 from storage.sheets import Row, Sheet, SheetError, read_table
 
 if TYPE_CHECKING:
@@ -83,14 +83,19 @@ FIELD_LABELS = {
     "monitored": "监测对象",
     "lifted": "脱贫状态",
 }
-MISSING_HINT = ("表里有系统里还没有的村、片区、组或干部：先用 sisong org import 导入村和干部，"
-                "或在导入户时加 --create-missing 自动新建。")
+MISSING_HINT = ("表里有系统里还没有的村、片区、组或干部：先导入组织表（sisong org import）登记村和干部，"
+                "或导入户时选“自动新建”（命令行加 --create-missing）。")
+# For accounts limited to some villages, who may not create villages or cadres (see import_households).
+MISSING_HINT_SCOPED = "表里有系统里还没有的村、组或干部：请镇管理员先登记（导入组织表），再导入这份文件。"
+NO_CREATE = "自动新建村、组和帮扶责任人只有镇管理员能用。请镇管理员先登记，或请镇管理员导入这份文件。"
 CONFLICT = "导入时数据正被别人修改（可能有人同时在导入），没有导入任何内容。请稍后重新导入。"
 CHANGED = "核对之后系统里的户信息有了变化（可能有人刚导入过），这次没有导入任何内容。请重新上传文件，再核对一遍。"
 EXPIRED = "这份文件已经过期或已经导入过了，请重新上传。"
 UNREADABLE = "这个文件打不开。请导入 .csv 或 .xlsx 文件（在 Excel 里“另存为”即可）。"
+EMPTY = "文件是空的。请导入有户信息的 .csv 或 .xlsx 文件。"
 # An uploaded roster of a few thousand households is well under 1 MB; 5 MB leaves room for formatting.
 MAX_UPLOAD_BYTES = 5 * 1024 * 1024
+TOO_LARGE = f"文件太大了（最多 {MAX_UPLOAD_BYTES // (1024 * 1024)} MB）。请只保留户信息这一张表，另存为 .xlsx 或 CSV 后再导入。"
 # An XLSX is a zip: refuse one that would unpack to more than this (a "zip bomb" or a giant sheet).
 MAX_UNPACKED_BYTES = 100 * 1024 * 1024
 UPLOAD_KIND = "households"
@@ -209,6 +214,10 @@ def read_file(source: Path | str | bytes | BinaryIO, filename: str | None = None
     file (a zip, like an XLSX), a photo, an XLSX that unpacks to gigabytes.
     Whatever the reader raises becomes the same kind word, never a 500.
     """
+    if isinstance(source, bytes) and not source.strip():
+        return RowError(None, EMPTY)
+    if isinstance(source, bytes) and len(source) > MAX_UPLOAD_BYTES:
+        return RowError(None, TOO_LARGE)
     if isinstance(source, bytes) and source.startswith(b"PK\x03\x04"):
         try:
             with zipfile.ZipFile(io.BytesIO(source)) as archive:
@@ -281,10 +290,17 @@ def import_households(
     raised for a read-only account); ``actor`` and ``filename`` go into the
     audit row of an import that writes. With ``expected`` (the ``digest`` of
     an earlier dry run) nothing is written unless the plan is still that one.
+
+    ``create_missing`` is for accounts that see the whole township only
+    (OutOfScope otherwise): new villages, 片区 and cadres change the
+    organisation every account's scope is made of, and a misspelt name from a
+    village cadre's roster would quietly become a new helper.
     """
     from storage.accounts import audit
 
     scope.check_writable()
+    if create_missing and not scope.everything:
+        raise OutOfScope(NO_CREATE)
     records, errors, warnings = validate_households(sheets)
     report = ImportReport(dry_run=dry_run, errors=errors, warnings=warnings)
     with db.sessions() as session:
@@ -296,7 +312,7 @@ def import_households(
             if report.errors:
                 session.rollback()
                 if plan.missing and not create_missing:
-                    report.warnings.append(MISSING_HINT)
+                    report.warnings.append(MISSING_HINT if scope.everything else MISSING_HINT_SCOPED)
                 return report
             plan.fill(report)
             if expected is not None and report.digest != expected:
@@ -505,9 +521,6 @@ def plan_households(
             village = org.villages.get(rec.village)
             if village is not None and not scope.covers_village(village.id):
                 reasons.append(f"{rec.village}不在您负责的范围内")
-                covered = False
-            elif village is None and create_missing:
-                reasons.append(f"{rec.village}不在您负责的范围内（新建村请找镇管理员）")
                 covered = False
         village_known = covered and bool(rec.village) and _plan_village(plan, org, rec, create_missing, reasons)
         fault("village", "area", since=n)
