@@ -93,6 +93,9 @@ CHANGED = "核对之后系统里的户信息有了变化（可能有人刚导入
 EXPIRED = "这份文件已经过期或已经导入过了，请重新上传。"
 UNREADABLE = "这个文件打不开。请导入 .csv 或 .xlsx 文件（在 Excel 里“另存为”即可）。"
 EMPTY = "文件是空的。请导入有户信息的 .csv 或 .xlsx 文件。"
+NOT_A_SHEET = "这不是 CSV 或 Excel 文件（像是照片或 PDF）。请导入 .csv 或 .xlsx 文件。"
+# What people pick by mistake on a phone: a photo of the roster, a PDF of it. Said plainly, not as "bad encoding".
+_NOT_SHEETS = (b"\x89PNG", b"\xff\xd8\xff", b"GIF8", b"%PDF", b"RIFF", b"\x00\x00\x00")
 # An uploaded roster of a few thousand households is well under 1 MB; 5 MB leaves room for formatting.
 MAX_UPLOAD_BYTES = 5 * 1024 * 1024
 TOO_LARGE = f"文件太大了（最多 {MAX_UPLOAD_BYTES // (1024 * 1024)} MB）。请只保留户信息这一张表，另存为 .xlsx 或 CSV 后再导入。"
@@ -218,6 +221,8 @@ def read_file(source: Path | str | bytes | BinaryIO, filename: str | None = None
         return RowError(None, EMPTY)
     if isinstance(source, bytes) and len(source) > MAX_UPLOAD_BYTES:
         return RowError(None, TOO_LARGE)
+    if isinstance(source, bytes) and source.startswith(_NOT_SHEETS):
+        return RowError(None, NOT_A_SHEET)
     if isinstance(source, bytes) and source.startswith(b"PK\x03\x04"):
         try:
             with zipfile.ZipFile(io.BytesIO(source)) as archive:
