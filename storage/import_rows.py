@@ -473,9 +473,9 @@ class HouseholdRecord:
     letters: dict[str, str] = field(default_factory=dict)  # column key → Excel letter in this sheet
 
     def columns(self, keys: Sequence[str]) -> tuple[tuple[str, str], ...]:
-        """(letter, label) of these columns, each once, in the order given."""
-        return tuple((self.letters[key], HOUSEHOLDS.column(key).label) for key in dict.fromkeys(keys)
-                     if key in self.letters)
+        """(letter, label) of these columns, each once, left to right as the cadre sees them in Excel."""
+        found = [(self.letters[key], HOUSEHOLDS.column(key).label) for key in dict.fromkeys(keys) if key in self.letters]
+        return tuple(sorted(found, key=lambda pair: (len(pair[0]), pair[0])))  # B before AA
 
 
 def validate_households(sheets: Sequence[Sheet]) -> tuple[list[HouseholdRecord], list[RowError], list[str]]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import io
 import re
+import zlib
 from collections.abc import Callable, Iterator
 from datetime import timedelta
 from typing import Any
@@ -366,7 +367,7 @@ def test_import_page_reports_then_applies_the_checked_file(app_client: TestClien
     assert household_count(services) == 6
     with services.db.session() as session:
         kept = session.scalar(select(ConsoleUpload))
-        assert kept is not None and b"110101199001011234" not in __import__("zlib").decompress(kept.payload)
+        assert kept is not None and b"110101199001011234" not in zlib.decompress(kept.payload)  # no ID kept
 
     applied = app_client.post("/console/households/import/apply", data={"csrf": csrf, "key": key})
     assert applied.status_code == 200 and "导入完成：新增 2 户" in applied.text
@@ -487,3 +488,47 @@ def test_openapi_documents_the_households_api(app_client: TestClient) -> None:
                  "/api/v1/households/binding-status", "/api/v1/households/codes"):
         assert path in paths
     assert not any(p.startswith("/console/households") for p in paths)
+
+
+# -- in a real browser (the issue's scenario) ------------------------------------------------------
+
+@pytest.mark.parametrize("backend", ["server"], indirect=True)
+def test_import_in_a_real_browser(services: Services, live_url: str, browser: Any) -> None:
+    """Log in on a phone, import a roster with one bad row, read the report, fix it, import; open a household."""
+    from tests.support.browser import DESKTOP, PHONE, log_in, screenshot
+
+    context = browser.new_context(viewport=PHONE, locale="zh-CN")
+    page = context.new_page()
+    log_in(page, live_url, "王镇长", PASSWORD)
+    page.click("nav.tabs >> text=农户")
+    page.click("text=导入户信息")
+    page.set_input_files("#file", files=[{"name": "花名册.csv", "mimeType": "text/csv",
+                                          "buffer": roster(GOOD, BAD)}])
+    page.click("button:has-text('上传并检查')")
+    report = page.inner_text("#row-errors")
+    assert "第 3 行" in report and "D 列（组）" in report and "人口数「四口」不是整数" in report
+    assert "没有导入任何内容" in page.inner_text("[role=alert]")
+    assert page.locator("#confirm-import").count() == 0
+    assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
+    screenshot(page, "households-import-375")
+
+    page.set_input_files("#file", files=[{"name": "花名册.csv", "mimeType": "text/csv",
+                                          "buffer": roster(GOOD, FIXED)}])
+    page.click("button:has-text('上传并检查')")
+    assert "检查通过" in page.inner_text("[role=status]")
+    assert household_count(services) == 6
+    page.click("#confirm-import")
+    assert "导入完成：新增 2 户" in page.inner_text("[role=status]")
+    assert household_count(services) == 8
+
+    page.click("text=查看农户")
+    assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
+    screenshot(page, "households-list-375")
+    page.set_viewport_size(DESKTOP)
+    page.fill("#q", "冯")
+    page.click("button:has-text('查找')")
+    page.click("a:has-text('520100010')")
+    assert "冯十二家" in page.inner_text("h1")
+    assert "石桥村 二组" in page.inner_text("#household-info")
+    screenshot(page, "households-1280")
+    context.close()
