@@ -325,8 +325,20 @@ def test_bad_uploads_are_kind_4xx(app_client: TestClient, as_user: Callable, nam
 
 def test_missing_file_and_bad_fields_are_chinese_422(app_client: TestClient, as_user: Callable) -> None:
     admin = as_user("王镇长")
-    missing = app_client.post("/api/v1/households/import", headers=admin, data={"dry_run": "true"})
-    assert missing.status_code == 422 and missing.json()["detail"].startswith("填写的内容不对")
+    not_multipart = app_client.post("/api/v1/households/import", headers=admin, data={"dry_run": "true"})
+    assert not_multipart.status_code == 415 and "multipart/form-data" in not_multipart.json()["detail"]
+    missing = app_client.post("/api/v1/households/import", headers=admin, files={"dry_run": (None, "true")})
+    assert missing.status_code == 422 and missing.json()["detail"] == "填写的内容不对：file：必须填写。"
+    two = app_client.post("/api/v1/households/import", headers=admin,
+                          files=[("file", ("a.csv", roster(GOOD))), ("file", ("b.csv", roster(GOOD)))])
+    assert two.status_code == 400 and two.json()["detail"] == "一次只能导入一个文件。"
+    broken = app_client.post("/api/v1/households/import", content=b"--x\r\nnonsense",
+                             headers={**admin, "content-type": "multipart/form-data; boundary=x"})
+    assert broken.status_code in (400, 422) and not broken.json()["detail"].isascii()
+    huge = app_client.post("/api/v1/households/import", content=b"x" * 16,
+                           headers={**admin, "content-type": "multipart/form-data; boundary=x",
+                                    "content-length": str(MAX_UPLOAD_BYTES * 2)})
+    assert huge.status_code == 413
     bad_flag = upload(app_client, admin, roster(GOOD), dry_run="maybe")
     assert bad_flag.status_code == 422 and "dry_run" in bad_flag.json()["detail"]
     assert app_client.get("/api/v1/households", headers=admin, params={"page": 0}).status_code == 422

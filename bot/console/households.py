@@ -22,15 +22,20 @@ default) reports, ``dry_run=false`` imports if every row is right.
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from pathlib import PurePosixPath
 from typing import Annotated, Any
 from urllib.parse import urlencode
 
-from fastapi import APIRouter, File, Form, HTTPException, Query, Request, UploadFile, status
+from fastapi import APIRouter, Form, HTTPException, Query, Request, status
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from pydantic import BaseModel, Field
+from starlette.datastructures import UploadFile
+from starlette.formparsers import MultiPartException, MultiPartParser
 
-from bot.console.deps import ApiCsrf, Csrf, CurrentUser, PageUser, ServicesDep, Writer
+from bot.console.deps import ApiCsrf, Csrf, CurrentUser, PageUser, ServicesDep, Writer, form_csrf
 from bot.console.templating import render
 from knowledge.store.unanswered import STATES, state_of
 from storage.accounts import Principal
@@ -109,15 +114,76 @@ def _bound_filter(value: str | None) -> bool | None:
 
 # -- importing -------------------------------------------------------------------------------------
 
-def _read_upload(file: UploadFile | None) -> tuple[bytes, str]:
-    """The uploaded bytes (at most ``MAX_UPLOAD_BYTES``, else 413) and the file's own name, without a path."""
-    if file is None:
-        return b"", ""
-    data = file.file.read(MAX_UPLOAD_BYTES + 1)
+@dataclass
+class _Form:
+    """A multipart form as read: the file's bytes and own name, and the other fields."""
+
+    data: bytes
+    filename: str
+    fields: dict[str, str]
+    has_file: bool
+
+
+# The body may carry the form's other fields and multipart framing on top of the file.
+_BODY_LIMIT = MAX_UPLOAD_BYTES + 64 * 1024
+
+
+async def _limited(request: Request) -> AsyncIterator[bytes]:
+    received = 0
+    async for chunk in request.stream():
+        received += len(chunk)
+        if received > _BODY_LIMIT:
+            raise HTTPException(413, TOO_LARGE)
+        yield chunk
+
+
+async def _read_form(request: Request) -> _Form:
+    """Read the multipart body ourselves, counting as it arrives, so a huge upload is refused (413) early.
+
+    FastAPI's ``UploadFile`` parameters would read (and spool to disk) the
+    whole body before the route, and before its login check. Routes that take
+    uploads therefore declare no body parameters: the account is checked
+    first, then this reads at most ``MAX_UPLOAD_BYTES`` of file.
+    """
+    if not request.headers.get("content-type", "").lower().startswith("multipart/form-data"):
+        raise HTTPException(415, "请用 multipart/form-data 上传文件（字段名 file）。")
+    length = request.headers.get("content-length", "")
+    if length.isdigit() and int(length) > _BODY_LIMIT:
+        raise HTTPException(413, TOO_LARGE)
+    parser = MultiPartParser(request.headers, _limited(request), max_files=1, max_fields=10,
+                             max_part_size=64 * 1024)
+    try:
+        form = await parser.parse()
+    except MultiPartException as exc:
+        many = "Too many files" in exc.message
+        raise HTTPException(400, "一次只能导入一个文件。" if many else
+                            "上传的内容不完整或格式不对，请重新选择文件再试。") from None
+    try:
+        data, filename, fields, has_file = b"", "", {}, False
+        for key, value in form.multi_items():
+            if isinstance(value, UploadFile):
+                if key == "file":
+                    data, has_file = await value.read(), True
+                    filename = PurePosixPath((value.filename or "").replace("\\", "/")).name.strip()[:255]
+            else:
+                fields[key] = value
+    finally:
+        await form.close()
     if len(data) > MAX_UPLOAD_BYTES:
         raise HTTPException(413, TOO_LARGE)
-    name = PurePosixPath((file.filename or "").replace("\\", "/")).name
-    return data, name[:255]
+    return _Form(data, filename, fields, has_file)
+
+
+def _flag(fields: dict[str, str], name: str, default: bool) -> bool:
+    """A form's yes/no field as browsers and scripts send it; anything else is a 422 naming the field."""
+    value = fields.get(name, "").strip().lower()
+    if not value:
+        return default
+    if value in ("1", "true", "on", "yes"):
+        return True
+    if value in ("0", "false", "off", "no"):
+        return False
+    raise HTTPException(422, f"填写的内容不对：{name}：应当是 true 或 false。")
 
 
 def _report_view(report: ImportReport) -> dict[str, Any]:
@@ -158,16 +224,17 @@ def import_page(request: Request, user: PageUser) -> Response:
 
 
 @pages.post("/households/import", response_class=HTMLResponse)
-def import_check(request: Request, services: ServicesDep, user: Csrf,
-                 file: Annotated[UploadFile | None, File()] = None,
-                 create_missing: Annotated[bool, Form()] = False) -> Response:
+async def import_check(request: Request, services: ServicesDep, user: PageUser, _writer: Writer) -> Response:
     """Step 1: check the uploaded file row by row and show the report; keep it if it is clean."""
-    data, filename = _read_upload(file)
-    if not filename and not data:
+    form = await _read_form(request)
+    form_csrf(user, form.fields.get("csrf", ""))
+    create_missing = _flag(form.fields, "create_missing", False)
+    if not form.data and not form.filename:
         return render(request, "households_import.html", user, 400, report=None,
                       flashes=[("error", "请先选择要导入的文件（.xlsx 或 .csv）。")])
-    checked = check_households_upload(services.db, services.settings.township, data, filename, scope=user.scope,
-                                      user_id=user.id, create_missing=create_missing)
+    checked = await run_in_threadpool(
+        lambda: check_households_upload(services.db, services.settings.township, form.data, form.filename,
+                                        scope=user.scope, user_id=user.id, create_missing=create_missing))
     return render(request, "households_import.html", user, report=checked.report, key=checked.key,
                   filename=checked.filename, create_missing=create_missing, **_report_view(checked.report))
 
@@ -391,25 +458,37 @@ def api_codes(services: ServicesDep, user: ApiCsrf, _writer: Writer, body: Codes
     return {"issued": _issue_codes(services, user, body.village or None)}
 
 
+_IMPORT_BODY = {"required": True, "content": {"multipart/form-data": {"schema": {
+    "type": "object", "required": ["file"], "properties": {
+        "file": {"type": "string", "format": "binary", "description": "CSV 或 .xlsx 文件，最多 5 MB"},
+        "dry_run": {"type": "boolean", "default": True, "description": "true（默认）只检查并报告，不写入"},
+        "create_missing": {"type": "boolean", "default": False,
+                           "description": "自动新建村、组和帮扶责任人（只有镇管理员）"}}}}}}
+
+
 @api.post(
     "/households/import", response_model=ImportReportOut, summary="导入户信息（默认只检查）",
     responses={422: {"model": ImportReportOut, "description": "文件有问题：每一行的问题在 errors 里，什么也没导入"},
-               413: {"description": "文件太大"}},
+               400: {"description": "上传的内容不完整"}, 413: {"description": "文件太大"},
+               415: {"description": "不是 multipart/form-data"}},
+    openapi_extra={"requestBody": _IMPORT_BODY},
 )
-def api_import(services: ServicesDep, user: ApiCsrf, _writer: Writer,
-               file: Annotated[UploadFile, File(description="CSV 或 .xlsx 文件")],
-               dry_run: Annotated[bool, Form(description="true（默认）只检查并报告，不写入")] = True,
-               create_missing: Annotated[bool, Form(description="自动新建村、组和帮扶责任人（只有镇管理员）")] = False,
-               ) -> Response:
+async def api_import(request: Request, services: ServicesDep, user: ApiCsrf, _writer: Writer) -> Response:
     """Check (``dry_run``, the default) or import a roster; the same rules and report as ``sisong households import``.
 
     200 with the report when every row is right (and, without ``dry_run``, it
     was imported); 422 with the same report when any row is wrong: nothing is
     written then, and ``errors`` lists every bad row with its line, columns and reason.
     """
-    data, filename = _read_upload(file)
-    report = import_households_file(services.db, services.settings.township, data, filename or None,
-                                    dry_run=dry_run, create_missing=create_missing, scope=user.scope, actor=user)
+    form = await _read_form(request)
+    if not form.has_file:
+        raise HTTPException(422, "填写的内容不对：file：必须填写。")
+    dry_run = _flag(form.fields, "dry_run", True)
+    create_missing = _flag(form.fields, "create_missing", False)
+    report = await run_in_threadpool(
+        lambda: import_households_file(services.db, services.settings.township, form.data, form.filename or None,
+                                       dry_run=dry_run, create_missing=create_missing, scope=user.scope,
+                                       actor=user))
     body = {"detail": _summary(report), "ok": report.ok, **report.to_json()}
     return JSONResponse(body, status_code=200 if report.ok else 422)
 
