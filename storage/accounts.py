@@ -199,25 +199,31 @@ def change_own_password(db: Database, me: Principal, old: str, new: str) -> None
         user = session.get(User, me.id)
         if user is None or not user.active:
             raise AccountError("这个账号已经停用了。")
-        if not _hasher.verify(old, user.password_hash):
+        wrong = not _hasher.verify(old, user.password_hash)
+        if wrong:  # recorded (committed) like a failed login, then refused below
             audit(session, me, "user.passwd.fail", user.name, "原密码不对")
-            raise WrongPassword("原密码不对，请再试一次。")
-        user.password_hash = _hasher.hash(new)
-        user.failed_logins = 0
-        _end_sessions(session, user.id, keep=me.session_id)
-        audit(session, me, "user.passwd", user.name, "本人修改")
+        else:
+            user.password_hash = _hasher.hash(new)
+            user.failed_logins = 0
+            _end_sessions(session, user.id, keep=me.session_id)
+            audit(session, me, "user.passwd", user.name, "本人修改")
+    if wrong:
+        raise WrongPassword("原密码不对，请再试一次。")
 
 
 def _active_admins(session: Session) -> int:
     return session.scalar(select(func.count(User.id)).where(User.role == ADMIN, User.active.is_(True))) or 0
 
 
-def _guard_admin_change(session: Session, user: User, actor: Actor, what: str) -> None:
-    """Nobody locks the township out: not an admin themselves from the console, not the last admin at all."""
+def _guard_admin_change(session: Session, user: User, actor: Actor, demote: bool) -> None:
+    """Nobody locks the township out: no admin disables or demotes themselves from the console, and
+    the last active admin stays one (the command line included: add another admin first)."""
     if isinstance(actor, Principal) and actor.id == user.id:
-        raise AccountError(f"不能{what}自己的账号；需要时请另一位镇管理员来做。")
+        raise AccountError(("不能改掉自己的镇管理员角色" if demote else "不能停用自己的账号")
+                           + "；需要时请另一位镇管理员来做。")
     if user.role == ADMIN and user.active and _active_admins(session) <= 1:
-        raise AccountError(f"「{user.name}」是唯一的镇管理员，不能{what}。请先添加另一位镇管理员。")
+        raise AccountError(f"「{user.name}」是唯一的镇管理员，不能{'改成别的角色' if demote else '停用'}。"
+                           "请先添加另一位镇管理员。")
 
 
 def disable_user(db: Database, name: str | int, *, actor: Actor = None) -> bool:
@@ -226,7 +232,7 @@ def disable_user(db: Database, name: str | int, *, actor: Actor = None) -> bool:
         user = _user_by_name(session, name)
         was_active = user.active
         if was_active:
-            _guard_admin_change(session, user, actor, "停用")
+            _guard_admin_change(session, user, actor, demote=False)
         user.active = False
         _end_sessions(session, user.id)
         session.execute(update(ApiToken).where(ApiToken.user_id == user.id, ApiToken.revoked_at.is_(None))
@@ -255,7 +261,7 @@ def update_user(db: Database, name: str | int, role: str, villages: Iterable[str
     with db.session() as session:
         user = _user_by_name(session, name)
         if user.role == ADMIN and role != ADMIN:
-            _guard_admin_change(session, user, actor, "改掉镇管理员角色")
+            _guard_admin_change(session, user, actor, demote=True)
         scope = _villages(session, township, villages)
         user.role = role
         user.villages = scope
@@ -420,9 +426,9 @@ def create_api_token(db: Database, name: str | int, label: str = "", *, actor: A
     with db.session() as session:
         user = _user_by_name(session, name)
         if not user.active:
-            raise AccountError(f"账号「{name}」已停用。")
+            raise AccountError(f"账号「{user.name}」已停用。")
         session.add(ApiToken(token_hash=_digest(token), user_id=user.id, label=label[:64]))
-        audit(session, actor, "token.create", name, label)
+        audit(session, actor, "token.create", user.name, label)
     return token
 
 
