@@ -14,12 +14,12 @@ import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
-from typing import Union
+from typing import Any, Union
 from zoneinfo import ZoneInfo
 
 from pwdlib import PasswordHash
 from pwdlib.hashers.argon2 import Argon2Hasher
-from sqlalchemy import delete, func, or_, select, update
+from sqlalchemy import delete, false, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from storage.db import Database
@@ -427,7 +427,8 @@ def create_api_token(db: Database, name: str | int, label: str = "", *, actor: A
         user = _user_by_name(session, name)
         if not user.active:
             raise AccountError(f"账号「{user.name}」已停用。")
-        session.add(ApiToken(token_hash=_digest(token), user_id=user.id, label=label[:64]))
+        label = _printable(label.strip())[:64]
+        session.add(ApiToken(token_hash=_digest(token), user_id=user.id, label=label))
         audit(session, actor, "token.create", user.name, label)
     return token
 
@@ -571,7 +572,9 @@ def list_audit(db: Database, *, actor: str = "", action: str = "", since: date |
     """Audit rows, newest first. ``actor`` matches part of the name; ``action`` is exact; ``since`` and
     ``until`` are days on the township's clock, both included. Who may read it is the caller's check."""
     page, per_page = min(max(page, 1), 1_000_000), min(max(per_page, 1), 200)
-    where = []
+    where: list[Any] = []
+    if not (_storable(actor) and _storable(action)):
+        where.append(false())  # no name or action holds NUL (audit() replaces it)
     if actor.strip():
         where.append(AuditLog.actor.contains(actor.strip(), autoescape=True))
     if action.strip():

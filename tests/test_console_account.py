@@ -421,3 +421,30 @@ def test_purge_sessions_and_the_sweeper(services: Services) -> None:
     assert "sessions" not in sweeper.sweep()  # at most hourly
     sweeper._sessions_at = -1e9  # an hour (and more) later
     assert sweeper.sweep()["sessions"] == 1
+
+
+def test_hostile_input_is_refused_kindly(services: Services, seeded: Seeded) -> None:
+    """What a fuzzer rarely hits: NUL characters (PostgreSQL refuses them), ids past 32 bits, calendar ends."""
+    create_user(services.db, "王镇长", PASSWORD, "镇管理员")
+    headers = bearer(services, "王镇长")
+    with TestClient(create_app(services), raise_server_exceptions=False) as c:
+        calls = [
+            c.get("/api/v1/audit", params={"actor": "王\x00", "action": "\x00"}, headers=headers),
+            c.get("/api/v1/audit", params={"since": "0001-01-01", "until": "9999-12-31"}, headers=headers),
+            c.get("/api/v1/audit", params={"page": 10**9}, headers=headers),
+            c.post("/api/v1/users", headers=headers,
+                   json={"name": "a\x00b", "role": "村干部", "villages": [], "password": PASSWORD}),
+            c.post("/api/v1/users", headers=headers,
+                   json={"name": "ab", "role": "村干部", "villages": ["石桥\x00"], "password": PASSWORD}),
+            c.put("/api/v1/users/1/cadre", headers=headers, json={"cadre": "李\x00"}),
+            c.post("/api/v1/login/access-token", data={"username": "王\x00", "password": "x\x00"}),
+            c.post("/api/v1/account/tokens", headers=headers, json={"label": "x\x00y"}),
+            c.get(f"/api/v1/users/{2**31}", headers=headers),
+            c.delete(f"/api/v1/account/tokens/{2**63}", headers=headers),
+        ]
+    assert [r.status_code for r in calls] == [200, 200, 422, 400, 400, 400, 401, 201, 422, 422]
+    assert calls[0].json()["total"] == 0 and calls[1].json()["total"] >= 1
+    for response in calls:
+        if response.status_code >= 400:
+            assert not response.json()["detail"].isascii()
+    assert calls[7].json()["label"] == "x\ufffdy"
