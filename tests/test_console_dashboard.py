@@ -230,3 +230,22 @@ def test_dashboard_charts_in_a_browser(services: Services, seeded: Seeded, live_
         assert not errors, errors
         screenshot(page, name)
         context.close()
+
+
+@pytest.mark.parametrize("backend", ["server"], indirect=True)
+def test_other_pages_fit_a_phone(services: Services, seeded: Seeded, live_url: str, browser: Any) -> None:
+    """干部与群, 操作记录, 我的账号 and 账号管理 read on a 375-px screen without sideways scrolling."""
+    create_user(services.db, "王镇长", PASSWORD, "镇管理员", township=TOWNSHIP)
+    create_user(services.db, "石村干", PASSWORD, "村干部", ["石桥村"], township=TOWNSHIP)
+    create_api_token(services.db, "王镇长", "导出脚本")
+    context = browser.new_context(viewport=PHONE, locale="zh-CN")
+    page = context.new_page()
+    log_in(page, live_url, "王镇长", PASSWORD)
+    for path, name, expect in (("/console/org", "org-375", "李帮扶"), ("/console/audit", "audit-375", "新建账号"),
+                               ("/console/account", "account-375", "导出脚本"),
+                               ("/console/users", "users-375", "石村干")):
+        page.goto(live_url + path)
+        assert expect in page.inner_text("main")
+        assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"], path
+        screenshot(page, name)
+    context.close()

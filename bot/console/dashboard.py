@@ -9,7 +9,7 @@ picture, not the only way to read the figures.
 
 from __future__ import annotations
 
-from datetime import date, datetime
+import datetime as dt
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response
@@ -32,7 +32,7 @@ class VillageOut(BaseModel):
 
 
 class DayOut(BaseModel):
-    date: date
+    date: dt.date
     questions: int
     answered: int = Field(description="政策库答上的")
     handed_over: int = Field(description="转给干部的（进了待答问题）")
@@ -40,13 +40,13 @@ class DayOut(BaseModel):
 
 class UnansweredOut(BaseModel):
     open: int
-    oldest_at: datetime | None
+    oldest_at: dt.datetime | None
     waited: str = Field(description="最早一条等了多久，如“最早的一条等了 3 天”")
 
 
 class DashboardOut(BaseModel):
     scope: str = Field(description="全镇，或 您负责的范围")
-    as_of: datetime
+    as_of: dt.datetime
     followers: int = Field(description="关注的人（非全镇账号：只算绑定到自己范围内户的）")
     households: int
     bound_households: int
