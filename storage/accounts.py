@@ -150,6 +150,13 @@ def _villages(session: Session, township: str | None, names: Iterable[str]) -> l
     return [found[n] for n in wanted]
 
 
+def _check_role(role: str) -> None:
+    if not role:
+        raise AccountError(f"请选择角色：{'、'.join(ACCOUNT_ROLES)}。")
+    if role not in ACCOUNT_ROLES:
+        raise AccountError(f"没有「{role}」这个角色，可选：{'、'.join(ACCOUNT_ROLES)}。")
+
+
 def _scope_detail(role: str, villages: list[Village]) -> str:
     return f"角色 {role}" + (f"，村 {'、'.join(v.name for v in villages)}" if villages else "")
 
@@ -163,8 +170,7 @@ def create_user(db: Database, name: str, password: str, role: str, villages: Ite
         raise AccountError(f"账号名太长了，请不超过 {MAX_NAME} 个字。")
     if not name.isprintable():
         raise AccountError("账号名里有不能用的字符（换行、制表符之类），请只用文字、字母和数字。")
-    if role not in ACCOUNT_ROLES:
-        raise AccountError(f"没有「{role}」这个角色，可选：{'、'.join(ACCOUNT_ROLES)}。")
+    _check_role(role)
     check_password_strength(password)
     with db.session() as session:
         if session.scalar(select(User.id).where(User.name == name)) is not None:
@@ -256,8 +262,7 @@ def enable_user(db: Database, name: str | int, *, actor: Actor = None) -> bool:
 def update_user(db: Database, name: str | int, role: str, villages: Iterable[str], *,
                 township: str | None = None, actor: Actor = None) -> User:
     """Set an account's role and villages (a cadre moved, or was given another job)."""
-    if role not in ACCOUNT_ROLES:
-        raise AccountError(f"没有「{role}」这个角色，可选：{'、'.join(ACCOUNT_ROLES)}。")
+    _check_role(role)
     with db.session() as session:
         user = _user_by_name(session, name)
         if user.role == ADMIN and role != ADMIN:

@@ -29,6 +29,7 @@ from storage.accounts import (
     NotFound,
     Principal,
     TokenView,
+    WrongPassword,
     change_own_password,
     create_api_token,
     create_user,
@@ -41,7 +42,6 @@ from storage.accounts import (
     revoke_api_token,
     set_password,
     update_user,
-    WrongPassword,
 )
 from storage.clock import iso_local
 from storage.models.accounts import ACCOUNT_ROLES, User
