@@ -160,7 +160,7 @@ def ensure_sample_loaded(db: Database, path: Path = SAMPLE_HANDBOOK) -> bool:
     if has_documents():
         return False
     try:
-        report = import_files(db, [path])
+        report = import_files(db, [path], record=False)  # not a cadre's import: nothing to undo or audit
     except Exception:
         if has_documents():  # another worker starting at the same moment won the race
             return False
