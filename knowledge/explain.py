@@ -69,6 +69,7 @@ class Explanation:
     reply: str  # exactly the text a household would get
     kind: str  # Answer.kind
     route: str  # a key of ROUTE_NAMES
+    route_name: str  # its Chinese name
     handover: bool
     reason: str  # why, in a sentence a cadre can act on
     confidence: float
@@ -82,14 +83,8 @@ class Explanation:
     candidates: list[ExplainedCandidate] = field(default_factory=list)
     context: str | None = None  # the previous topic a follow-up was read with
 
-    @property
-    def route_name(self) -> str:
-        return ROUTE_NAMES.get(self.route, self.route)
-
     def to_json(self) -> dict[str, Any]:
-        data = asdict(self)
-        data["route_name"] = self.route_name
-        return data
+        return asdict(self)
 
 
 def _route(answer: Answer, trace: Trace) -> str:
@@ -157,7 +152,8 @@ def explain(snapshot: Snapshot, db: Database, question: str, min_confidence: flo
     trace = Trace()
     answer = Responder(snapshot, min_confidence, answer_chars, trace).respond(question, last_topic)
     route = _route(answer, trace)
-    explanation = Explanation(question, answer.text, answer.kind, route, answer.handover, "",
+    explanation = Explanation(question, answer.text, answer.kind, route, ROUTE_NAMES.get(route, route),
+                              answer.handover, "",
                               round(answer.confidence, 4), min_confidence, context=trace.context)
     if route == "faq" and answer.topic:
         entry = snapshot.faq_by_id.get(int(answer.topic.split(":", 1)[1]))

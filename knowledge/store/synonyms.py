@@ -56,7 +56,7 @@ def _find_synonym(db: Database, phrase: str, expansion: str) -> int | None:
         ).scalars().first()
 
 
-def _insert_synonym(db: Database, phrase: str, expansion: str, actor: "Principal | None") -> int:
+def _insert_synonym(db: Database, phrase: str, expansion: str, actor: "Principal | None" = None) -> int:
     existing = _find_synonym(db, phrase, expansion)
     if existing is not None:
         return int(existing)
