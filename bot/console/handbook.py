@@ -77,7 +77,7 @@ async def _limited(request: Request) -> AsyncIterator[bytes]:
     async for chunk in request.stream():
         received += len(chunk)
         if received > MAX_UPLOAD_BYTES:
-            raise HTTPException(status.HTTP_413_REQUEST_ENTITY_TOO_LARGE, TOO_BIG)
+            raise HTTPException(status.HTTP_413_CONTENT_TOO_LARGE, TOO_BIG)
         yield chunk
 
 
@@ -93,7 +93,7 @@ async def read_upload(request: Request) -> Upload:
                             "请用 multipart/form-data 上传文件（字段名 files，可以有多个）。")
     length = request.headers.get("content-length", "")
     if length.isdigit() and int(length) > MAX_UPLOAD_BYTES:
-        raise HTTPException(status.HTTP_413_REQUEST_ENTITY_TOO_LARGE, TOO_BIG)
+        raise HTTPException(status.HTTP_413_CONTENT_TOO_LARGE, TOO_BIG)
     parser = MultiPartParser(request.headers, _limited(request), max_files=MAX_FILES, max_fields=20,
                              max_part_size=64 * 1024)
     try:
