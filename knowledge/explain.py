@@ -166,7 +166,8 @@ def explain(snapshot: Snapshot, db: Database, question: str, min_confidence: flo
         # The household's own words; the kind of question (问金额...) is listed as ``cues``.
         own = [c for c in query.concepts if not c.from_context and c.start >= 0]
         explanation.concepts = [
-            ExplainedConcept(c.surface, sorted(c.heads or c.terms), sorted(c.expansions), round(c.weight, 3), c.known, c.aspect)
+            ExplainedConcept(c.surface, sorted(c.heads or c.terms), sorted(c.expansions), round(c.weight, 3), c.known,
+                             c.aspect)
             for c in own
         ]
         explanation.cues = [CUE_NAMES.get(cue, cue) for cue in sorted(query.cues)]

@@ -119,6 +119,12 @@ def _flag(value: str | None) -> bool:
     return (value or "").strip().lower() in ("1", "true", "on", "yes")
 
 
+async def import_upload(services: Any, upload: Upload, user: Principal) -> ImportReport:
+    """``import_files`` on the uploaded files (off the event loop: parsing and indexing take a second or so)."""
+    return await run_in_threadpool(import_files, services.db, upload.files,
+                                   replace=_flag(upload.fields.get("replace")), actor=user)
+
+
 # -- shared shapes -----------------------------------------------------------------------------------
 
 def _when(moment: datetime, zone: str) -> str:
@@ -157,8 +163,9 @@ class ImportFailureOut(BaseModel):
 
 
 def import_report_out(report: ImportReport) -> ImportReportOut:
-    files = [FileReportOut(name=f.name, title=f.title, status=f.status, status_label=STATUS_LABELS.get(f.status, f.status),
-                           chapters=f.chapters, articles=f.articles, passages=f.passages, warnings=list(f.warnings))
+    files = [FileReportOut(name=f.name, title=f.title, status=f.status,
+                           status_label=STATUS_LABELS.get(f.status, f.status), chapters=f.chapters,
+                           articles=f.articles, passages=f.passages, warnings=list(f.warnings))
              for f in report.files]
     message = (f"已导入 {report.documents} 个文件，共 {report.chapters} 章 {report.articles} 条。" if report.changed
                else "这些文件之前已经导入过，政策库没有变化。")
@@ -377,8 +384,7 @@ async def api_import(request: Request, services: ServicesDep, _: Admin, user: Ap
     if not upload.files:
         raise HTTPException(status.HTTP_400_BAD_REQUEST, "请选择要导入的文件（字段名 files）。")
     try:
-        report = await run_in_threadpool(import_files, services.db, upload.files, replace=_flag(upload.fields.get("replace")),
-                                         actor=user)
+        report = await import_upload(services, upload, user)
     except HandbookImportError as exc:
         return JSONResponse({"detail": NOTHING_IMPORTED, "failures": [f.model_dump() for f in _failures(exc)]},
                             status_code=status.HTTP_400_BAD_REQUEST)
@@ -476,8 +482,7 @@ async def page_import(request: Request, services: ServicesDep, user: PageUser) -
         return _main_page(request, services, user, status.HTTP_400_BAD_REQUEST,
                           flashes=[("error", "请先选择要导入的文件。")])
     try:
-        report = await run_in_threadpool(import_files, services.db, upload.files,
-                                         replace=_flag(upload.fields.get("replace")), actor=user)
+        report = await import_upload(services, upload, user)
     except HandbookImportError as exc:
         return _main_page(request, services, user, status.HTTP_400_BAD_REQUEST,
                           flashes=[("error", NOTHING_IMPORTED)], failures=_failures(exc))
@@ -585,8 +590,8 @@ def page_synonym_add(request: Request, services: ServicesDep, user: PageUser, cs
         added = add_synonym_rule(services, phrase, expansion, user)
         return {"added": added, "flashes": [("warn", added.warning)] if added.warning else []}
 
-    return _page_write(request, services, user, csrf, _synonym_page, add, f"已添加同义词：{phrase.strip()} → {expansion.strip()}。",
-                       phrase=phrase, expansion=expansion)
+    done = f"已添加同义词：{phrase.strip()} → {expansion.strip()}。"
+    return _page_write(request, services, user, csrf, _synonym_page, add, done, phrase=phrase, expansion=expansion)
 
 
 @pages.post("/handbook/synonyms/{synonym_id}/remove", response_class=HTMLResponse)

@@ -14,7 +14,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from storage.db import Database
@@ -117,11 +117,6 @@ def article_detail(db: Database, article_id: int) -> ArticleDetail | None:
         next_id = session.scalar(same_document.where(KbArticle.seq > article.seq).order_by(KbArticle.seq).limit(1))
         return ArticleDetail(article.id, article.document_id, document_title, article.chapter_label,
                              article.chapter_title, article.label, article.title, article.text, previous_id, next_id)
-
-
-def passage_count(db: Database) -> int:
-    with db.session() as session:
-        return int(session.scalar(select(func.count()).select_from(KbPassage)) or 0)
 
 
 def delete_documents(session: Session, document_ids: Iterable[int]) -> None:
