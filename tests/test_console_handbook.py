@@ -166,6 +166,22 @@ def test_uploads_that_are_too_big_not_multipart_or_empty_are_refused_in_chinese(
     assert garbage.status_code == 400 and not garbage.json()["detail"].isascii()
 
 
+def test_a_body_without_a_length_is_counted_as_it_arrives(services: Services, web: TestClient,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    from bot.console import handbook
+
+    monkeypatch.setattr(handbook, "MAX_UPLOAD_BYTES", 4096)
+
+    def chunks() -> Iterator[bytes]:  # sent chunked: no Content-Length to refuse it by
+        yield b'--b\r\nContent-Disposition: form-data; name="files"; filename="a.txt"\r\n\r\n'
+        for _ in range(10):
+            yield b"x" * 1024
+
+    refused = web.post("/api/v1/handbook/import", content=chunks(),
+                       headers={**bearer(services, "王镇长"), "content-type": "multipart/form-data; boundary=b"})
+    assert refused.status_code == 413 and "20 MB" in refused.json()["detail"]
+
+
 # -- undo ---------------------------------------------------------------------------------------------
 
 def test_undo_puts_back_the_answers_households_got_before_the_import(services: Services, web: TestClient) -> None:
@@ -205,6 +221,34 @@ def test_undo_of_an_edited_file_brings_back_its_previous_version(services: Servi
     assert "3.5万元" in web.get("/api/v1/handbook/try", params=question, headers=admin).json()["reply"]
     # One level: the import before it (which removed the sample) is not undone by a second click.
     assert web.post("/api/v1/handbook/undo", headers=admin).status_code == 409
+
+
+def test_undo_refuses_when_the_handbook_changed_since_and_leaves_synonyms_alone(
+        services: Services, web: TestClient, tmp_path: Any) -> None:
+    from knowledge.ingest.importer import import_files
+    from knowledge.ingest.undo import CHANGED_SINCE, UndoError, pending_undo, undo_last_import
+    from knowledge.store.handbook import delete_documents, list_documents
+    from knowledge.store.synonyms import add_synonym, list_synonyms
+
+    path = tmp_path / "policy.md"
+    path.write_text(HANDBOOK_V1, encoding="utf-8")
+    import_files(services.db, [path])
+    add_synonym(services.db, "养蜂", "养殖")  # not part of the import: undo keeps it
+    assert undo_last_import(services.db).restored == [SAMPLE_HANDBOOK.name]
+    assert [r.phrase for r in list_synonyms(services.db)] == ["养蜂"]
+
+    import_files(services.db, [path])
+    with services.db.session() as session:  # the handbook changes another way (a manual edit)
+        delete_documents(session, [d.id for d in list_documents(services.db)])
+    pending = pending_undo(services.db)
+    assert pending is not None and not pending.possible
+    with pytest.raises(UndoError, match=CHANGED_SINCE):
+        undo_last_import(services.db)
+    assert ensure_sample_loaded(services.db)  # loading the sample is not an import anyone undoes
+    assert pending_undo(services.db) is None
+    with services.db.session() as session:
+        details = list(session.scalars(select(AuditLog.detail).where(AuditLog.action == "handbook.import")))
+    assert details == ["新导入 policy.md（3 条）；移除 qingshan_handbook.md"] * 2
 
 
 def test_handbook_undo_on_the_command_line(services: Services, web: TestClient, tmp_path: Any) -> None:

@@ -273,8 +273,9 @@ class SynonymAdded:
     def warning(self) -> str | None:
         if not self.missing:
             return None
-        return (f"汇编里没有“{'、'.join(self.missing)}”这个词，按它找不到条文。"
-                "请写汇编原文里的用语（可以在下面的试一试里看一个问题搜到了哪些词）。")
+        words = "".join(f"“{w}”" for w in self.missing)
+        return (f"汇编里没有用过{words}，按{'它' if len(self.missing) == 1 else '这些词'}找不到条文。"
+                "请写汇编原文里的用语（可以先在政策库的“试一试”里看一个问题搜到了哪些词）。")
 
 
 def add_synonym_rule(services: Any, phrase: str, expansion: str, user: Principal) -> SynonymAdded:
