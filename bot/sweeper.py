@@ -14,7 +14,9 @@ do the same work twice):
    WeCom's 20 a minute) and cadres' private replies kept for followers who
    have written since (``bot.private_replies``);
 6. once a minute, retries WeChat user tags that failed when a follower bound
-   (``bot.binding.retag_pending``): slow when WeChat is down, so not every pass.
+   (``bot.binding.retag_pending``): slow when WeChat is down, so not every pass;
+7. once an hour, deletes console sessions nobody can use any more
+   (``storage.accounts.purge_sessions``).
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from bot.pipeline import Pipeline
 from bot.private_replies import deliver_due_replies
 from bot.services import Services
 from storage import inbox
+from storage.accounts import purge_sessions
 from storage.db import is_outage
 
 log = logging.getLogger(__name__)
@@ -40,6 +43,8 @@ log = logging.getLogger(__name__)
 TAKEOVER_GRACE = 1.0
 # WeChat-side chores (retagging) at most this often: they wait on WeChat, not on us.
 CHORES_EVERY = 60.0
+# Expired console sessions are harmless (refused anyway); clearing them hourly keeps the table small.
+SESSIONS_EVERY = 3600.0
 
 
 class Sweeper:
@@ -49,6 +54,7 @@ class Sweeper:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._chores_at = 0.0
+        self._sessions_at: float | None = None  # the first pass purges
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="sisong-sweeper", daemon=True)
@@ -88,6 +94,10 @@ class Sweeper:
         if time.monotonic() - self._chores_at >= CHORES_EVERY and db.breaker.allow():
             self._chores_at = time.monotonic()
             done["retagged"] = self._retag()
+        if (self._sessions_at is None or time.monotonic() - self._sessions_at >= SESSIONS_EVERY) \
+                and db.breaker.allow():
+            self._sessions_at = time.monotonic()
+            done["sessions"] = self._purge_sessions()
         if any(done.values()):
             log.info("swept", extra=done)
         return done
@@ -99,6 +109,14 @@ class Sweeper:
             return retag_pending(self.services)
         except Exception:  # WeChat or the database down: next minute
             log.warning("retagging failed", exc_info=True)
+            return 0
+
+    def _purge_sessions(self) -> int:
+        try:
+            with self.services.db.bounded():
+                return purge_sessions(self.services.db)
+        except SQLAlchemyError as exc:  # the next hour will do
+            log.warning("purging console sessions failed: %s", type(exc).__name__)
             return 0
 
     def _apply_spooled(self, records: list[dict[str, Any]]) -> None:
