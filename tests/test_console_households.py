@@ -544,3 +544,37 @@ def test_import_in_a_real_browser(services: Services, live_url: str, browser: An
     assert "石桥村 二组" in page.inner_text("#household-info")
     screenshot(page, "households-1280")
     context.close()
+
+
+def test_nul_and_odd_text_never_500(app_client: TestClient, as_user: Callable) -> None:
+    admin = as_user("王镇长")
+    for params in ({"q": "\x00"}, {"village": "\x00"}, {"q": "%"}, {"q": "＊＊＊"}):
+        response = app_client.get("/api/v1/households", params=params, headers=admin)
+        assert response.status_code < 500 and not response.json().get("detail", "中").isascii(), params
+    for number in ("%00", "a%2Fb", "x" * 300):
+        response = app_client.get(f"/api/v1/households/{number}", headers=admin)
+        assert 400 <= response.status_code < 500, number
+
+
+def test_org_import_takes_scope_and_is_audited_in_its_transaction(services: Services) -> None:
+    """The organisation import (storage.org_import) refuses limited accounts and audits what it writes.
+
+    ``sisong org import`` passes actor="命令行"; the console's 干部与群 page can pass its account.
+    """
+    from storage.org_import import import_org_file
+    from storage.scope import OutOfScope, ReadOnly, Scope
+
+    villages = "片区,村,组\n东片,石桥村,三组\n".encode()
+    with pytest.raises(OutOfScope):
+        import_org_file(services.db, TOWNSHIP, villages, "村.csv", scope=Scope(frozenset({1}), frozenset({1})))
+    with pytest.raises(ReadOnly):
+        import_org_file(services.db, TOWNSHIP, villages, "村.csv", scope=Scope(writable=False))
+    assert import_org_file(services.db, TOWNSHIP, villages, "村.csv", dry_run=True).ok
+    assert audit_rows(services, "org.import") == []
+    assert import_org_file(services.db, TOWNSHIP, villages, "村.csv").ok  # no actor: the caller audits
+    assert audit_rows(services, "org.import") == []
+    more = "片区,村,组\n东片,石桥村,四组\n".encode()
+    assert import_org_file(services.db, TOWNSHIP, more, "村.csv", actor="命令行").ok
+    [row] = audit_rows(services, "org.import")
+    assert (row.actor, row.user_id, row.target) == ("命令行", None, "村.csv")
+    assert row.detail == "村新增 0、更新 1；干部新增 0、更新 0；工作群新增 0、更新 0"

@@ -1,7 +1,8 @@
 """console uploads: a checked file waiting for 确认导入
 
 Revision ID: 0008
-Revises: 0007
+Revises: 0009 (0009, the handbook's undo record, reached main first; chaining after it
+keeps databases already upgraded to 0009 on one line)
 Create Date: 2026-11-28 10:00:00
 """
 
@@ -10,7 +11,7 @@ import sqlalchemy as sa
 
 
 revision = '0008'
-down_revision = '0007'
+down_revision = '0009'
 branch_labels = None
 depends_on = None
 
