@@ -37,7 +37,7 @@ class Upload:
 
 
 def purge_expired(db: Database) -> int:
-    """Delete uploads nobody confirmed in time; how many."""
+    """Delete uploads nobody confirmed in time; how many (for a periodic sweep: keep and take purge too)."""
     with db.session() as session:
         result = session.execute(delete(ConsoleUpload).where(ConsoleUpload.expires_at < utcnow()))
         return int(result.rowcount or 0)
@@ -80,9 +80,3 @@ def take(db: Database, key: str, user_id: int, kind: str) -> Upload | None:
             return None
     return upload
 
-
-def pending(db: Database, user_id: int, kind: str) -> str | None:
-    """The key of this account's upload of this kind still waiting, if any."""
-    with db.session() as session:
-        return session.scalar(select(ConsoleUpload.key).where(
-            ConsoleUpload.user_id == user_id, ConsoleUpload.kind == kind, ConsoleUpload.expires_at >= utcnow()))

@@ -532,8 +532,14 @@ def test_import_in_a_real_browser(services: Services, live_url: str, browser: An
     page.click("#confirm-import")
     assert "导入完成：新增 2 户" in page.inner_text("[role=status]")
     assert household_count(services) == 8
-
     page.click("text=查看农户")
+
+    page.click("text=绑定情况")
+    page.click("#binding-status tr:has-text('石桥村') button:has-text('生成绑定码')")
+    assert "石桥村：新发绑定码 4 户" in page.inner_text("[role=status]")
+    assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
+    screenshot(page, "households-binding-375")
+    page.click("nav.tabs >> text=农户")
     assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
     screenshot(page, "households-list-375")
     page.set_viewport_size(DESKTOP)
