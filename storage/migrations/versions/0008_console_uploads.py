@@ -1,9 +1,8 @@
 """console uploads: a checked file waiting for 确认导入
 
 Revision ID: 0008
-Revises: 0009 (0009, the handbook's undo record, reached main first; chaining after it
-keeps databases already upgraded to 0009 on one line)
-Create Date: 2026-11-28 10:00:00
+Revises: 0007
+Create Date: 2026-11-27 18:00:00
 """
 
 from alembic import op
@@ -11,7 +10,7 @@ import sqlalchemy as sa
 
 
 revision = '0008'
-down_revision = '0009'
+down_revision = '0007'
 branch_labels = None
 depends_on = None
 
