@@ -34,7 +34,7 @@ from sqlalchemy import delete, select, update
 from storage.privacy import mask_text
 from knowledge.search.faq_match import DICE_MIN, core, similarity
 from knowledge.store.state import bump_generation
-from knowledge.store.unanswered import unstorable
+from knowledge.store.unanswered import MAX_REPLY_CHARS, unstorable
 from storage.accounts import audit
 from storage.db import Database
 from storage.models.accounts import ADMIN
@@ -88,8 +88,8 @@ def _check(question: str, answer: str) -> tuple[str, str]:
         raise FaqError("问题不能为空")
     if not answer:
         raise FaqError("答案不能为空")
-    if len(answer.encode("utf-8")) > MAX_ANSWER_BYTES:
-        raise FaqError("答案太长（微信单条消息约600个汉字以内），请精简后再添加")
+    if len(answer) > MAX_REPLY_CHARS or len(answer.encode("utf-8")) > MAX_ANSWER_BYTES:
+        raise FaqError(f"答案太长（微信单条消息约{MAX_REPLY_CHARS}个汉字以内），请精简后再添加")
     return question, answer
 
 

@@ -58,6 +58,7 @@ log = logging.getLogger(__name__)
 
 MAX_QUESTION_CHARS = 2000
 MAX_REPLY_BYTES = 1800  # a customer-service text is at most 2048 bytes, with our opening line
+MAX_REPLY_CHARS = 600  # what a cadre is told the limit is ("600个汉字"); ASCII text is held to it too
 NO_QUESTION = "（请求人工帮助）"  # what a hand-over without a question is queued as
 WINDOW = timedelta(hours=48)  # WeChat's customer-service window
 SENDING_STALE = timedelta(minutes=5)  # a claim on a reply older than this was a sender that died
@@ -350,8 +351,8 @@ def reply_unanswered(
     """
     scope = _acting(scope, actor)
     reply = checked_text(reply, "答复")
-    if len(reply.encode("utf-8")) > MAX_REPLY_BYTES:
-        raise UnansweredError("答复太长（微信单条消息约600个汉字以内），请精简后再发")
+    if len(reply) > MAX_REPLY_CHARS or len(reply.encode("utf-8")) > MAX_REPLY_BYTES:
+        raise UnansweredError(f"答复太长（微信单条消息约{MAX_REPLY_CHARS}个汉字以内），请精简后再发")
     replied_by = (replied_by or "").strip() or (actor.name if actor is not None else "-")
     moment = now or utcnow()
     with db.session() as session:
