@@ -478,3 +478,39 @@ def test_a_cadre_answers_a_question_on_a_phone(world: World, live_url: str, brow
     assert "已送达" in page.inner_text("table")
     screenshot(page, "unanswered-1280")
     context.close()
+
+
+# -- property-based: whatever the schema allows (or not), a Chinese 4xx or a 2xx, never a 500 ----------------
+
+
+def test_generated_requests_never_get_a_500(world: World, services: Services) -> None:
+    import schemathesis
+    from hypothesis import HealthCheck, given, settings
+
+    app = create_app(services)
+    schema = schemathesis.openapi.from_asgi("/openapi.json", app)
+    callers = (bearer(world, "王镇长"), bearer(world, "李村"))
+    seen: set[int] = set()
+    with TestClient(app) as client:
+        for result in schema.get_all_operations():
+            operation = result.ok()
+            if not operation.path.startswith("/api/v1/unanswered"):
+                continue
+            for mode in (schemathesis.GenerationMode.POSITIVE, schemathesis.GenerationMode.NEGATIVE):
+
+                @settings(max_examples=40, deadline=None, database=None, suppress_health_check=list(HealthCheck))
+                @given(case=operation.as_strategy(generation_mode=mode))
+                def call(case: Any) -> None:
+                    sent = case.as_transport_kwargs(base_url="http://testserver")
+                    for headers in callers:
+                        response = client.request(
+                            sent["method"], sent["url"], headers={**(sent.get("headers") or {}), **headers},
+                            params=sent.get("params"), json=sent.get("json"), content=sent.get("content"))
+                        seen.add(response.status_code)
+                        assert response.status_code < 500, (sent, response.text)
+                        if response.status_code >= 400:
+                            detail = response.json()["detail"]
+                            assert isinstance(detail, str) and not detail.isascii(), (sent, detail)
+
+                call()
+    assert {200, 403, 404, 422} <= seen
