@@ -46,7 +46,7 @@ if TYPE_CHECKING:
     from storage.accounts import Principal
 
 MAX_ANSWER_BYTES = 1800  # one customer-service message (2048 bytes) with our opening line
-ADMINS_ONLY = "常见问题全镇住户都看得到，只有镇管理员能添加、修改或转为常见问题。"
+ADMINS_ONLY = "常见问题全镇住户都看得到，只有镇管理员能添加、修改、删除或转为常见问题。"
 
 
 class FaqError(Exception):

@@ -35,7 +35,6 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import and_, func, or_, select, true, update
@@ -44,6 +43,7 @@ from sqlalchemy.orm import Session
 from knowledge.search.faq_match import core
 from storage.accounts import audit
 from storage.db import Database
+from storage.households import household_of
 from storage.models import Follower
 from storage.models.base import utcnow
 from storage.models.knowledge import KbUnanswered
@@ -187,10 +187,7 @@ def _load(session: Session, item_id: int, scope: Scope) -> tuple[KbUnanswered, H
     row = session.get(KbUnanswered, item_id)
     if row is None:
         raise UnansweredNotFound(f"找不到编号为 {item_id} 的待答问题")
-    household = session.scalar(
-        select(Household).join(HouseholdBinding, HouseholdBinding.household_id == Household.id)
-        .where(HouseholdBinding.openid == row.openid)
-    ) if row.openid else None
+    household = household_of(session, row.openid) if row.openid else None
     if not scope.everything and (household is None or not scope.sees_household(household)):
         raise OutOfScope(NOT_YOURS)
     return row, household
