@@ -16,7 +16,7 @@ state itself, so a reload shows the truth rather than a stale message.
 from __future__ import annotations
 
 import logging
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from fastapi import APIRouter, Form, HTTPException, Path, Query, Request, status
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
@@ -25,6 +25,8 @@ from sqlalchemy import select
 
 from bot.console.deps import ApiCsrf, Csrf, CurrentUser, PageUser, ServicesDep
 from bot.console.templating import render
+from bot.private_replies import sender
+from bot.services import notify_followers
 from knowledge.store.faq import FaqError, FaqNotFound, answer_message, promote_unanswered
 from knowledge.store.unanswered import (
     MAX_REPLY_CHARS,
@@ -44,6 +46,9 @@ from storage.clock import iso_local
 from storage.models.accounts import ADMIN
 from storage.models.org import Village
 from storage.privacy import mask_text
+
+if TYPE_CHECKING:
+    from bot.services import Services
 
 log = logging.getLogger(__name__)
 
@@ -86,29 +91,25 @@ def _village(village: str | None) -> str | None:
     return village or None
 
 
-def _item(user: Principal, item_id: int, services: Any) -> UnansweredRecord:
+def _item(user: Principal, item_id: int, services: "Services") -> UnansweredRecord:
     record = get_unanswered(services.db, item_id, user.scope)  # OutOfScope: 403
     if record is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, NOT_FOUND)
     return record
 
 
-def _reply(services: Any, user: Principal, item_id: int, text: str) -> UnansweredRecord:
+def _reply(services: "Services", user: Principal, item_id: int, text: str) -> UnansweredRecord:
     """Send a private reply as the CLI does (same store function, same WeChat sender)."""
-    from bot.private_replies import sender
-
     return reply_unanswered(services.db, item_id, text, user.name, send=sender(services), actor=user)
 
 
-def _promote(services: Any, user: Principal, item_id: int, answer: str, question: str | None,
+def _promote(services: "Services", user: Principal, item_id: int, answer: str, question: str | None,
              allow_contact: bool) -> tuple[UnansweredRecord, int | None, str]:
     """Promote to an FAQ and queue the answer to everyone who asked.
 
     Returns the item, how many answers were queued (None: queueing failed, promoting again resends) and
     a sentence for the cadre.
     """
-    from bot.services import notify_followers
-
     openids = promote_unanswered(services.db, item_id, answer, question=question, allow_contact=allow_contact,
                                  actor=user)
     record = get_unanswered(services.db, item_id, user.scope)
@@ -271,7 +272,7 @@ def api_promote(services: ServicesDep, user: ApiCsrf, item_id: ItemId, body: Pro
 
 # -- pages ----------------------------------------------------------------------------------------
 
-def _visible_villages(services: Any, user: Principal) -> list[str]:
+def _visible_villages(services: "Services", user: Principal) -> list[str]:
     with services.db.session() as session:
         return list(session.scalars(select(Village.name).where(user.scope.village_rows()).order_by(Village.id)))
 
@@ -297,7 +298,7 @@ def queue_page(
                   pages=max(1, -(-total // PAGE_SIZE)), total=total, badges=BADGES, short=dict(TABS))
 
 
-def _flash(services: Any, record: UnansweredRecord, done: str | None, notified: int | None) -> list[tuple[str, str]]:
+def _flash(services: "Services", record: UnansweredRecord, done: str | None, notified: int | None) -> list[tuple[str, str]]:
     """The message after a form's redirect, from the item's state now (a reload tells the truth)."""
     if done == "replied" and record.reply:
         note = delivery_note(services.db, record)
@@ -316,7 +317,7 @@ def _flash(services: Any, record: UnansweredRecord, done: str | None, notified: 
     return []
 
 
-def _item_page(request: Request, services: Any, user: Principal, record: UnansweredRecord,
+def _item_page(request: Request, services: "Services", user: Principal, record: UnansweredRecord,
                flashes: list[tuple[str, str]], code: int = 200, **form: Any) -> Response:
     return render(request, "unanswered_item.html", user, code, item=record, flashes=flashes,
                   note=delivery_note(services.db, record), badge=BADGES.get(record.state, ""),
@@ -344,7 +345,7 @@ def _back(item_id: int, done: str, **extra: int) -> RedirectResponse:
     return RedirectResponse(f"/console/unanswered/{item_id}?{query}", status.HTTP_303_SEE_OTHER)
 
 
-def _refused(request: Request, services: Any, user: Principal, item_id: int, exc: UnansweredError | FaqError,
+def _refused(request: Request, services: "Services", user: Principal, item_id: int, exc: UnansweredError | FaqError,
              **form: Any) -> Response:
     """The item again with the store's message and what the cadre typed, so nothing is lost."""
     http = _status_error(exc)
