@@ -30,13 +30,13 @@ from knowledge.ingest.importer import HandbookImportError, ImportReport, import_
 from knowledge.ingest.undo import UndoError, undo_last_import
 from knowledge.service import KnowledgeBase, ensure_sample_loaded
 from knowledge.store.handbook import list_documents
-from knowledge.store.faq import FaqError, add_faq, list_faqs, promote_unanswered, remove_faq
+from knowledge.store.faq import FaqError, add_faq, answer_message, list_faqs, promote_unanswered, remove_faq
 from knowledge.store.synonyms import add_synonym, list_synonyms, remove_synonym
 from knowledge.store.unanswered import (
-    window_open,
     STATES,
     UnansweredError,
     close_unanswered,
+    delivery_note,
     list_unanswered,
     reply_unanswered,
 )
@@ -220,7 +220,7 @@ def faq_add(
             console.print(f"已转为常见问题；提问的 {len(openids)} 位群众将收到答复。")
             if openids:
                 try:
-                    _notify(openids, f"您之前问的问题，工作人员回复如下：\n{text}")
+                    _notify(openids, answer_message(text))
                 except Exception as exc:  # noqa: BLE001 - any sending failure is reported the same way
                     errors.print(f"[red]常见问题已保存，但答复没有发给提问的群众（{type(exc).__name__}: {mask_text(str(exc))}）。"
                                  f"稍后再运行同一条命令即可重发，不会重复添加常见问题。[/red]")
@@ -379,18 +379,11 @@ def unanswered_reply(
         except UnansweredError as exc:
             errors.print(f"[red]{exc}[/red]")
             raise typer.Exit(1) from None
-    state = record.state
-    if state == "answered_delivered":
-        console.print(f"已答复问题 {item_id}：已送达（已答-已送达）。")
-    elif state == "answered_failed":
-        console.print(f"[yellow]已记下答复，但发不出去：对方已取消关注或拒收消息（已答-无法送达）。问题 {item_id}。[/yellow]")
-    else:
-        with get_db().session() as session:
-            opened = bool(record.openid) and window_open(session, record.openid)
-        reason = ("这次发送没成功（微信接口出错，原因见日志那一行）" if opened
-                  else "对方超过48小时没有发消息（微信只允许48小时内回复）")
-        console.print(f"已记下答复，问题 {item_id}：{reason}，等对方下次发消息时自动送达（已答-待送达）。"
-                      "用 sisong unanswered list --status answered_pending 查看。")
+    line = f"已答复问题 {item_id}：{delivery_note(get_db(), record)}。（{record.label}）"
+    if record.state == "answered_pending":
+        line += "用 sisong unanswered list --status answered_pending 查看。"
+    console.print(f"[yellow]{line}[/yellow]" if record.state == "answered_failed" else line, highlight=False,
+                  soft_wrap=True)
 
 
 @unanswered_app.command("close")
