@@ -16,7 +16,8 @@ do the same work twice):
 6. once a minute, retries WeChat user tags that failed when a follower bound
    (``bot.binding.retag_pending``): slow when WeChat is down, so not every pass;
 7. once an hour, deletes console sessions nobody can use any more
-   (``storage.accounts.purge_sessions``).
+   (``storage.accounts.purge_sessions``) and checked uploads nobody confirmed
+   (``storage.uploads.purge_expired``).
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from bot.pipeline import Pipeline
 from bot.private_replies import deliver_due_replies
 from bot.services import Services
 from storage import inbox
+from storage import uploads
 from storage.accounts import purge_sessions
 from storage.db import is_outage
 
@@ -114,7 +116,9 @@ class Sweeper:
     def _purge_sessions(self) -> int:
         try:
             with self.services.db.bounded():
-                return purge_sessions(self.services.db)
+                sessions = purge_sessions(self.services.db)
+                uploads.purge_expired(self.services.db)  # checked console uploads nobody confirmed
+                return sessions
         except SQLAlchemyError as exc:  # the next hour will do
             log.warning("purging console sessions failed: %s", type(exc).__name__)
             return 0

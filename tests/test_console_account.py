@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import re
 from collections.abc import Callable, Iterator
 from datetime import timedelta
@@ -380,13 +379,18 @@ def test_org_import_dry_run_then_confirm(services: Services, seeded: Seeded, web
     checked = web.post("/console/org/import", data={"csrf": csrf}, files={"file": ("村.csv", ORG_CSV, "text/csv")})
     assert checked.status_code == 200 and "检查通过" in checked.text and "确认导入" in checked.text
     assert "桃源村" not in web.get("/console/org").text  # nothing written yet
-    content = re.search(r'name="content" value="([^"]+)"', checked.text).group(1)  # type: ignore[union-attr]
-    assert base64.b64decode(content) == ORG_CSV
-    assert web.post("/console/org/import", data={"content": content, "filename": "村.csv"}).status_code == 403
-    done = web.post("/console/org/import", data={"csrf": csrf, "content": content, "filename": "村.csv"})
+    key = re.search(r'name="key" value="([^"]+)"', checked.text).group(1)  # type: ignore[union-attr]
+    assert web.post("/console/org/import/confirm", data={"key": key}).status_code == 403  # no CSRF token
+    with client(services) as other_admin:  # the kept file is only its uploader's
+        create_user(services.db, "张镇", PASSWORD, "镇管理员")
+        other_csrf = login(other_admin, "张镇")
+        assert other_admin.post("/console/org/import/confirm", data={"csrf": other_csrf, "key": key}).status_code == 400
+    done = web.post("/console/org/import/confirm", data={"csrf": csrf, "key": key})
     assert done.status_code == 200 and "组织表已导入" in done.text
     assert "桃源村" in web.get("/console/org").text
     assert ("王镇长", "org.import", "村.csv") in actions(services)
+    again = web.post("/console/org/import/confirm", data={"csrf": csrf, "key": key})
+    assert again.status_code == 400 and "已经导入过" in again.text  # a double click imports once
 
     api = web.post("/api/v1/org/import", headers={"X-CSRF-Token": csrf},
                    files={"file": ("村.csv", ORG_CSV, "text/csv")})

@@ -24,7 +24,7 @@ pages = APIRouter(prefix="/console", include_in_schema=False)
 api = APIRouter(prefix="/api/v1", tags=["概览"])
 
 
-class VillageOut(BaseModel):
+class VillageFiguresOut(BaseModel):
     village: str
     area: str | None
     households: int = Field(description="能看到的户数")
@@ -38,7 +38,7 @@ class DayOut(BaseModel):
     handed_over: int = Field(description="转给干部的（进了待答问题）")
 
 
-class UnansweredOut(BaseModel):
+class QueueFiguresOut(BaseModel):
     open: int
     oldest_at: dt.datetime | None
     waited: str = Field(description="最早一条等了多久，如“最早的一条等了 3 天”")
@@ -50,11 +50,11 @@ class DashboardOut(BaseModel):
     followers: int = Field(description="关注的人（非全镇账号：只算绑定到自己范围内户的）")
     households: int
     bound_households: int
-    villages: list[VillageOut]
+    villages: list[VillageFiguresOut]
     today: DayOut
     answered_share: float | None = Field(description="今天的问题里政策库答上的比例（0–1），没人问时为 null")
     days: list[DayOut] = Field(description="最近 14 天，按日期从早到晚，最后一天是今天")
-    unanswered: UnansweredOut
+    unanswered: QueueFiguresOut
 
 
 def _day(day) -> DayOut:  # type: ignore[no-untyped-def]
@@ -68,12 +68,12 @@ def to_out(figures: Figures, zone: str) -> DashboardOut:
         followers=figures.followers,
         households=figures.households,
         bound_households=figures.bound_households,
-        villages=[VillageOut(village=v.village, area=v.area, households=v.households, bound=v.bound)
+        villages=[VillageFiguresOut(village=v.village, area=v.area, households=v.households, bound=v.bound)
                   for v in figures.villages],
         today=_day(figures.today),
         answered_share=figures.answered_share,
         days=[_day(d) for d in figures.days],
-        unanswered=UnansweredOut(open=figures.open_unanswered, oldest_at=iso_local(figures.oldest_open_at, zone),
+        unanswered=QueueFiguresOut(open=figures.open_unanswered, oldest_at=iso_local(figures.oldest_open_at, zone),
                                  waited=figures.waited),
     )
 

@@ -13,21 +13,18 @@ is spooled anywhere, and the files go to ``import_files`` as bytes.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from dataclasses import asdict, dataclass
 from datetime import datetime
-from pathlib import PurePosixPath
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Form, HTTPException, Path, Query, Request, status
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
-from starlette.datastructures import UploadFile
-from starlette.formparsers import MultiPartException, MultiPartParser
 
 from bot.console.deps import ApiCsrf, CurrentUser, PageUser, ServicesDep, form_csrf, require_role
 from bot.console.templating import render
+from bot.console.uploads import read_multipart
 from knowledge.explain import Explanation
 from knowledge.ingest.importer import STATUS_LABELS, HandbookImportError, HandbookUpload, ImportReport, import_files
 from knowledge.ingest.undo import PendingUndo, UndoError, UndoReport, pending_undo, undo_last_import
@@ -72,47 +69,12 @@ class Upload:
     fields: dict[str, str]
 
 
-async def _limited(request: Request) -> AsyncIterator[bytes]:
-    received = 0
-    async for chunk in request.stream():
-        received += len(chunk)
-        if received > MAX_UPLOAD_BYTES:
-            raise HTTPException(status.HTTP_413_CONTENT_TOO_LARGE, TOO_BIG)
-        yield chunk
-
-
-def _file_name(raw: str) -> str:
-    """The file's own name: browsers on Windows may send C:\\fakepath\\x.docx."""
-    return PurePosixPath(raw.replace("\\", "/")).name.strip()
-
-
 async def read_upload(request: Request) -> Upload:
     """The multipart body's ``files`` and other fields, refusing more than MAX_UPLOAD_BYTES as it arrives."""
-    if not request.headers.get("content-type", "").lower().startswith("multipart/form-data"):
-        raise HTTPException(status.HTTP_415_UNSUPPORTED_MEDIA_TYPE,
-                            "请用 multipart/form-data 上传文件（字段名 files，可以有多个）。")
-    length = request.headers.get("content-length", "")
-    if length.isdigit() and int(length) > MAX_UPLOAD_BYTES:
-        raise HTTPException(status.HTTP_413_CONTENT_TOO_LARGE, TOO_BIG)
-    parser = MultiPartParser(request.headers, _limited(request), max_files=MAX_FILES, max_fields=20,
-                             max_part_size=64 * 1024)
-    try:
-        form = await parser.parse()
-    except MultiPartException as exc:
-        if "Too many files" in exc.message:
-            raise HTTPException(status.HTTP_400_BAD_REQUEST, f"一次最多导入 {MAX_FILES} 个文件。") from None
-        raise HTTPException(status.HTTP_400_BAD_REQUEST, "上传的内容不完整或格式不对，请重新选择文件再试。") from None
-    try:
-        files, fields = [], {}
-        for key, value in form.multi_items():
-            if isinstance(value, UploadFile):
-                if key == "files" and value.filename:
-                    files.append(HandbookUpload(_file_name(value.filename) or "未命名", await value.read()))
-            else:
-                fields[key] = value
-    finally:
-        await form.close()
-    return Upload(files, fields)
+    form = await read_multipart(request, field_name="files", max_bytes=MAX_UPLOAD_BYTES, too_big=TOO_BIG,
+                                max_files=MAX_FILES,
+                                hint="请用 multipart/form-data 上传文件（字段名 files，可以有多个）。")
+    return Upload([HandbookUpload(f.name or "未命名", f.data) for f in form.files], form.fields)
 
 
 def _flag(value: str | None) -> bool:
@@ -149,7 +111,7 @@ class FileReportOut(BaseModel):
     warnings: list[str]
 
 
-class ImportReportOut(BaseModel):
+class HandbookImportOut(BaseModel):
     files: list[FileReportOut]
     removed: list[str] = Field(description="导入后移除的文件（--replace，或被取代的示例汇编）")
     sample_removed: bool
@@ -162,14 +124,14 @@ class ImportFailureOut(BaseModel):
     reason: str
 
 
-def import_report_out(report: ImportReport) -> ImportReportOut:
+def import_report_out(report: ImportReport) -> HandbookImportOut:
     files = [FileReportOut(name=f.name, title=f.title, status=f.status,
                            status_label=STATUS_LABELS.get(f.status, f.status), chapters=f.chapters,
                            articles=f.articles, passages=f.passages, warnings=list(f.warnings))
              for f in report.files]
     message = (f"已导入 {report.documents} 个文件，共 {report.chapters} 章 {report.articles} 条。" if report.changed
                else "这些文件之前已经导入过，政策库没有变化。")
-    return ImportReportOut(files=files, removed=report.removed, sample_removed=report.sample_removed,
+    return HandbookImportOut(files=files, removed=report.removed, sample_removed=report.sample_removed,
                            changed=report.changed, message=message)
 
 
@@ -370,7 +332,7 @@ def api_undo_info(services: ServicesDep, user: CurrentUser) -> UndoInfoOut:
     return undo_info(services.db, services.settings.timezone)
 
 
-@api.post("/handbook/import", response_model=ImportReportOut,
+@api.post("/handbook/import", response_model=HandbookImportOut,
           responses={400: {"description": "有文件不能导入，什么都没有导入（`failures` 列出每个文件的原因）"},
                      403: {"description": "不是镇管理员"}, 413: {"description": "超过 20 MB"},
                      415: {"description": "不是 multipart/form-data"}},

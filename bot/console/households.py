@@ -22,9 +22,7 @@ default) reports, ``dry_run=false`` imports if every row is right.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from pathlib import PurePosixPath
 from typing import Annotated, Any
 from urllib.parse import urlencode
 
@@ -32,11 +30,10 @@ from fastapi import APIRouter, Form, HTTPException, Query, Request, status
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from pydantic import BaseModel, Field
-from starlette.datastructures import UploadFile
-from starlette.formparsers import MultiPartException, MultiPartParser
 
 from bot.console.deps import ApiCsrf, Csrf, CurrentUser, PageUser, ServicesDep, Writer, form_csrf
 from bot.console.templating import render
+from bot.console.uploads import read_multipart
 from knowledge.store.unanswered import STATES, state_of
 from storage.accounts import Principal
 from storage.clock import iso_local
@@ -124,54 +121,11 @@ class _Form:
     has_file: bool
 
 
-# The body may carry the form's other fields and multipart framing on top of the file.
-_BODY_LIMIT = MAX_UPLOAD_BYTES + 64 * 1024
-
-
-async def _limited(request: Request) -> AsyncIterator[bytes]:
-    received = 0
-    async for chunk in request.stream():
-        received += len(chunk)
-        if received > _BODY_LIMIT:
-            raise HTTPException(413, TOO_LARGE)
-        yield chunk
-
-
 async def _read_form(request: Request) -> _Form:
-    """Read the multipart body ourselves, counting as it arrives, so a huge upload is refused (413) early.
-
-    FastAPI's ``UploadFile`` parameters would read (and spool to disk) the
-    whole body before the route, and before its login check. Routes that take
-    uploads therefore declare no body parameters: the account is checked
-    first, then this reads at most ``MAX_UPLOAD_BYTES`` of file.
-    """
-    if not request.headers.get("content-type", "").lower().startswith("multipart/form-data"):
-        raise HTTPException(415, "请用 multipart/form-data 上传文件（字段名 file）。")
-    length = request.headers.get("content-length", "")
-    if length.isdigit() and int(length) > _BODY_LIMIT:
-        raise HTTPException(413, TOO_LARGE)
-    parser = MultiPartParser(request.headers, _limited(request), max_files=1, max_fields=10,
-                             max_part_size=64 * 1024)
-    try:
-        form = await parser.parse()
-    except MultiPartException as exc:
-        many = "Too many files" in exc.message
-        raise HTTPException(400, "一次只能导入一个文件。" if many else
-                            "上传的内容不完整或格式不对，请重新选择文件再试。") from None
-    try:
-        data, filename, fields, has_file = b"", "", {}, False
-        for key, value in form.multi_items():
-            if isinstance(value, UploadFile):
-                if key == "file":
-                    data, has_file = await value.read(), True
-                    filename = PurePosixPath((value.filename or "").replace("\\", "/")).name.strip()[:255]
-            else:
-                fields[key] = value
-    finally:
-        await form.close()
-    if len(data) > MAX_UPLOAD_BYTES:
-        raise HTTPException(413, TOO_LARGE)
-    return _Form(data, filename, fields, has_file)
+    """The one file (field ``file``) and the form's fields, counted as they arrive (``bot.console.uploads``)."""
+    form = await read_multipart(request, field_name="file", max_bytes=MAX_UPLOAD_BYTES, too_big=TOO_LARGE)
+    upload = form.file
+    return _Form(upload.data if upload else b"", upload.name if upload else "", form.fields, form.has_file)
 
 
 def _flag(fields: dict[str, str], name: str, default: bool) -> bool:
@@ -411,7 +365,7 @@ class RowErrorOut(BaseModel):
     columns: list[dict[str, str]] = Field(description="出问题的列：{letter: Excel 列字母, label: 列名}")
 
 
-class ImportReportOut(BaseModel):
+class HouseholdImportOut(BaseModel):
     detail: str = Field(description="一句话结果")
     ok: bool
     dry_run: bool
@@ -467,8 +421,8 @@ _IMPORT_BODY = {"required": True, "content": {"multipart/form-data": {"schema": 
 
 
 @api.post(
-    "/households/import", response_model=ImportReportOut, summary="导入户信息（默认只检查）",
-    responses={422: {"model": ImportReportOut, "description": "文件有问题：每一行的问题在 errors 里，什么也没导入"},
+    "/households/import", response_model=HouseholdImportOut, summary="导入户信息（默认只检查）",
+    responses={422: {"model": HouseholdImportOut, "description": "文件有问题：每一行的问题在 errors 里，什么也没导入"},
                400: {"description": "上传的内容不完整"}, 413: {"description": "文件太大"},
                415: {"description": "不是 multipart/form-data"}},
     openapi_extra={"requestBody": _IMPORT_BODY},

@@ -4,24 +4,25 @@ and, for 镇管理员, uploading the organisation file.
 The overview is ``storage.org_overview.org_overview`` with the account's scope.
 The upload runs the same ``import_org_file`` as ``sisong org import``: first as a
 dry run whose report the admin reads, then for real with the very bytes that were
-checked (carried in the confirmation form, so nothing is kept on the server
-between the two steps and any worker can take the second).
+checked, kept for the admin between the two steps by ``storage.uploads`` (as the
+households import does), so any worker can take the second.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
 from datetime import datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, File, Form, HTTPException, Query, Request, UploadFile, status
+from fastapi import APIRouter, Depends, Form, HTTPException, Query, Request, status
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, Response
 from pydantic import BaseModel, Field
 
-from bot.console.deps import ApiCsrf, Csrf, CurrentUser, PageUser, ServicesDep
+from bot.console.deps import ApiCsrf, Csrf, CurrentUser, PageUser, ServicesDep, form_csrf
 from bot.console.templating import render
-from storage.accounts import ADMIN, Principal, audit
+from bot.console.uploads import read_multipart
+from storage import uploads
+from storage.accounts import ADMIN, Principal
 from storage.clock import iso_local
 from storage.org_import import OrgImportReport, import_org_file
 from storage.org_overview import STATUS_LABELS, OrgOverview, org_overview
@@ -56,7 +57,7 @@ class CadreOut(BaseModel):
     active: bool
 
 
-class VillageOut(BaseModel):
+class OrgVillageOut(BaseModel):
     name: str
     households: int
     groups: list[str]
@@ -64,7 +65,7 @@ class VillageOut(BaseModel):
 
 class AreaOut(BaseModel):
     name: str | None
-    villages: list[VillageOut]
+    villages: list[OrgVillageOut]
 
 
 class GroupOut(BaseModel):
@@ -113,7 +114,7 @@ def org_api(services: ServicesDep, user: CurrentUser) -> OrgOut:
     return OrgOut(
         teams=[TeamOut(**vars(t)) for t in view.teams],
         cadres=[CadreOut(**vars(c)) for c in view.cadres],
-        areas=[AreaOut(name=a.name, villages=[VillageOut(**vars(v)) for v in a.villages]) for a in view.areas],
+        areas=[AreaOut(name=a.name, villages=[OrgVillageOut(**vars(v)) for v in a.villages]) for a in view.areas],
         groups=[GroupOut(**{**vars(g), "last_sent_at": iso_local(g.last_sent_at, zone)}) for g in view.groups],
         notices=[NoticeOut(id=n.id, group=n.group, summary=n.summary, created_at=iso_local(n.created_at, zone),
                            sent_at=iso_local(n.sent_at, zone), attempts=n.attempts, status=n.status)
@@ -128,25 +129,25 @@ def org_page(request: Request, services: ServicesDep, user: PageUser) -> Respons
 
 # -- import (镇管理员) ---------------------------------------------------------------------------
 
+UPLOAD_KIND = "org"
+TOO_BIG = f"文件太大了（组织表不应超过 {MAX_FILE // 1024} KB）。请检查是不是选错了文件。"
+
+
 def _import(services: ServicesDep, user: Principal, data: bytes, filename: str, dry_run: bool) -> OrgImportReport:
-    """``sisong org import`` for an upload; a real import that wrote something is audited."""
-    report = import_org_file(services.db, services.settings.township, data, filename, dry_run=dry_run)
-    if report.ok and not dry_run:
-        counts = "，".join(f"{label}新增 {c.created}、更新 {c.updated}" for label, c in
-                          (("村", report.villages), ("干部", report.cadres), ("工作群", report.groups)))
-        with services.db.session() as session:
-            audit(session, user, "org.import", filename[:128], counts)
-    return report
+    """``sisong org import`` for an upload; a real import is audited in its own transaction."""
+    return import_org_file(services.db, services.settings.township, data, filename, dry_run=dry_run,
+                           actor=user)
 
 
-def _read_upload(file: UploadFile) -> tuple[bytes, str]:
-    data = file.file.read(MAX_FILE + 1)
-    if len(data) > MAX_FILE:
-        raise HTTPException(status.HTTP_413_REQUEST_ENTITY_TOO_LARGE,
-                            f"文件太大了（组织表不应超过 {MAX_FILE // 1024} KB）。请检查是不是选错了文件。")
-    if not data:
+async def _read_upload(request: Request) -> tuple[bytes, str]:
+    form = await read_multipart(request, field_name="file", max_bytes=MAX_FILE, too_big=TOO_BIG)
+    upload = form.file
+    if upload is None or not (upload.name or upload.data):
+        raise HTTPException(status.HTTP_400_BAD_REQUEST, "请先选择要导入的文件（.xlsx 或 .csv）。")
+    if not upload.data:
         raise HTTPException(status.HTTP_400_BAD_REQUEST, "文件是空的，请重新选择。")
-    return data, (file.filename or "组织表.xlsx")[:255]
+    request.state.form_fields = form.fields
+    return upload.data, upload.name or "组织表.xlsx"
 
 
 def api_admin(user: ApiCsrf) -> Principal:
@@ -155,51 +156,63 @@ def api_admin(user: ApiCsrf) -> Principal:
     return user
 
 
-@api.post("/org/import", responses={403: {"description": "只有镇管理员"}, 413: {"description": "文件太大"}})
-def org_import_api(
+@api.post("/org/import", responses={403: {"description": "只有镇管理员"}, 413: {"description": "文件太大"},
+                                    415: {"description": "不是 multipart/form-data"}},
+          openapi_extra={"requestBody": {"required": True, "content": {"multipart/form-data": {"schema": {
+              "type": "object", "required": ["file"],
+              "properties": {"file": {"type": "string", "format": "binary",
+                                      "description": "组织表（.xlsx 或 .csv），格式见 docs/households.md"}}}}}}})
+async def org_import_api(
+    request: Request,
     services: ServicesDep,
     user: Annotated[Principal, Depends(api_admin)],
-    file: Annotated[UploadFile, File(description="组织表（.xlsx 或 .csv），格式见 docs/households.md")],
     dry_run: Annotated[bool, Query(description="默认只检查、不写入；确认无误后用 dry_run=false 再传一次")] = True,
 ) -> dict[str, object]:
     """导入组织表（村、干部、工作群），和 `sisong org import` 一样；返回它的 JSON 报告。
 
     有一行出错就什么都不导入（`errors` 里列出每一行的问题）。
     """
-    data, filename = _read_upload(file)
-    return _import(services, user, data, filename, dry_run).to_json()
+    data, filename = await _read_upload(request)
+    report = await run_in_threadpool(_import, services, user, data, filename, dry_run)
+    return report.to_json()
 
 
-def _page_admin(user: Csrf) -> Principal:
+def _page_admin(user: PageUser) -> Principal:
     if user.role != ADMIN:
         raise HTTPException(status.HTTP_403_FORBIDDEN, ADMIN_ONLY)
     return user
 
 
 @pages.post("/org/import", response_class=HTMLResponse)
-def org_import_page(
+async def org_import_page(
     request: Request,
     services: ServicesDep,
     user: Annotated[Principal, Depends(_page_admin)],
-    file: Annotated[UploadFile | None, File()] = None,
-    content: Annotated[str, Form()] = "",
-    filename: Annotated[str, Form()] = "",
 ) -> Response:
-    """First post: the chosen file, checked only. Second post (``content``): the same bytes, imported."""
-    if content:
-        try:
-            data = base64.b64decode(content, validate=True)
-        except (binascii.Error, ValueError):
-            raise HTTPException(status.HTTP_400_BAD_REQUEST, "页面已过期，请重新选择文件。") from None
-        if len(data) > MAX_FILE:
-            raise HTTPException(status.HTTP_413_REQUEST_ENTITY_TOO_LARGE, "文件太大了。")
-        report = _import(services, user, data, filename or "组织表.xlsx", dry_run=False)
-        code = status.HTTP_200_OK if report.ok else status.HTTP_400_BAD_REQUEST
-        return render(request, "org_import.html", user, code, report=report, filename=filename,
-                      flashes=[("ok", "组织表已导入。")] if report.ok else [])
-    if file is None or not file.filename:
-        raise HTTPException(status.HTTP_400_BAD_REQUEST, "请先选择要导入的文件。")
-    data, name = _read_upload(file)
-    report = _import(services, user, data, name, dry_run=True)
+    """Step 1: check the chosen file (a dry run); a clean file is kept for 确认导入."""
+    data, name = await _read_upload(request)
+    form_csrf(user, request.state.form_fields.get("csrf", ""))
+    report = await run_in_threadpool(_import, services, user, data, name, True)
+    key = ""
+    if report.ok:
+        key = await run_in_threadpool(uploads.keep, services.db, user.id, UPLOAD_KIND, name, data, size=len(data))
     return render(request, "org_import.html", user, 200 if report.ok else 400, report=report, filename=name,
-                  content=base64.b64encode(data).decode("ascii") if report.ok else "")
+                  key=key)
+
+
+@pages.post("/org/import/confirm", response_class=HTMLResponse)
+def org_import_confirm(
+    request: Request,
+    services: ServicesDep,
+    user: Annotated[Principal, Depends(_page_admin)],
+    _csrf: Csrf,
+    key: Annotated[str, Form()] = "",
+) -> Response:
+    """Step 2: import exactly the bytes that were checked (only the admin who uploaded them)."""
+    kept = uploads.take(services.db, key, user.id, UPLOAD_KIND)
+    if kept is None:
+        raise HTTPException(status.HTTP_400_BAD_REQUEST, "这份文件已经导入过，或等得太久已过期，请重新选择文件。")
+    report = _import(services, user, kept.payload, kept.filename, dry_run=False)
+    code = status.HTTP_200_OK if report.ok else status.HTTP_400_BAD_REQUEST
+    return render(request, "org_import.html", user, code, report=report, filename=kept.filename,
+                  flashes=[("ok", "组织表已导入。")] if report.ok else [])

@@ -138,7 +138,7 @@ ERRORS: dict[int | str, dict[str, Any]] = {
 }
 
 
-class HouseholdOut(BaseModel):
+class AskerHouseholdOut(BaseModel):
     number: str = Field(description="户编号")
     head_name: str = Field(description="户主姓名")
     label: str = Field(description="户主和户编号，如 张三家（SQ-001）")
@@ -154,7 +154,7 @@ class UnansweredOut(BaseModel):
     asked_at: str = Field(description="提问时间（ISO 8601，镇上的时区）")
     status: State
     status_label: str = Field(description="状态的中文：待答、已答-已送达、已答-待送达、已答-无法送达、已关闭")
-    household: HouseholdOut | None = Field(description="提问人绑定的住户；没绑定为 null")
+    household: AskerHouseholdOut | None = Field(description="提问人绑定的住户；没绑定为 null")
     village: str | None
     reply: str | None = Field(description="干部的私下答复（号码已遮住）")
     replied_by: str | None
@@ -196,7 +196,7 @@ def _out(record: UnansweredRecord, zone: str, note: str | None = None) -> Unansw
         id=record.id, question=mask_text(record.question), asked_at=iso_local(record.created_at, zone) or "",
         status=record.state,  # type: ignore[arg-type]
         status_label=record.label,
-        household=HouseholdOut(number=h.number, head_name=h.head_name, label=h.label, village=h.village,
+        household=AskerHouseholdOut(number=h.number, head_name=h.head_name, label=h.label, village=h.village,
                                hamlet=h.hamlet, helper_name=h.helper_name, helper_phone=h.helper_phone)
         if h is not None else None,
         village=h.village if h is not None else None,
