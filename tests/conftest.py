@@ -44,6 +44,25 @@ def _isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.chdir(tmp_path)
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _cheap_password_hashing() -> Iterator[None]:
+    """Argon2 with its smallest cost: tests check who may log in, not how slow guessing is.
+
+    The production parameters (~0.15 s a hash here) made the console tests spend most of
+    their setup hashing; the hashes stay argon2id, and verify reads the cost from each hash.
+    """
+    from pwdlib import PasswordHash
+    from pwdlib.hashers.argon2 import Argon2Hasher
+
+    import storage.accounts as accounts
+
+    saved = accounts._hasher, accounts._DUMMY_HASH
+    accounts._hasher = PasswordHash((Argon2Hasher(time_cost=1, memory_cost=1024, parallelism=1),))
+    accounts._DUMMY_HASH = accounts._hasher.hash("sisong-no-such-user")
+    yield
+    accounts._hasher, accounts._DUMMY_HASH = saved
+
+
 @pytest.fixture(scope="session")
 def fake_api() -> Iterator[FakeWeChatAPI]:
     with FakeWeChatAPI(appid=APPID, secret=SECRET) as api:
