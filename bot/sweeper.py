@@ -14,7 +14,10 @@ do the same work twice):
    WeCom's 20 a minute) and cadres' private replies kept for followers who
    have written since (``bot.private_replies``);
 6. once a minute, retries WeChat user tags that failed when a follower bound
-   (``bot.binding.retag_pending``): slow when WeChat is down, so not every pass.
+   (``bot.binding.retag_pending``): slow when WeChat is down, so not every pass;
+7. pushes (``bot.push``): rows of a dead sender back to pending (or 待确认),
+   finished pushes announced, the sender kicked when rows are due; once a
+   minute, job postings past their deadline closed.
 """
 
 from __future__ import annotations
@@ -85,12 +88,35 @@ class Sweeper:
             if is_outage(exc):
                 db.breaker.trip(exc)
             log.warning("sweep stopped: database %s", type(exc).__name__)
+        if db.breaker.allow():
+            done.update(self._pushes())
         if time.monotonic() - self._chores_at >= CHORES_EVERY and db.breaker.allow():
             self._chores_at = time.monotonic()
             done["retagged"] = self._retag()
+            done["jobs_expired"] = self._expire_jobs()
         if any(done.values()):
             log.info("swept", extra=done)
         return done
+
+    def _pushes(self) -> dict[str, int]:
+        """Push rows of dead senders back in play (or 待确认), finished pushes announced, the sender kicked."""
+        try:
+            with self.services.db.bounded():
+                return {k: v for k, v in self.services.pusher.sweep().items() if v}
+        except Exception:  # noqa: BLE001 - the next pass tries again; rows are safe in the database
+            log.warning("push sweep failed", exc_info=True)
+            return {}
+
+    def _expire_jobs(self) -> int:
+        """Postings past their deadline become 已截止 (readers already treat them so)."""
+        from storage.jobs import expire_due
+
+        try:
+            with self.services.db.session() as session:
+                return expire_due(session, self.services.settings.timezone)
+        except Exception:  # noqa: BLE001
+            log.warning("job deadlines not applied", exc_info=True)
+            return 0
 
     def _retag(self) -> int:
         from bot.binding import retag_pending
