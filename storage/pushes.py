@@ -298,7 +298,8 @@ def _build_complete(dialect: str) -> Any:
     return (
         update(table)
         .where(table.c.id == bindparam("c_id"), table.c.owner == bindparam("c_owner"),
-               table.c.status.in_((CLAIMED, SENDING, UNCONFIRMED)))
+               # ORs, not IN: an expanding IN cannot be used with executemany.
+               or_(table.c.status == CLAIMED, table.c.status == SENDING, table.c.status == UNCONFIRMED))
         .values(status=bindparam("c_status"), errcode=bindparam("c_errcode"), error=bindparam("c_error"),
                 msgid=func.coalesce(bindparam("c_msgid"), table.c.msgid),
                 sent_at=bindparam("c_sent_at", type_=UTCDateTime()),
