@@ -267,8 +267,16 @@ def _build_claim(dialect: str) -> Any:
         .order_by(table.c.id).limit(bindparam("p_limit"))
     )
     if dialect == "postgresql":
-        due = due.with_for_update(skip_locked=True)  # two workers claim disjoint rows without waiting
-    return (
+        # Two workers claim disjoint rows without waiting. A CTE, not ``IN (subquery)``: PostgreSQL may
+        # run an IN subquery again per row, and its LIMIT then holds per run, not for the statement.
+        due = due.with_for_update(skip_locked=True).cte("due")
+        return (
+            update(table).where(table.c.id == due.c.id, table.c.status == PENDING)
+            .values(status=CLAIMED, owner=bindparam("p_owner"),
+                    lease_until=bindparam("p_lease_until", type_=UTCDateTime()))
+            .returning(*(table.c[name] for name in _COLUMNS))
+        )
+    return (  # SQLite has one writer at a time: the statement is atomic as it is
         update(table).where(table.c.id.in_(due.scalar_subquery()), table.c.status == PENDING)
         .values(status=CLAIMED, owner=bindparam("p_owner"),
                 lease_until=bindparam("p_lease_until", type_=UTCDateTime()))
