@@ -178,7 +178,7 @@ def test_push_wait_json_then_signups_outcome_and_report(sisong: Callable[..., An
     book = load_workbook(out)
     stats = [list(r) for r in book["统计"].iter_rows(min_row=3, values_only=True)]
     assert stats[0][:6] == ["岗位编号", "岗位名称", "村", "推送", "送达", "报名"]
-    assert [job, "电子厂普工", "青山村", 3, 3, 2] == stats[1][:6]
+    assert [job, "电子厂普工", "青山村", 3, 3, 2] in [row[:6] for row in stats[1:]]
     assert [r[1] for r in book["报名名单"].iter_rows(min_row=2, values_only=True)] == [a[0].number, a[1].number]
     with services.db.session() as session:
         actions = [x for x, in session.execute(select(AuditLog.action).order_by(AuditLog.id))]
