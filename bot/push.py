@@ -39,7 +39,7 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
@@ -155,7 +155,7 @@ class Pusher:
         self.rate = settings.push_rate
         self.dedupe_window = settings.push_dedupe_window
         # A row stays ``sending`` for at most two attempts of one call (and a back-off between).
-        self.sending_lease = settings.api_timeout * 2 + settings.api_retry_wait + 5.0
+        self.sending_lease = settings.api_timeout * 2 + settings.api_retry_wait + 2.0
         self.owner = pushes.new_owner()
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
@@ -168,6 +168,11 @@ class Pusher:
         self._content_cache: dict[tuple[str, int], tuple[float, Content | None]] = {}
         self.sent = 0  # calls WeChat accepted in this process (for the bench and logs)
         services.wechat.widen_pool(self.threads + 2)
+        self.db = _engine_holder(services, self.threads)
+        self._permits = 0  # sends taken from the global rate and not used yet (see _permit)
+        self._permits_at = 0.0
+        self._permit_lock = threading.Lock()
+        self._chunk = max(1, min(self.threads, int(self._per_second() // 20)))
 
     # -- starting ----------------------------------------------------------------------------
 
@@ -191,6 +196,8 @@ class Pusher:
         thread = self._thread
         if thread is not None:
             thread.join(timeout)
+        if self.db is not self.services.db:
+            self.db.engine.dispose()
 
     @property
     def running(self) -> bool:
@@ -201,11 +208,10 @@ class Pusher:
 
     def sweep(self) -> dict[str, int]:
         """Requeue dead workers' rows, announce finished pushes, kick the drain if rows are due."""
-        db = self.services.db
-        recovered = pushes.recover_stale(db, self.dedupe_window, self._template_possible())
+        recovered = pushes.recover_stale(self.db, self.dedupe_window, self._template_possible())
         finished = self.finish_pushes()
         kicked = 0
-        if not self.running and pushes.due(db):
+        if not self.running and pushes.due(self.db):
             kicked = int(self.kick())
         if recovered:
             log.warning("push rows of a lost sender recovered", extra={
@@ -233,9 +239,8 @@ class Pusher:
 
     def _drain(self, wait_for: set[int] | None, deadline: float | None,
                on_tick: Callable[[], None] | None) -> int:
-        db = self.services.db
         self._stop.clear()
-        pushes.recover_stale(db, self.dedupe_window, self._template_possible())
+        pushes.recover_stale(self.db, self.dedupe_window, self._template_possible())
         limit = self._outstanding()
         holding = [0]  # rows claimed and not yet settled by a thread
         cond = threading.Condition()
@@ -266,7 +271,7 @@ class Pusher:
                         if free < min(self.threads, limit):  # wait for room for a whole batch
                             cond.wait(0.05)
                             continue
-                    rows = pushes.claim(db, self.owner, free, self.lease)
+                    rows = pushes.claim(self.db, self.owner, free, self.lease)
                     if rows:
                         for row, who, content in self._plan(rows):
                             with cond:
@@ -280,10 +285,10 @@ class Pusher:
                             continue
                     self._flush()
                     self.finish_pushes()
-                    if wait_for is None or not pushes.in_flight(db, wait_for):
+                    if wait_for is None or not pushes.in_flight(self.db, wait_for):
                         break  # rows on a back-off are kicked again by the sweeper when due
                     # Waiting for our pushes: a back-off to sit out, or a dead worker's lease to run out.
-                    pushes.recover_stale(db, self.dedupe_window, self._template_possible())
+                    pushes.recover_stale(self.db, self.dedupe_window, self._template_possible())
                     self._stop.wait(self._sleep_until_due())
             finally:
                 pool.shutdown(wait=True)
@@ -296,17 +301,19 @@ class Pusher:
                     on_tick()
         return handled
 
-    def _outstanding(self) -> int:
-        """Rows held at once: two batches, fewer if the rate could not send them within half a lease."""
+    def _per_second(self) -> float:
         from storage.ratelimit import _parse_rate
 
         item = _parse_rate(self.rate)
-        per_second = item.amount / item.get_expiry()
-        by_rate = int(per_second * self.lease / 2)
+        return float(item.amount) / float(item.get_expiry())
+
+    def _outstanding(self) -> int:
+        """Rows held at once: two batches, fewer if the rate could not send them within half a lease."""
+        by_rate = int(self._per_second() * self.lease / 2)
         return max(1, min(2 * self.threads, by_rate))
 
     def _sleep_until_due(self) -> float:
-        upcoming = pushes.next_due_at(self.services.db)
+        upcoming = pushes.next_due_at(self.db)
         if upcoming is None:
             return 0.2
         return max(0.05, min(1.0, (upcoming - utcnow()).total_seconds()))
@@ -380,7 +387,7 @@ class Pusher:
     def _call(self, row: pushes.ClaimedRow, channel: str, content: Content, *, fallback: bool) -> None:
         cmid = row.client_msg_id or (pushes.client_msg_id(row.id, row.kind, row.ref_id) if channel == TEMPLATE
                                      else None)
-        if not pushes.begin_send(self.services.db, row.id, self.owner, channel, cmid, self.sending_lease,
+        if not pushes.begin_send(self.db, row.id, self.owner, channel, cmid, self.sending_lease,
                                  self._take_done()):
             log.info("push row taken by another sender before its call")
             return
@@ -466,7 +473,7 @@ class Pusher:
         done = self._take_done()
         if done:
             try:
-                pushes.complete(self.services.db, done)
+                pushes.complete(self.db, done)
             except SQLAlchemyError:
                 with self._done_lock:  # keep them for the next commit
                     self._done = done + self._done
@@ -482,12 +489,28 @@ class Pusher:
             log.warning("WeChat busy or quota used up (%s): pushes paused for %.0f s", errcode, seconds)
 
     def _permit(self) -> bool:
-        """One send from the global rate (Redis across workers); waits, and gives up only when stopping."""
+        """One send from the global rate (Redis across workers); waits, and gives up only when stopping.
+
+        At high rates the process takes permits a few at a time (a twentieth of
+        a second's worth, at most one per thread) to spare Redis a round trip
+        per send; permits not used within 50 ms are dropped, so the window
+        counted in Redis is never more than 50 ms ahead of the sends.
+        """
         limiter = self.services.limiter
         while not self._stop.is_set():
-            if limiter.allow(self.rate, RATE_KEY):
-                return True
-            self._stop.wait(min(max(limiter.retry_after(self.rate, RATE_KEY), 0.005), 0.5))
+            with self._permit_lock:
+                now = time.monotonic()
+                if self._permits > 0 and now - self._permits_at < 0.05:
+                    self._permits -= 1
+                    return True
+                self._permits = 0
+                if self._chunk > 1 and limiter.allow(self.rate, RATE_KEY, cost=self._chunk):
+                    self._permits, self._permits_at = self._chunk - 1, now
+                    return True
+                if limiter.allow(self.rate, RATE_KEY):
+                    return True
+                wait = limiter.retry_after(self.rate, RATE_KEY)
+            self._stop.wait(min(max(wait, 0.005), 0.5))
         return False
 
     def _mark_follower(self, openid: str, reason: str) -> None:
@@ -522,6 +545,26 @@ class Pusher:
             announced += 1
             log.info("push finished", extra={"push": push_id})
         return announced
+
+
+@dataclass
+class _EngineHolder:
+    """What ``storage.pushes``' row statements need: an engine (they never open ORM sessions)."""
+
+    engine: Any
+
+
+def _engine_holder(services: "Services", threads: int) -> Any:
+    """The database the sending threads use: on PostgreSQL a pool of their own (one connection per
+    thread, no ping before each checkout); on SQLite the shared engine, whose in-process writer lock
+    must be the one every writer of this process takes (``storage.db``)."""
+    db = services.db
+    if db.is_sqlite:
+        return db
+    from storage.db import make_engine
+
+    return _EngineHolder(make_engine(db.url, pool_timeout=30.0, pool_size=threads + 4, max_overflow=4,
+                                     pre_ping=False))
 
 
 __all__ = ["Content", "PURPOSES", "Purpose", "Pusher", "Recipient", "choose_channel", "purpose_of", "register"]

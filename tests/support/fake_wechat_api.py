@@ -116,6 +116,9 @@ class FakeWeChatAPI:
         class Handler(_Handler):
             api = fake
             protocol_version = "HTTP/1.1" if fake.keep_alive else "HTTP/1.0"
+            # Headers and body are two writes: without TCP_NODELAY a kept-alive connection waits
+            # for the client's delayed ACK (40 ms) on every answer.
+            disable_nagle_algorithm = fake.keep_alive
 
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True
