@@ -120,7 +120,7 @@ class FakeWeChatAPI:
             # for the client's delayed ACK (40 ms) on every answer.
             disable_nagle_algorithm = fake.keep_alive
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server = _QuietServer(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True
         self._thread = threading.Thread(
             # A short poll interval keeps stop() (and so every fixture teardown) fast.
@@ -381,6 +381,17 @@ class FakeWeChatAPI:
     def _next_id(self) -> int:
         with self._lock:
             return next(self._id_seq)
+
+
+class _QuietServer(ThreadingHTTPServer):
+    """A client that went away (a sender killed mid-call, a timeout) is not a fake-server error."""
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        import sys
+
+        if isinstance(sys.exc_info()[1], (ConnectionResetError, BrokenPipeError)):
+            return
+        super().handle_error(request, client_address)
 
 
 class _Handler(BaseHTTPRequestHandler):
