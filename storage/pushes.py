@@ -362,6 +362,47 @@ def write_completions(conn: Connection, completions: Sequence[Completion]) -> in
     return int(result.rowcount or 0)
 
 
+# The two statements of every send, as plain SQL for psycopg on PostgreSQL: at 20,000 sends in
+# 30 s the sender is CPU-bound, and SQLAlchemy's execution path cost more than the round trips.
+_PG_BEGIN = (
+    "UPDATE push_deliveries SET status = 'sending', channel = %(p_channel)s::varchar,"
+    " client_msg_id = %(p_client_msg_id)s::varchar,"
+    " first_sent_at = CASE WHEN %(p_channel)s::varchar = 'template' AND first_sent_at IS NULL"
+    " THEN %(p_now)s::timestamptz ELSE first_sent_at END,"
+    " attempts = attempts + 1, lease_until = %(p_lease_until)s::timestamptz"
+    " WHERE id = %(p_id)s::integer AND owner = %(p_owner)s::varchar AND status IN ('claimed', 'sending')"
+)
+_PG_COMPLETE = (
+    "UPDATE push_deliveries SET status = %(c_status)s::varchar, errcode = %(c_errcode)s::integer,"
+    " error = %(c_error)s::varchar, msgid = COALESCE(%(c_msgid)s::varchar, msgid),"
+    " sent_at = %(c_sent_at)s::timestamptz, not_before = %(c_not_before)s::timestamptz,"
+    " backoffs = backoffs + CASE WHEN %(c_status)s::varchar = 'pending' THEN 1 ELSE 0 END,"
+    " owner = CASE WHEN %(c_status)s::varchar = 'pending' THEN NULL ELSE owner END, lease_until = NULL"
+    " WHERE id = %(c_id)s::integer AND owner = %(c_owner)s::varchar"
+    " AND status IN ('claimed', 'sending', 'unconfirmed')"
+)
+
+
+def _pg_send(db: Database, completions: Sequence[Completion], begin: dict[str, Any] | None) -> bool:
+    """``begin_send`` / ``complete`` on PostgreSQL: one pooled psycopg connection, one commit."""
+    raw = db.engine.raw_connection()
+    try:
+        with raw.cursor() as cur:
+            if completions:
+                cur.executemany(_PG_COMPLETE, [c.params() for c in completions])
+            done = True
+            if begin is not None:
+                cur.execute(_PG_BEGIN, begin)
+                done = cur.rowcount == 1
+        raw.commit()
+        return done
+    except BaseException:
+        raw.rollback()
+        raise
+    finally:
+        raw.close()
+
+
 def begin_send(db: Database, row_id: int, owner: str, channel: str, cmid: str | None, lease: float,
                completions: Sequence[Completion] = ()) -> bool:
     """Mark the row ``sending`` (committed) right before its HTTP call; False: it is not ours any more.
@@ -371,6 +412,10 @@ def begin_send(db: Database, row_id: int, owner: str, channel: str, cmid: str | 
     refused with 45015 going out again as a template) may be marked again.
     """
     now = utcnow()
+    if db.engine.dialect.name == "postgresql":
+        return _pg_send(db, completions, {"p_id": row_id, "p_owner": owner, "p_channel": channel,
+                                          "p_client_msg_id": cmid, "p_now": now,
+                                          "p_lease_until": now + timedelta(seconds=lease)})
     with db.engine.begin() as conn:
         write_completions(conn, completions)
         done = conn.execute(_statement(_dialect(conn), "begin"), {
@@ -383,6 +428,9 @@ def begin_send(db: Database, row_id: int, owner: str, channel: str, cmid: str | 
 def complete(db: Database, completions: Sequence[Completion]) -> int:
     if not completions:
         return 0
+    if db.engine.dialect.name == "postgresql":
+        _pg_send(db, completions, None)
+        return len(completions)
     with db.engine.begin() as conn:
         return write_completions(conn, completions)
 
