@@ -178,3 +178,31 @@ def test_postings_past_their_deadline_close_themselves(client: TestClient, servi
 
 def test_help_mentions_jobs(client: TestClient, services: Services, api: FakeWeChatAPI) -> None:
     assert "报名 编号" in say(client, member("oAnyone000000000000000000001"), "帮助")
+
+
+def test_a_detached_push_is_sent_by_the_queue_and_a_lost_one_by_the_sweeper(
+        client: TestClient, services: Services, api: FakeWeChatAPI) -> None:
+    from bot.jobs import send_in_background
+    from bot.pipeline import Pipeline
+    from bot.router import router
+    from bot.sweeper import Sweeper
+    from storage import pushes
+
+    people = data.households(services, "青山村", 3, interacted=None)
+    job = data.posting(services)
+    _, created = start_push(services, job, Targets(("青山村",)))
+    send_in_background(services)  # the queue's consumer (here: embedded in the app) wakes the sender
+    wait_for(lambda: set(api.deliveries()) == {p.openid for p in people})
+    more = data.households(services, "绿水村", 2, interacted=None)
+    _, lost = start_push(services, job, Targets(("绿水村",)))  # nobody kicked: its task was lost
+    done = Sweeper(services, Pipeline(services, router)).sweep()
+    assert done.get("push_kicked") == 1 or services.pusher.running or set(api.deliveries()) >= {
+        p.openid for p in more}
+    wait_for(lambda: set(api.deliveries()) == {p.openid for p in people + more})
+
+    def finished() -> bool:
+        with services.db.session() as session:
+            state = pushes.progress(session, lost.push.id)
+        return state is not None and state.finished and state.sent == 2
+    wait_for(finished)
+    assert created.push.id != lost.push.id
