@@ -8,11 +8,11 @@ and receipts are handled here and in ``storage.pushes`` once for all.
 
 How a process sends (:class:`Pusher`, one per process):
 
-* A drain loop claims due rows in small batches (one ``UPDATE … RETURNING``,
+* A drain loop claims due rows in batches (one ``UPDATE … RETURNING``,
   ``SKIP LOCKED`` on PostgreSQL) and hands them to a thread pool
   (``SISONG_PUSH_THREADS``): WeChat answers in tens of milliseconds, so
-  concurrency, not CPU, sets the pace. At most two batches are held at once,
-  so a killed worker strands few claims.
+  concurrency sets the pace. At most four rows per thread are held at once,
+  so a killed worker strands few claims (they return when the lease ends).
 * Each thread takes a permit from the global rate (``SISONG_PUSH_RATE``,
   counted in Redis across every worker), picks the channel *now* (the
   follower may have written since the push), commits the row as ``sending``
@@ -308,9 +308,10 @@ class Pusher:
         return float(item.amount) / float(item.get_expiry())
 
     def _outstanding(self) -> int:
-        """Rows held at once: two batches, fewer if the rate could not send them within half a lease."""
+        """Rows held at once: four threads' worth (claims and their follower look-ups are per batch, and
+        at 20,000 rows their cost counts), fewer if the rate could not send them within half a lease."""
         by_rate = int(self._per_second() * self.lease / 2)
-        return max(1, min(2 * self.threads, by_rate))
+        return max(1, min(4 * self.threads, by_rate))
 
     def _sleep_until_due(self) -> float:
         upcoming = pushes.next_due_at(self.db)
