@@ -374,7 +374,8 @@ def list_postings(session: Session, township_id: int, *, statuses: Sequence[str]
     return [v for v in views if statuses is None or v.status in statuses]
 
 
-def posting_view(session: Session, township_id: int, posting_id: int, zone: str = "Asia/Shanghai") -> PostingView | None:
+def posting_view(session: Session, township_id: int, posting_id: int,
+                 zone: str = "Asia/Shanghai") -> PostingView | None:
     posting = session.get(JobPosting, posting_id)
     if posting is None or posting.township_id != township_id:
         return None

@@ -24,7 +24,6 @@ from bot.config import Settings
 from bot.jobs import start_push
 from bot.services import Services, build_services
 from storage import pushes
-from storage.models.base import utcnow
 from storage.models.followers import Follower
 from storage.models.pushes import PushDelivery, PushOptOut
 from storage.pushes import Targets
@@ -194,7 +193,8 @@ def test_outside_the_window_without_a_template_is_unreachable(svc: Callable[...,
     assert not api.calls_to(TEMPLATE)
 
 
-def test_45015_on_a_customer_message_falls_back_to_the_template(svc: Callable[..., Services], api: FakeWeChatAPI) -> None:
+def test_45015_on_a_customer_message_falls_back_to_the_template(svc: Callable[..., Services],
+                                                               api: FakeWeChatAPI) -> None:
     services = svc()
     members = data.households(services, "青山村", 2, interacted=timedelta(hours=2))
     api.inject_for(CUSTOM, members[0].openid, {"errcode": 45015, "errmsg": "response out of time limit"})
