@@ -163,8 +163,8 @@ def _worker(push_id: int) -> None:
     services = build_services(load_settings(), migrate=False)
     started = time.monotonic()
     handled = services.pusher.drain(wait_for={push_id})
-    print(json.dumps({"handled": handled, "sent": services.pusher.sent, "seconds": time.monotonic() - started}),
-          flush=True)
+    print(json.dumps({"handled": handled, "sent": services.pusher.sent, "seconds": time.monotonic() - started,
+                      "cpu_s": time.process_time()}), flush=True)
     services.close()
 
 
@@ -206,10 +206,15 @@ def run(args: argparse.Namespace) -> dict[str, object]:
                 workers = [_start_worker(env, push_id) for _ in range(args.workers)]
             time.sleep(0.1)
         elapsed = time.monotonic() - started
+        worker_cpu = 0.0
         for w in workers:
-            w.wait(timeout=60)
+            out, _ = w.communicate(timeout=60)
+            for line in (out or "").splitlines():
+                if line.startswith("{"):
+                    worker_cpu += json.loads(line).get("cpu_s", 0.0)
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/__fake__/deliveries", timeout=10) as answer:
             delivered = json.loads(answer.read())
+        fake_cpu = _cpu_seconds(fake.pid)
     finally:
         fake.terminate()
     got = [delivered.get(f"oBench{i:022d}", 0) for i in range(args.recipients)]
@@ -219,8 +224,18 @@ def run(args: argparse.Namespace) -> dict[str, object]:
         "workers": args.workers, "rows_written_s": round(written, 2), "seconds": round(elapsed, 2),
         "sends_per_s": round(sum(1 for g in got if g) / elapsed, 1), "duplicates": sum(1 for g in got if g > 1),
         "losses": sum(1 for g in got if g == 0), "killed_at_s": round(killed_at, 2) if killed_at else None,
-        "rows": counts,
+        "rows": counts, "worker_cpu_s": round(worker_cpu, 1), "fake_wechat_cpu_s": round(fake_cpu, 1),
+        "load_average": os.getloadavg()[0],
     }
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of a live process (Linux), 0 elsewhere."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return 0.0
 
 
 def _ensure_database(url: str) -> None:

@@ -41,7 +41,6 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol
 
-from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
 
 from bot.push_content import Content
@@ -49,7 +48,6 @@ from bot.wechat_client import TOKEN_ERRORS, WeChatAPIError
 from storage import pushes
 from storage.db import is_outage
 from storage.models.base import utcnow
-from storage.models.followers import Follower
 from storage.models.pushes import CUSTOM, FAILED, PENDING, SENT, SKIPPED, TEMPLATE, UNCONFIRMED, UNREACHABLE
 from storage.privacy import short_openid
 
@@ -322,29 +320,21 @@ class Pusher:
     # -- one batch ---------------------------------------------------------------------------
 
     def _plan(self, rows: list[pushes.ClaimedRow]) -> list[tuple[pushes.ClaimedRow, Recipient | None, Content | None]]:
-        """The follower facts and the content for each claimed row (two queries per batch)."""
-        openids = [row.openid for row in rows]
-        with self.services.db.session() as session:
-            facts = {openid: (subscribed, unreachable, last) for openid, subscribed, unreachable, last in
-                     session.execute(select(Follower.openid, Follower.subscribed, Follower.unreachable_reason,
-                                            Follower.last_interaction).where(Follower.openid.in_(openids)))}
-            kinds: dict[str, set[int]] = {}
-            for row in rows:
-                kinds.setdefault(row.kind, set()).add(row.ref_id)
-            opted: dict[str, set[int]] = {
-                kind: pushes.opted_out_households(
-                    session, [r.household_id for r in rows if r.kind == kind and r.household_id], kind)
-                for kind in kinds}
-            contents = self._contents(session, kinds)
+        """The follower facts and the content for each claimed row (two reads per batch; contents cached)."""
+        facts, opted = pushes.recipient_facts(self.db, rows)
+        kinds: dict[str, set[int]] = {}
+        for row in rows:
+            kinds.setdefault(row.kind, set()).add(row.ref_id)
+        contents = self._contents(kinds)
         plans = []
         for row in rows:
             fact = facts.get(row.openid)
             who = None if fact is None else Recipient(
-                bool(fact[0]), fact[1], fact[2], row.household_id in opted.get(row.kind, set()))
+                bool(fact[0]), fact[1], fact[2], (row.household_id or 0, row.kind) in opted)
             plans.append((row, who, contents.get((row.kind, row.ref_id))))
         return plans
 
-    def _contents(self, session: "Session", kinds: dict[str, set[int]]) -> dict[tuple[str, int], Content | None]:
+    def _contents(self, kinds: dict[str, set[int]]) -> dict[tuple[str, int], Content | None]:
         """Contents by (kind, ref), cached for 2 s: a posting closed mid-push stops within seconds."""
         now = time.monotonic()
         out: dict[tuple[str, int], Content | None] = {}
@@ -352,7 +342,10 @@ class Pusher:
             missing = {ref for ref in refs if now - self._content_cache.get((kind, ref), (-99.0, None))[0] > 2.0}
             if missing:
                 purpose = purpose_of(kind)
-                fresh = purpose.contents(self.services, session, missing) if purpose is not None else {}
+                fresh: dict[int, Content | None] = {}
+                if purpose is not None:
+                    with self.services.db.session() as session:
+                        fresh = purpose.contents(self.services, session, missing)
                 for ref in missing:
                     self._content_cache[(kind, ref)] = (now, fresh.get(ref))
             for ref in refs:

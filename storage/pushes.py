@@ -325,9 +325,34 @@ def _dialect(conn: Connection) -> str:
     return conn.dialect.name
 
 
+_PG_CLAIM = (
+    "WITH due AS (SELECT id FROM push_deliveries WHERE status = 'pending'"
+    " AND (not_before IS NULL OR not_before <= %(p_now)s::timestamptz)"
+    " ORDER BY id LIMIT %(p_limit)s::integer FOR UPDATE SKIP LOCKED)"
+    " UPDATE push_deliveries d SET status = 'claimed', owner = %(p_owner)s::varchar,"
+    " lease_until = %(p_lease_until)s::timestamptz FROM due WHERE d.id = due.id AND d.status = 'pending'"
+    " RETURNING d.id, d.push_id, d.kind, d.ref_id, d.openid, d.household_id, d.channel, d.client_msg_id,"
+    " d.first_sent_at, d.attempts, d.backoffs"
+)
+
+
 def claim(db: Database, owner: str, limit: int, lease: float, now: datetime | None = None) -> list[ClaimedRow]:
     """Take up to ``limit`` due rows (oldest first) for ``owner``; committed before anything is sent."""
     now = now or utcnow()
+    params = {"p_now": now, "p_limit": limit, "p_owner": owner, "p_lease_until": now + timedelta(seconds=lease)}
+    if db.engine.dialect.name == "postgresql":
+        raw = db.engine.raw_connection()
+        try:
+            with raw.cursor() as cur:
+                cur.execute(_PG_CLAIM, params)
+                found = cur.fetchall()
+            raw.commit()
+        except BaseException:
+            raw.rollback()
+            raise
+        finally:
+            raw.close()
+        return sorted((ClaimedRow(*row) for row in found), key=lambda r: r.id)
     with db.engine.begin() as conn:
         rows = conn.execute(_statement(_dialect(conn), "claim"), {
             "p_now": now, "p_limit": limit, "p_owner": owner, "p_lease_until": now + timedelta(seconds=lease),
@@ -433,6 +458,35 @@ def complete(db: Database, completions: Sequence[Completion]) -> int:
         return len(completions)
     with db.engine.begin() as conn:
         return write_completions(conn, completions)
+
+
+def recipient_facts(db: Database,
+                    rows: Sequence[ClaimedRow]) -> tuple[dict[str, tuple[Any, ...]], set[tuple[int, str]]]:
+    """For claimed rows: each follower's (subscribed, unreachable_reason, last_interaction), and the
+    (household, kind) opt-outs among them. Two reads per batch, plain SQL on PostgreSQL."""
+    openids = list({row.openid for row in rows})
+    households = list({row.household_id for row in rows if row.household_id})
+    if db.engine.dialect.name == "postgresql":
+        raw = db.engine.raw_connection()
+        try:
+            with raw.cursor() as cur:
+                cur.execute("SELECT openid, subscribed, unreachable_reason, last_interaction FROM followers"
+                            " WHERE openid = ANY(%s)", (openids,))
+                facts = {r[0]: tuple(r[1:]) for r in cur.fetchall()}
+                cur.execute("SELECT household_id, kind FROM push_optouts WHERE household_id = ANY(%s)",
+                            (households,))
+                opted = {(int(h), str(k)) for h, k in cur.fetchall()}
+            raw.commit()
+        finally:
+            raw.close()
+        return facts, opted
+    with db.engine.connect() as conn:
+        facts = {r[0]: tuple(r[1:]) for r in conn.execute(
+            select(Follower.openid, Follower.subscribed, Follower.unreachable_reason, Follower.last_interaction)
+            .where(Follower.openid.in_(openids)))}
+        opted = {(int(h), str(k)) for h, k in conn.execute(
+            select(PushOptOut.household_id, PushOptOut.kind).where(PushOptOut.household_id.in_(households)))}
+    return facts, opted
 
 
 # -- recovery (the sweeper, and every drain before it starts) -----------------------------------

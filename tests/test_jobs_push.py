@@ -366,7 +366,7 @@ def test_the_global_rate_holds_across_two_workers(svc: Callable[..., Services], 
                                                   backend: str) -> None:
     if backend == "embedded":
         pytest.skip("without Redis each process counts its own rate (docs/jobs.md); two workers need Redis")
-    one, two = svc(push_rate="10/second", push_threads=4), svc(push_rate="10/second", push_threads=4)
+    one, two = (svc(push_rate="10/second", push_threads=4, push_lease=10) for _ in range(2))
     data.households(one, "青山村", 30, interacted=None)
     job = data.posting(one)
     _, created = start_push(one, job, Targets(everyone=True))
