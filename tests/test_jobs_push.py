@@ -480,3 +480,21 @@ def test_progress_json_has_the_contract_keys(svc: Callable[..., Services], api: 
     payload = {"job": job, **state.to_json()}
     assert {"job", "recipients", "sent", "failed", "skipped"} <= set(payload)
     json.dumps(payload)
+
+
+def test_template_values_fit_their_keyword_types() -> None:
+    from bot.config import ConfigError, load_settings
+    from bot.push_content import keyword_value, parse_template_fields, template_data
+
+    cut = keyword_value("电子厂普工🔥（长白班，包吃住，五险一金，节日福利，月休四天）", "thing1")
+    assert cut == "电子厂普工（长白班，包吃住，五险一金，…" and len(cut) == 20  # the emoji would show as □
+    assert len(keyword_value("x" * 40, "thing3")) == 20
+    assert keyword_value("岗位A-7号", "character_string2") == "A-7"
+    assert keyword_value("4500元/月", "amount4") == "4500"
+    assert keyword_value("马上报名吧朋友们", "phrase5") == "马上报名吧"
+    fields = parse_template_fields("title:thing2, signup:thing9")
+    assert template_data({"title": "普工"}, fields) == {"thing2": {"value": "普工"}, "thing9": {"value": "-"}}
+    with pytest.raises(ConfigError, match="SISONG_WECHAT_TEMPLATE_JOB_FIELDS"):
+        load_settings(wechat_template_job_fields="title=thing1")
+    with pytest.raises(ConfigError, match="SISONG_WECHAT_TEMPLATE_JOB"):
+        load_settings(wechat_template_job="not a template id!")
