@@ -498,3 +498,22 @@ def test_template_values_fit_their_keyword_types() -> None:
         load_settings(wechat_template_job_fields="title=thing1")
     with pytest.raises(ConfigError, match="SISONG_WECHAT_TEMPLATE_JOB"):
         load_settings(wechat_template_job="not a template id!")
+
+
+def test_a_village_account_may_push_only_to_its_villages(svc: Callable[..., Services], api: FakeWeChatAPI) -> None:
+    from storage.scope import OutOfScope, ReadOnly, Scope
+
+    services = svc()
+    data.households(services, "青山村", 1)
+    data.households(services, "绿水村", 1)
+    own = data.village(services, "青山村")
+    job = data.posting(services)
+    cadre = Scope(villages=frozenset({own}), full_villages=frozenset({own}))
+    with pytest.raises(OutOfScope, match="绿水村"):
+        start_push(services, job, Targets(("青山村", "绿水村")), scope=cadre)
+    with pytest.raises(OutOfScope, match="全镇"):
+        start_push(services, job, Targets(everyone=True), scope=cadre)
+    with pytest.raises(ReadOnly):
+        start_push(services, job, Targets(("青山村",)), scope=Scope(writable=False))
+    _, created = start_push(services, job, Targets(("青山村",)), scope=cadre)
+    assert created.recipients == 1
