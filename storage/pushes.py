@@ -513,6 +513,11 @@ def recover_stale(db: Database, dedupe_window: float, template_ok: bool = True,
     table = PushDelivery.__table__
     stale = and_(table.c.lease_until.is_not(None), table.c.lease_until < now)
     done = Recovered()
+    with db.engine.connect() as conn:  # a read first: every sweeper asks every pass, and on SQLite
+        held = conn.execute(  # a write (even of nothing) would queue on the process's writer lock
+            select(table.c.id).where(table.c.status.in_((CLAIMED, SENDING)), stale).limit(1)).first()
+    if held is None:
+        return done
     with db.engine.begin() as conn:
         done.requeued = conn.execute(
             update(table).where(table.c.status == CLAIMED, stale)
