@@ -519,7 +519,7 @@ def jobs_report(
         _emit({"by": "village" if by else "job", "rows": [r.to_json() for r in rows]})
     else:
         if not rows:
-            _say("还没有岗位。")
+            _say("还没有推送或报名记录。" if by else "还没有岗位。")
         else:
             table = Table(title="送岗位统计", box=box.SIMPLE_HEAD, pad_edge=False)
             columns = ["编号", "岗位"] + (["村"] if by else []) + ["推送", "送达", "报名", "排队", "录用", "待确认", "失败"]
