@@ -195,3 +195,13 @@ def test_push_detach_prints_how_to_watch(sisong: Callable[..., Any], services: S
     services.pusher.drain(wait_for={push_id})  # a worker elsewhere would do this
     watched = json.loads(sisong("watch", str(push_id), "--json").stdout)
     assert watched["sent"] == 2 and watched["finished"]
+
+
+def test_push_with_a_progress_bar_ends_with_the_result(sisong: Callable[..., Any], services: Services,
+                                                       api: FakeWeChatAPI) -> None:
+    data.households(services, "青山村", 3, interacted=None)
+    job = add(sisong)
+    result = sisong("push", str(job), "--village", "青山村")
+    assert result.exit_code == 0, result.output
+    assert "对象 3 人" in result.stdout and "完成：对象 3 人，已发出 3" in result.stdout
+    assert "推送 1" in result.stderr  # the bar
