@@ -72,7 +72,7 @@ def codes(
             _create_qr_codes(services, scope_ids)
         if qr or out is not None:
             path = out or Path(DEFAULT_SHEET)
-            count = _write_sheet(services, scope_ids, path)
+            count = _write_sheet(services, scope_ids, path, village)
             console.print(f"标签页已写入 {path}（{count} 户，HTML，用浏览器打开后按 A4 打印）")
     finally:
         services.close()
@@ -135,11 +135,13 @@ def _create_qr_codes(services, household_ids: list[int]) -> None:  # type: ignor
             progress.advance(task)
 
 
-def _write_sheet(services, household_ids: list[int], path: Path) -> int:  # type: ignore[no-untyped-def]
-    from bot.binding_sheet import Label, render_sheet
+def _write_sheet(services, household_ids: list[int], path: Path,  # type: ignore[no-untyped-def]
+                 village: str | None = None) -> int:
+    from bot.binding_sheet import sheet_for
     from storage.models.org import Household
 
     with services.db.session() as session:
-        labels = [Label.of(h) for h in (session.get(Household, i) for i in household_ids) if h is not None]
-    path.write_text(render_sheet(labels), encoding="utf-8")
-    return len(labels)
+        html, count = sheet_for((h for h in (session.get(Household, i) for i in household_ids) if h is not None),
+                                village)
+    path.write_text(html, encoding="utf-8")
+    return count

@@ -9,10 +9,14 @@ from a CDN or from WeChat when it is opened or printed.
 Only what the label needs is on it: village and 组, the 户主 masked
 (``mask_name``), the 户编号 (so whoever delivers the handbooks sticks the
 right label on the right book), the QR code and the code in large type.
+
+``sheet_for`` is the one way a sheet is made: ``sisong households codes
+--out`` writes it to a file, the console's 打印绑定标签 page serves it.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from html import escape
 
@@ -86,6 +90,13 @@ def render_sheet(labels: list[Label], title: str = "四送助手 绑定标签") 
         "沿虚线剪下，贴在对应户的政策手册上。</p>\n"
         f"<div class=\"sheet\">\n{cells}\n</div>\n</body>\n</html>\n"
     )
+
+
+def sheet_for(households: Iterable[Household], village: str | None = None) -> tuple[str, int]:
+    """The sheet for these households (those with a code: a label without one binds nothing), and its count."""
+    labels = [Label.of(h) for h in households if h.code]
+    title = "四送助手 绑定标签" + (f"（{village}）" if village else "")
+    return render_sheet(labels, title), len(labels)
 
 
 def _label_html(label: Label) -> str:

@@ -7,6 +7,10 @@ File layouts, JSON keys and every error are described in docs/households.md.
 These are the cadres' own tools: names and phones of households and helpers
 are printed in clear (a cadre needs them to visit), as the household's cadres
 may see them. Nothing here logs them.
+
+The command line runs as the machine's operator: it sees and may change the
+whole township (``storage.scope.EVERYTHING``), and its imports are audited as
+“命令行”.
 """
 
 from __future__ import annotations
@@ -82,7 +86,9 @@ def org_import(file: FileArgument, dry_run: DryRun = False, as_json: AsJson = Fa
     Excel 里用名为 村 / 干部 / 工作群 的工作表（有哪个导哪个）；CSV 一个文件一种表，看表头认。
     有一行出错就全部不导入，并列出每一行的问题。格式见 docs/households.md。
     """
-    report = import_org_file(_db(), _settings().township, file, dry_run=dry_run)
+    from storage.accounts import CLI_ACTOR
+
+    report = import_org_file(_db(), _settings().township, file, dry_run=dry_run, actor=CLI_ACTOR)
     if as_json:
         _emit_json(report.to_json())
     else:
@@ -164,8 +170,8 @@ def households_list(
     as_json: AsJson = False,
 ) -> None:
     """列出户（可按村筛选）。--json 每户输出一行 JSON。"""
-    from storage.households import list_households
-    from storage.households import ensure_township, village_by_name
+    from storage.households import ensure_township, list_households, village_by_name
+    from storage.scope import EVERYTHING
 
     settings = _settings()
     with _db().session() as session:
@@ -177,7 +183,7 @@ def households_list(
                 _say(f"没有村「{village}」。", "red", err=True)
                 raise typer.Exit(1)
             village_id = found.id
-        views = list_households(session, township.id, village_id)
+        views = list_households(session, township.id, EVERYTHING, village_id)
     if as_json:
         for view in views:
             _emit_json(view.to_json(settings.timezone))
@@ -205,12 +211,12 @@ def households_show(
 ) -> None:
     """查看一户的登记信息、帮扶责任人和绑定情况。"""
     from storage.clock import local
-    from storage.households import household_view
-    from storage.households import ensure_township
+    from storage.households import ensure_township, household_view
+    from storage.scope import EVERYTHING
 
     settings = _settings()
     with _db().session() as session:
-        view = household_view(session, ensure_township(session, settings.township).id, nfkc(number))
+        view = household_view(session, ensure_township(session, settings.township).id, nfkc(number), EVERYTHING)
     if view is None:
         _say(f"没有户编号为 {number} 的户。", "red", err=True)
         raise typer.Exit(1)

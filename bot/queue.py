@@ -216,6 +216,12 @@ class TaskQueue:
         )
 
     def start_embedded(self, workers: int = 2) -> None:
+        """Start the in-process consumer once; a second app on the same services reuses it.
+
+        Starting another would leave the first running unseen after ``stop_embedded``.
+        """
+        if self._consumer is not None:
+            return
         self._consumer = self.create_consumer(workers=workers, embedded=True)  # type: ignore[assignment]
         self._consumer.start()
 

@@ -15,7 +15,10 @@ do the same work twice):
    have written since (``bot.private_replies``);
 6. once a minute, retries WeChat user tags that failed when a follower bound
    (``bot.binding.retag_pending``): slow when WeChat is down, so not every pass;
-7. pushes (``bot.push``): rows of a dead sender back to pending (or 待确认),
+7. once an hour, deletes console sessions nobody can use any more
+   (``storage.accounts.purge_sessions``) and checked uploads nobody confirmed
+   (``storage.uploads.purge_expired``);
+8. pushes (``bot.push``): rows of a dead sender back to pending (or 待确认),
    finished pushes announced, the sender kicked when rows are due; once a
    minute, job postings past their deadline closed.
 """
@@ -35,6 +38,8 @@ from bot.pipeline import Pipeline
 from bot.private_replies import deliver_due_replies
 from bot.services import Services
 from storage import inbox
+from storage import uploads
+from storage.accounts import purge_sessions
 from storage.db import is_outage
 
 log = logging.getLogger(__name__)
@@ -43,6 +48,8 @@ log = logging.getLogger(__name__)
 TAKEOVER_GRACE = 1.0
 # WeChat-side chores (retagging) at most this often: they wait on WeChat, not on us.
 CHORES_EVERY = 60.0
+# Expired console sessions are harmless (refused anyway); clearing them hourly keeps the table small.
+SESSIONS_EVERY = 3600.0
 
 
 class Sweeper:
@@ -52,6 +59,7 @@ class Sweeper:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._chores_at = 0.0
+        self._sessions_at: float | None = None  # the first pass purges
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="sisong-sweeper", daemon=True)
@@ -94,6 +102,10 @@ class Sweeper:
             self._chores_at = time.monotonic()
             done["retagged"] = self._retag()
             done["jobs_expired"] = self._expire_jobs()
+        if (self._sessions_at is None or time.monotonic() - self._sessions_at >= SESSIONS_EVERY) \
+                and db.breaker.allow():
+            self._sessions_at = time.monotonic()
+            done["sessions"] = self._purge_sessions()
         if any(done.values()):
             log.info("swept", extra=done)
         return done
@@ -125,6 +137,16 @@ class Sweeper:
             return retag_pending(self.services)
         except Exception:  # WeChat or the database down: next minute
             log.warning("retagging failed", exc_info=True)
+            return 0
+
+    def _purge_sessions(self) -> int:
+        try:
+            with self.services.db.bounded():
+                sessions = purge_sessions(self.services.db)
+                uploads.purge_expired(self.services.db)  # checked console uploads nobody confirmed
+                return sessions
+        except SQLAlchemyError as exc:  # the next hour will do
+            log.warning("purging console sessions failed: %s", type(exc).__name__)
             return 0
 
     def _apply_spooled(self, records: list[dict[str, Any]]) -> None:

@@ -1,4 +1,4 @@
-"""Command line for console accounts: ``sisong users add|passwd|list|disable``.
+"""Command line for console accounts: ``sisong users add|passwd|list|disable|enable|link|token|tokens|revoke-token``.
 
 The first 镇管理员 can only be made here (there is no one yet to log in and
 make it), so every account command works from the server's shell. Passwords
@@ -23,12 +23,17 @@ from storage.accounts import (
     create_api_token,
     create_user,
     disable_user,
+    enable_user,
+    link_cadre,
+    list_api_tokens,
     list_users,
+    revoke_api_token,
     set_password,
 )
+from storage.clock import iso_local, local
 from storage.models.accounts import ACCOUNT_ROLES
 
-users_app = typer.Typer(help="工作台账号：添加、改密码、查看、停用。", no_args_is_help=True)
+users_app = typer.Typer(help="工作台账号：添加、改密码、查看、停用、关联干部、API 令牌。", no_args_is_help=True)
 
 console = Console(highlight=False, soft_wrap=True, emoji=False)
 errors = Console(stderr=True, highlight=False, soft_wrap=True, emoji=False)
@@ -47,6 +52,12 @@ def _township() -> str | None:
     from bot.config import get_settings
 
     return get_settings().township
+
+
+def _zone() -> str:
+    from bot.config import get_settings
+
+    return get_settings().timezone
 
 
 def _fail(message: str, code: int = 1) -> typer.Exit:
@@ -108,6 +119,7 @@ def list_(as_json: Annotated[bool, typer.Option("--json", help="输出 JSON（�
             "role": u.role,
             "active": u.active,
             "villages": [v.name for v in u.villages],
+            "cadre": u.cadre.name if u.cadre else None,
             "created_at": u.created_at.isoformat(),
             "last_login_at": u.last_login_at.isoformat() if u.last_login_at else None,
             "failed_logins": u.failed_logins,
@@ -121,11 +133,12 @@ def list_(as_json: Annotated[bool, typer.Option("--json", help="输出 JSON（�
         console.print("还没有账号。先建一个镇管理员：sisong users add 名字 --role 镇管理员", markup=False)
         return
     table = Table(box=box.SIMPLE)
-    for column in ("账号", "角色", "状态", "村", "最近登录"):
+    for column in ("账号", "角色", "状态", "村", "关联干部", "最近登录"):
         table.add_column(column)
-    for row in rows:
+    for row, user in zip(rows, users):
         table.add_row(row["name"], row["role"], "正常" if row["active"] else "已停用",
-                      "、".join(row["villages"]) or "—", (row["last_login_at"] or "从未")[:16].replace("T", " "))
+                      "、".join(row["villages"]) or "—", row["cadre"] or "—",
+                      local(user.last_login_at, _zone()) or "从未")
     console.print(table)
 
 
@@ -151,6 +164,72 @@ def token(
         raise _fail(str(exc)) from None
     typer.echo(issued)
     console.print(f"已为「{name}」发了一个 API 令牌（上面一行，只显示这一次）。", markup=False)
+
+
+@users_app.command("enable")
+def enable(name: NameArgument) -> None:
+    """恢复停用的账号（原来的 API 令牌仍然作废）。"""
+    try:
+        changed = enable_user(_db(), name)
+    except AccountError as exc:
+        raise _fail(str(exc)) from None
+    console.print(f"已恢复「{name}」，可以登录了。" if changed else f"「{name}」本来就是正常的。", markup=False)
+
+
+@users_app.command("link")
+def link(
+    name: NameArgument,
+    cadre: Annotated[Optional[str], typer.Option("--cadre", help="干部的姓名、电话或干部码", show_default=False)] = None,
+    unlink: Annotated[bool, typer.Option("--none", help="取消关联")] = False,
+) -> None:
+    """把账号关联到一位干部：帮扶责任人因此能看到这位干部帮扶的户。"""
+    if not unlink and not (cadre and cadre.strip()):
+        raise _fail("请用 --cadre 写干部的姓名、电话或干部码；取消关联用 --none。", 2)
+    try:
+        found = link_cadre(_db(), name, None if unlink else cadre, township=_township())
+    except AccountError as exc:
+        raise _fail(str(exc)) from None
+    console.print(f"已把「{name}」关联到干部「{found.name}」。" if found else f"已取消「{name}」关联的干部。",
+                  markup=False)
+
+
+@users_app.command("tokens")
+def tokens(name: NameArgument,
+           as_json: Annotated[bool, typer.Option("--json", help="输出 JSON（给脚本用）")] = False) -> None:
+    """列出账号的 API 令牌（编号、用途、时间；令牌本身不保存，看不到）。"""
+    try:
+        found = list_api_tokens(_db(), name)
+    except AccountError as exc:
+        raise _fail(str(exc)) from None
+    zone = _zone()
+    if as_json:
+        print(json.dumps({"tokens": [
+            {"id": t.id, "label": t.label, "created_at": iso_local(t.created_at, zone),
+             "last_used_at": iso_local(t.last_used_at, zone), "revoked_at": iso_local(t.revoked_at, zone)}
+            for t in found]}, ensure_ascii=False))
+        return
+    if not found:
+        console.print(f"「{name}」没有 API 令牌。", markup=False)
+        return
+    table = Table(box=box.SIMPLE)
+    for column in ("编号", "用途", "发出", "最近使用", "状态"):
+        table.add_column(column)
+    for t in found:
+        table.add_row(str(t.id), t.label or "—", local(t.created_at, zone), local(t.last_used_at, zone) or "没用过",
+                      "有效" if t.active else f"{local(t.revoked_at, zone)} 已作废")
+    console.print(table)
+
+
+@users_app.command("revoke-token")
+def revoke_token(token_id: Annotated[int, typer.Argument(help="令牌编号（sisong users tokens 名字 可查）",
+                                                         show_default=False)]) -> None:
+    """作废一个 API 令牌：用它的脚本立即不能再调用。"""
+    try:
+        revoked = revoke_api_token(_db(), token_id)
+    except AccountError as exc:
+        raise _fail(str(exc)) from None
+    console.print(f"已作废「{revoked.user}」的令牌 {revoked.id}" + (f"（{revoked.label}）" if revoked.label else "")
+                  + "。", markup=False)
 
 
 def register(app: typer.Typer) -> None:

@@ -10,6 +10,7 @@ threshold an honest hand-over instead of a guess.
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass, field
 
 from knowledge import compose, replies
 from knowledge.answers import Answer, Source
@@ -17,7 +18,7 @@ from knowledge.nlp.cn_numbers import parse_cn_number
 from knowledge.nlp.cues import CUE_TITLE_TERMS
 from knowledge.search.faq_match import core
 from knowledge.search.query import Query
-from knowledge.search.ranker import Candidate
+from knowledge.search.ranker import SHORTLIST, Candidate
 from knowledge.snapshot import ArticleRecord, Snapshot
 
 FOLLOW_UP_MAX_CHARS = 20
@@ -27,6 +28,7 @@ CUE_TITLE_BOOST = 1.25
 CUE_TOPIC_TITLE_BOOST = 1.6
 PROCEDURE_CUES = frozenset({"how", "where", "materials"})
 SINGLE_CHAR_TOPIC = 0.7  # only words, not lone characters, name a topic in a title
+SOURCES = 3  # articles cited in an answer's sources
 _ARTICLE_REF = re.compile(r"第([零〇一二两三四五六七八九十百千\d０-９]+)条")
 
 
@@ -80,11 +82,29 @@ def _source(article: ArticleRecord, score: float) -> Source:
     return Source(article.document, chapter, article.label, article.title, round(score, 4))
 
 
+@dataclass
+class Trace:
+    """What the search did for one question, kept only when a caller asks why (the console's 试一试).
+
+    The responder fills it at the points where it decides, with the very objects it
+    decided on, so an explanation can never disagree with the answer. Without a
+    trace (every household's message) nothing extra is kept or computed.
+    """
+
+    route: str = ""  # article_number | search | followup ("" when no search ran: FAQ, greeting...)
+    query: Query | None = None  # the query the answer was chosen with (with the previous topic for a follow-up)
+    candidates: list[Candidate] = field(default_factory=list)  # the whole shortlist, best first
+    boosts: dict[int, float] = field(default_factory=dict)  # article position -> factor applied to its score
+    context: str | None = None  # the previous article's words a follow-up was read with
+
+
 class Responder:
-    def __init__(self, snapshot: Snapshot, min_confidence: float, answer_chars: int) -> None:
+    def __init__(self, snapshot: Snapshot, min_confidence: float, answer_chars: int,
+                 trace: Trace | None = None) -> None:
         self.snapshot = snapshot
         self.min_confidence = min_confidence
         self.answer_chars = answer_chars
+        self.trace = trace
 
     # -- entry point ------------------------------------------------------------
 
@@ -144,6 +164,8 @@ class Responder:
             scores = self.snapshot.ranker.article_scores(query)
             same.sort(key=lambda a: -scores[self.snapshot.positions[a.id]])
         article = same[0]
+        if self.trace is not None:
+            self.trace.route, self.trace.query = "article_number", query
         body = compose.excerpt(article, query, self.answer_chars, self._unit)
         return Answer(compose.answer_text(article, body), [_source(article, 1.0)],
                       topic=article_topic(article.id), confidence=1.0, kind="article")
@@ -178,7 +200,12 @@ class Responder:
         analyzer, ranker = self.snapshot.analyzer, self.snapshot.ranker
         query = analyzer.analyse(question)
         cue_boost = self._cue_title_boost(query)
-        candidates = ranker.rank(query, boost=cue_boost)
+        # Explaining shows the whole shortlist; the answer only ever uses the first SOURCES.
+        keep = SHORTLIST if self.trace is not None else SOURCES
+        candidates = ranker.rank(query, k=keep, boost=cue_boost)
+        if self.trace is not None:
+            self.trace.route, self.trace.query, self.trace.candidates = "search", query, candidates
+            self.trace.boosts = cue_boost
         previous = topic_article(self.snapshot, last_topic)
         kind = "article"
         if previous is None and not self._has_topic(query) and not query.unknown_topic:
@@ -197,11 +224,14 @@ class Responder:
             }
             for position, extra in cue_boost.items():
                 boost[position] = boost.get(position, 1.0) * extra
-            followed = ranker.rank(contextual, boost=boost)
+            followed = ranker.rank(contextual, k=keep, boost=boost)
             if followed:
                 query, candidates, kind = contextual, followed, "followup"
                 if not own_topic and not query.unknown_topic:
                     candidates[0].coverage = 1.0  # the previous topic is the whole topic
+                if self.trace is not None:
+                    self.trace.route, self.trace.query, self.trace.candidates = "followup", query, candidates
+                    self.trace.boosts, self.trace.context = boost, context
         if not candidates:
             return self._no_answer(query, last_topic)
         best = candidates[0]
@@ -209,7 +239,7 @@ class Responder:
             return self._no_answer(query, last_topic)
         article = self.snapshot.articles[best.position]
         body = compose.excerpt(article, query, self.answer_chars, self._unit)
-        sources = [_source(self.snapshot.articles[c.position], c.score) for c in candidates]
+        sources = [_source(self.snapshot.articles[c.position], c.score) for c in candidates[:SOURCES]]
         return Answer(compose.answer_text(article, body), sources, topic=article_topic(article.id),
                       confidence=round(best.coverage, 4), kind=kind)
 

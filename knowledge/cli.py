@@ -23,29 +23,29 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
-from sqlalchemy import select
 
 from storage.clock import iso_local, local
 from storage.privacy import mask_text
 from knowledge.ingest.importer import HandbookImportError, ImportReport, import_files
+from knowledge.ingest.undo import UndoError, undo_last_import
 from knowledge.service import KnowledgeBase, ensure_sample_loaded
-from knowledge.store.faq import FaqError, add_faq, list_faqs, promote_unanswered, remove_faq
+from knowledge.store.handbook import list_documents
+from knowledge.store.faq import FaqError, add_faq, answer_message, list_faqs, promote_unanswered, remove_faq
 from knowledge.store.synonyms import add_synonym, list_synonyms, remove_synonym
 from knowledge.store.unanswered import (
-    window_open,
     STATES,
     UnansweredError,
     close_unanswered,
+    delivery_note,
     list_unanswered,
     reply_unanswered,
 )
 from storage.db import Database
-from storage.models.knowledge import KbDocument
 
 console = Console()
 errors = Console(stderr=True)
 
-handbook_app = typer.Typer(help="政策汇编：导入、查看。", no_args_is_help=True)
+handbook_app = typer.Typer(help="政策汇编：导入、查看、撤销最近一次导入。", no_args_is_help=True)
 faq_app = typer.Typer(help="常见问题（FAQ）：添加、查看、删除；把待答问题转成 FAQ。", no_args_is_help=True)
 unanswered_app = typer.Typer(help="答不上来、等人工回复的问题。", no_args_is_help=True)
 synonym_app = typer.Typer(help="群众说法 → 政策用语 的同义词（补充 knowledge/data/synonyms.txt）。", no_args_is_help=True)
@@ -127,12 +127,27 @@ def handbook_import(
     _print_report(report)
 
 
+@handbook_app.command("undo")
+def handbook_undo() -> None:
+    """撤销最近一次导入：文件、条文、检索索引（和被它移除的示例汇编）回到导入之前。只能撤销一次。"""
+    try:
+        report = undo_last_import(get_db())
+    except UndoError as exc:
+        errors.print(f"[red]{exc}[/red]")
+        raise typer.Exit(1) from None
+    console.print(f"已撤销 {local(report.imported_at, _zone())} 的导入（{report.actor}：{'、'.join(report.files)}）。")
+    if report.removed:
+        console.print(f"已移除：{'、'.join(report.removed)}")
+    if report.restored:
+        console.print(f"已恢复：{'、'.join(report.restored)}")
+    if report.sample_restored:
+        console.print("[yellow]内置的示例汇编（青山县，虚构）已恢复。[/yellow]")
+
+
 @handbook_app.command("list")
 def handbook_list() -> None:
     """列出已导入的文件。"""
-    with get_db().session() as session:
-        docs = session.execute(select(KbDocument).order_by(KbDocument.id)).scalars().all()
-        rows = [(d.id, d.name, d.title, d.chapters, d.articles, d.imported_at) for d in docs]
+    rows = [(d.id, d.name, d.title, d.chapters, d.articles, d.imported_at) for d in list_documents(get_db())]
     if not rows:
         console.print("还没有导入任何政策汇编。用 `sisong handbook import 文件` 导入。")
         return
@@ -205,7 +220,7 @@ def faq_add(
             console.print(f"已转为常见问题；提问的 {len(openids)} 位群众将收到答复。")
             if openids:
                 try:
-                    _notify(openids, f"您之前问的问题，工作人员回复如下：\n{text}")
+                    _notify(openids, answer_message(text))
                 except Exception as exc:  # noqa: BLE001 - any sending failure is reported the same way
                     errors.print(f"[red]常见问题已保存，但答复没有发给提问的群众（{type(exc).__name__}: {mask_text(str(exc))}）。"
                                  f"稍后再运行同一条命令即可重发，不会重复添加常见问题。[/red]")
@@ -364,18 +379,11 @@ def unanswered_reply(
         except UnansweredError as exc:
             errors.print(f"[red]{exc}[/red]")
             raise typer.Exit(1) from None
-    state = record.state
-    if state == "answered_delivered":
-        console.print(f"已答复问题 {item_id}：已送达（已答-已送达）。")
-    elif state == "answered_failed":
-        console.print(f"[yellow]已记下答复，但发不出去：对方已取消关注或拒收消息（已答-无法送达）。问题 {item_id}。[/yellow]")
-    else:
-        with get_db().session() as session:
-            opened = bool(record.openid) and window_open(session, record.openid)
-        reason = ("这次发送没成功（微信接口出错，原因见日志那一行）" if opened
-                  else "对方超过48小时没有发消息（微信只允许48小时内回复）")
-        console.print(f"已记下答复，问题 {item_id}：{reason}，等对方下次发消息时自动送达（已答-待送达）。"
-                      "用 sisong unanswered list --status answered_pending 查看。")
+    line = f"已答复问题 {item_id}：{delivery_note(get_db(), record)}。（{record.label}）"
+    if record.state == "answered_pending":
+        line += "用 sisong unanswered list --status answered_pending 查看。"
+    console.print(f"[yellow]{line}[/yellow]" if record.state == "answered_failed" else line, highlight=False,
+                  soft_wrap=True)
 
 
 @unanswered_app.command("close")

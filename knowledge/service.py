@@ -15,8 +15,9 @@ from pathlib import Path
 
 from knowledge.answering import Responder, article_pages
 from knowledge.answers import Answer, Source
+from knowledge.explain import Explanation, explain
 from knowledge.ingest.importer import SAMPLE_HANDBOOK, import_files
-from knowledge.nlp.tokenizer import Segmenter, default_segmenter
+from knowledge.nlp.tokenizer import Segmenter, default_segmenter, normalize_text
 from knowledge.settings import KnowledgeSettings, get_knowledge_settings
 from knowledge.snapshot import Snapshot, load_snapshot
 from knowledge.store.faq import promote_unanswered as _promote
@@ -81,14 +82,15 @@ class KnowledgeBase:
                             "using the shipped synonyms only", path)
             return None
 
-    def _fresh_snapshot(self) -> Snapshot:
+    def _fresh_snapshot(self, check_now: bool = False) -> Snapshot:
         """The current snapshot, reloaded first if the database generation or the synonym file moved.
 
         The check and the reload happen under the lock, so one change makes one load however
         many threads ask at that moment. A reload that fails is logged and the loaded snapshot
-        keeps answering.
+        keeps answering. ``check_now`` skips the interval: a cadre who just added a synonym and
+        tries the question again must see the change, not the snapshot of a second ago.
         """
-        interval = self.settings.kb_reload_seconds
+        interval = 0.0 if check_now else self.settings.kb_reload_seconds
         snapshot = self._snapshot
         if snapshot is not None and interval > 0 and time.monotonic() - self._checked_at < interval:
             return snapshot
@@ -138,6 +140,30 @@ class KnowledgeBase:
             self.record_unanswered(openid, question)
         return result
 
+    def explain(self, question: str, last_topic: str | None = None) -> Explanation:
+        """``answer`` and why (candidates, scores, synonyms, the reason for a hand-over), for 试一试.
+
+        Checks the database generation first whatever the interval, so a change just made
+        (an import, a synonym, an FAQ) is what gets explained. Never queues the question.
+        """
+        snapshot = self._fresh_snapshot(check_now=True)
+        return explain(snapshot, self.db, question, self.settings.kb_min_confidence, self.settings.kb_answer_chars,
+                       last_topic)
+
+    def missing_words(self, words: list[str]) -> list[str]:
+        """Of ``words``, those the handbook never uses: a synonym expanding to them cannot find anything."""
+        snapshot = self._fresh_snapshot(check_now=True)
+        text = snapshot.analyzer.text
+        missing = []
+        for word in words:
+            term = normalize_text(word.strip())
+            if not term:
+                continue
+            if snapshot.index.term_id(term) is None and not (text is not None and len(term) >= 2
+                                                             and text.articles_with(term)):
+                missing.append(word)
+        return missing
+
     def article_pages(self, topic: str) -> list[str]:
         """The whole article (or FAQ) behind ``topic``, as pages each under 2048 UTF-8 bytes."""
         return article_pages(self._fresh_snapshot(), topic)
@@ -160,7 +186,7 @@ def ensure_sample_loaded(db: Database, path: Path = SAMPLE_HANDBOOK) -> bool:
     if has_documents():
         return False
     try:
-        report = import_files(db, [path])
+        report = import_files(db, [path], record=False)  # not a cadre's import: nothing to undo or audit
     except Exception:
         if has_documents():  # another worker starting at the same moment won the race
             return False

@@ -13,11 +13,13 @@ import hashlib
 import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import date, datetime, time, timedelta
+from typing import Any, Union
+from zoneinfo import ZoneInfo
 
 from pwdlib import PasswordHash
 from pwdlib.hashers.argon2 import Argon2Hasher
-from sqlalchemy import select, update
+from sqlalchemy import delete, false, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from storage.db import Database
@@ -34,11 +36,12 @@ from storage.models.accounts import (
     user_villages,
 )
 from storage.models.base import utcnow
-from storage.models.org import Household, Township, Village
+from storage.models.org import Cadre, Household, Township, Village
 from storage.privacy import mask_text
 from storage.scope import EVERYTHING, Scope
 
 MIN_PASSWORD = 8
+MAX_NAME = 32  # users.name
 # A console left open over lunch stays logged in; one left overnight does not.
 IDLE = timedelta(hours=12)
 # Writing last_seen_at on every request would make each page a write; a minute is precise enough.
@@ -53,6 +56,14 @@ _DUMMY_HASH = _hasher.hash("sisong-no-such-user")
 
 class AccountError(ValueError):
     """A request the cadre can fix; the message is Chinese and safe to show."""
+
+
+class NotFound(AccountError):
+    """No such account or token (the API answers 404)."""
+
+
+class WrongPassword(AccountError):
+    """The current password given to change it was wrong (callers count these like failed logins)."""
 
 
 @dataclass(frozen=True)
@@ -73,6 +84,10 @@ class Principal:
         return self.scope.villages
 
 
+# Who acts: a console account (its row, or the request's Principal), or None for the command line.
+Actor = Union[User, Principal, None]
+
+
 def _digest(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
@@ -91,17 +106,33 @@ def audit(session: Session, user: "User | Principal | None", action: str, target
     """
     session.add(AuditLog(
         user_id=user.id if user is not None else None,
-        actor=(actor or (user.name if user is not None else CLI_ACTOR))[:64],
-        action=action[:32],
-        target=target[:128],
-        detail=mask_text(detail) if detail else "",
+        actor=_printable(actor or (user.name if user is not None else CLI_ACTOR))[:64],
+        action=_printable(action)[:32],
+        target=_printable(target)[:128],
+        detail=_printable(mask_text(detail)) if detail else "",
     ))
 
 
-def _user_by_name(session: Session, name: str) -> User:
-    user = session.scalar(select(User).where(User.name == name))
+def _printable(text: str) -> str:
+    """What a caller typed, storable anywhere: NUL (PostgreSQL refuses it) becomes a visible mark."""
+    return text.replace("\x00", "\ufffd")
+
+
+def _storable(text: str) -> bool:
+    """PostgreSQL text cannot hold NUL: such a value names nothing, and must not reach the driver."""
+    return "\x00" not in text
+
+
+def _user_by_name(session: Session, name: str | int) -> User:
+    """An account by name (the CLI) or by id (the console and API, where names travel badly in URLs)."""
+    if isinstance(name, int):
+        user = session.get(User, name)
+        if user is None:
+            raise NotFound("没有这个账号。")
+        return user
+    user = session.scalar(select(User).where(User.name == name)) if _storable(name) else None
     if user is None:
-        raise AccountError(f"没有名为「{name}」的账号。")
+        raise NotFound(f"没有名为「{name}」的账号。")
     return user
 
 
@@ -109,7 +140,7 @@ def _villages(session: Session, township: str | None, names: Iterable[str]) -> l
     wanted = list(dict.fromkeys(n.strip() for n in names if n.strip()))
     if not wanted:
         return []
-    query = select(Village).where(Village.name.in_(wanted))
+    query = select(Village).where(Village.name.in_([n for n in wanted if _storable(n)]))
     if township:
         query = query.join(Township, Township.id == Village.township_id).where(Township.name == township)
     found = {v.name: v for v in session.scalars(query)}
@@ -119,13 +150,27 @@ def _villages(session: Session, township: str | None, names: Iterable[str]) -> l
     return [found[n] for n in wanted]
 
 
+def _check_role(role: str) -> None:
+    if not role:
+        raise AccountError(f"请选择角色：{'、'.join(ACCOUNT_ROLES)}。")
+    if role not in ACCOUNT_ROLES:
+        raise AccountError(f"没有「{role}」这个角色，可选：{'、'.join(ACCOUNT_ROLES)}。")
+
+
+def _scope_detail(role: str, villages: list[Village]) -> str:
+    return f"角色 {role}" + (f"，村 {'、'.join(v.name for v in villages)}" if villages else "")
+
+
 def create_user(db: Database, name: str, password: str, role: str, villages: Iterable[str] = (),
-                *, township: str | None = None, actor: User | None = None) -> User:
+                *, township: str | None = None, actor: Actor = None) -> User:
     name = name.strip()
     if not name:
         raise AccountError("请填写账号名。")
-    if role not in ACCOUNT_ROLES:
-        raise AccountError(f"没有「{role}」这个角色，可选：{'、'.join(ACCOUNT_ROLES)}。")
+    if len(name) > MAX_NAME:
+        raise AccountError(f"账号名太长了，请不超过 {MAX_NAME} 个字。")
+    if not name.isprintable():
+        raise AccountError("账号名里有不能用的字符（换行、制表符之类），请只用文字、字母和数字。")
+    _check_role(role)
     check_password_strength(password)
     with db.session() as session:
         if session.scalar(select(User.id).where(User.name == name)) is not None:
@@ -134,39 +179,152 @@ def create_user(db: Database, name: str, password: str, role: str, villages: Ite
         user = User(name=name, password_hash=_hasher.hash(password), role=role, villages=scope)
         session.add(user)
         session.flush()
-        audit(session, actor, "user.create", name,
-              f"角色 {role}" + (f"，村 {'、'.join(v.name for v in scope)}" if scope else ""))
+        audit(session, actor, "user.create", name, _scope_detail(role, scope))
     return user
 
 
-def set_password(db: Database, name: str, password: str, *, actor: User | None = None) -> None:
-    """New password; the account's sessions end (someone may have known the old one)."""
+def set_password(db: Database, name: str | int, password: str, *, actor: Actor = None) -> None:
+    """New password set by the command line or a 镇管理员; the account's sessions end
+    (someone may have known the old one)."""
     check_password_strength(password)
     with db.session() as session:
         user = _user_by_name(session, name)
         user.password_hash = _hasher.hash(password)
         user.failed_logins = 0
         _end_sessions(session, user.id)
-        audit(session, actor, "user.passwd", name)
+        audit(session, actor, "user.passwd", user.name)
 
 
-def disable_user(db: Database, name: str, *, actor: User | None = None) -> bool:
+def change_own_password(db: Database, me: Principal, old: str, new: str) -> None:
+    """A cadre changes their own password: the old one must be right (a borrowed, unlocked phone
+    must not be enough to take the account over). Their other sessions end; this one stays."""
+    check_password_strength(new)
+    if old == new:
+        raise AccountError("新密码和原来的一样，请换一个。")
+    with db.session() as session:
+        user = session.get(User, me.id)
+        if user is None or not user.active:
+            raise AccountError("这个账号已经停用了。")
+        wrong = not _hasher.verify(old, user.password_hash)
+        if wrong:  # recorded (committed) like a failed login, then refused below
+            audit(session, me, "user.passwd.fail", user.name, "原密码不对")
+        else:
+            user.password_hash = _hasher.hash(new)
+            user.failed_logins = 0
+            _end_sessions(session, user.id, keep=me.session_id)
+            audit(session, me, "user.passwd", user.name, "本人修改")
+    if wrong:
+        raise WrongPassword("原密码不对，请再试一次。")
+
+
+def _active_admins(session: Session) -> int:
+    return session.scalar(select(func.count(User.id)).where(User.role == ADMIN, User.active.is_(True))) or 0
+
+
+def _guard_admin_change(session: Session, user: User, actor: Actor, demote: bool) -> None:
+    """Nobody locks the township out: no admin disables or demotes themselves from the console, and
+    the last active admin stays one (the command line included: add another admin first)."""
+    if isinstance(actor, Principal) and actor.id == user.id:
+        raise AccountError(("不能改掉自己的镇管理员角色" if demote else "不能停用自己的账号")
+                           + "；需要时请另一位镇管理员来做。")
+    if user.role == ADMIN and user.active and _active_admins(session) <= 1:
+        raise AccountError(f"「{user.name}」是唯一的镇管理员，不能{'改成别的角色' if demote else '停用'}。"
+                           "请先添加另一位镇管理员。")
+
+
+def disable_user(db: Database, name: str | int, *, actor: Actor = None) -> bool:
     """Disable an account and end its sessions and tokens; False if it was disabled already."""
     with db.session() as session:
         user = _user_by_name(session, name)
         was_active = user.active
+        if was_active:
+            _guard_admin_change(session, user, actor, demote=False)
         user.active = False
         _end_sessions(session, user.id)
         session.execute(update(ApiToken).where(ApiToken.user_id == user.id, ApiToken.revoked_at.is_(None))
                         .values(revoked_at=utcnow()))
-        audit(session, actor, "user.disable", name)
+        audit(session, actor, "user.disable", user.name)
     return was_active
 
 
-def _end_sessions(session: Session, user_id: int) -> None:
-    session.execute(update(ConsoleSession)
-                    .where(ConsoleSession.user_id == user_id, ConsoleSession.revoked_at.is_(None))
-                    .values(revoked_at=utcnow()))
+def enable_user(db: Database, name: str | int, *, actor: Actor = None) -> bool:
+    """Let a disabled account log in again (its old API tokens stay revoked); False if it was active."""
+    with db.session() as session:
+        user = _user_by_name(session, name)
+        if user.active:
+            return False
+        user.active = True
+        user.failed_logins = 0
+        audit(session, actor, "user.enable", user.name)
+    return True
+
+
+def update_user(db: Database, name: str | int, role: str, villages: Iterable[str], *,
+                township: str | None = None, actor: Actor = None) -> User:
+    """Set an account's role and villages (a cadre moved, or was given another job)."""
+    _check_role(role)
+    with db.session() as session:
+        user = _user_by_name(session, name)
+        if user.role == ADMIN and role != ADMIN:
+            _guard_admin_change(session, user, actor, demote=True)
+        scope = _villages(session, township, villages)
+        user.role = role
+        user.villages = scope
+        audit(session, actor, "user.update", user.name, _scope_detail(role, scope))
+    return user
+
+
+def find_cadre(session: Session, query: str, township: str | None = None) -> Cadre:
+    """One cadre by their 干部码, phone or name; a name two cadres share needs the phone instead."""
+    query = query.strip()
+    if not query:
+        raise AccountError("请写干部的姓名、电话或干部码。")
+    base = select(Cadre)
+    if township:
+        base = base.join(Township, Township.id == Cadre.township_id).where(Township.name == township)
+    if not _storable(query):
+        raise AccountError(f"找不到干部「{query}」。")
+    for column in (Cadre.code, Cadre.phone, Cadre.name):
+        found = list(session.scalars(base.where(column == query).order_by(Cadre.id)))
+        if len(found) == 1:
+            return found[0]
+        if len(found) > 1:
+            raise AccountError(f"有 {len(found)} 位干部叫「{query}」，请改用电话或干部码。")
+    raise AccountError(f"找不到干部「{query}」。请先用 sisong org import 导入干部，或检查写法。")
+
+
+def link_cadre(db: Database, name: str | int, cadre: str | None, *, township: str | None = None,
+               actor: Actor = None) -> Cadre | None:
+    """Link an account to a cadre (帮扶责任人 then see the households they help), or unlink with None."""
+    with db.session() as session:
+        user = _user_by_name(session, name)
+        found = find_cadre(session, cadre, township) if cadre and cadre.strip() else None
+        user.cadre_id = found.id if found is not None else None
+        user.cadre = found
+        audit(session, actor, "user.link", user.name, f"干部 {found.name}" if found is not None else "取消关联")
+    return found
+
+
+def _end_sessions(session: Session, user_id: int, *, keep: int | None = None) -> None:
+    """Revoke an account's sessions, except ``keep`` (the one asking, when it changed its own password)."""
+    query = update(ConsoleSession).where(ConsoleSession.user_id == user_id, ConsoleSession.revoked_at.is_(None))
+    if keep is not None:
+        query = query.where(ConsoleSession.id != keep)
+    session.execute(query.values(revoked_at=utcnow()))
+
+
+def purge_sessions(db: Database, *, now: datetime | None = None) -> int:
+    """Delete sessions nobody can use any more: revoked ones, and ones idle past ``IDLE`` plus a day.
+
+    Only housekeeping (an expired session is refused either way); the day's margin
+    keeps a session that expired a moment ago visible while someone looks into it.
+    The sweeper calls this at most hourly. Returns how many rows went.
+    """
+    cutoff = (now or utcnow()) - IDLE - timedelta(days=1)
+    with db.session() as session:
+        result = session.execute(delete(ConsoleSession).where(
+            or_(ConsoleSession.revoked_at.is_not(None), ConsoleSession.last_seen_at < cutoff)))
+        return int(result.rowcount or 0)
 
 
 def list_users(db: Database) -> list[User]:
@@ -174,10 +332,16 @@ def list_users(db: Database) -> list[User]:
         return list(session.scalars(select(User).order_by(User.id)))
 
 
+def get_user(db: Database, name: str | int) -> User:
+    """One account (with its villages and linked cadre loaded), by name or id; ``NotFound`` otherwise."""
+    with db.session() as session:
+        return _user_by_name(session, name)
+
+
 def authenticate(db: Database, name: str, password: str, *, client: str = "") -> User | None:
     """The account if name and password match and it is active; every attempt is audited."""
     with db.session() as session:
-        user = session.scalar(select(User).where(User.name == name.strip()))
+        user = session.scalar(select(User).where(User.name == name.strip())) if _storable(name) else None
         ok = _hasher.verify(password, user.password_hash if user is not None else _DUMMY_HASH)
         if user is None:
             audit(session, None, "login.fail", name.strip(), f"无此账号 {client}".strip(), actor=name.strip() or "?")
@@ -261,15 +425,16 @@ def revoke(db: Database, token: str | None) -> None:
         audit(session, user, "logout", user.name if user else "")
 
 
-def create_api_token(db: Database, name: str, label: str = "", *, actor: User | None = None) -> str:
+def create_api_token(db: Database, name: str | int, label: str = "", *, actor: Actor = None) -> str:
     """A token for scripts, returned once; only its hash is stored."""
     token = TOKEN_PREFIX + secrets.token_urlsafe(32)
     with db.session() as session:
         user = _user_by_name(session, name)
         if not user.active:
-            raise AccountError(f"账号「{name}」已停用。")
-        session.add(ApiToken(token_hash=_digest(token), user_id=user.id, label=label[:64]))
-        audit(session, actor, "token.create", name, label)
+            raise AccountError(f"账号「{user.name}」已停用。")
+        label = _printable(label.strip())[:64]
+        session.add(ApiToken(token_hash=_digest(token), user_id=user.id, label=label))
+        audit(session, actor, "token.create", user.name, label)
     return token
 
 
@@ -287,3 +452,153 @@ def load_api_token(db: Database, token: str | None) -> Principal | None:
         if row.last_used_at is None or now - row.last_used_at > TOUCH_EVERY:
             row.last_used_at = now
     return _principal(db, user)
+
+
+@dataclass(frozen=True)
+class TokenView:
+    """An API token as its owner and the CLI see it: never the token itself (only its hash is kept)."""
+
+    id: int
+    user: str
+    label: str
+    created_at: datetime
+    last_used_at: datetime | None
+    revoked_at: datetime | None
+
+    @property
+    def active(self) -> bool:
+        return self.revoked_at is None
+
+
+def _token_view(row: ApiToken, user_name: str) -> TokenView:
+    return TokenView(row.id, user_name, row.label, row.created_at, row.last_used_at, row.revoked_at)
+
+
+def list_api_tokens(db: Database, name: str | int) -> list[TokenView]:
+    """An account's API tokens, newest first, revoked ones included (they say when they stopped)."""
+    with db.session() as session:
+        user = _user_by_name(session, name)
+        rows = session.scalars(select(ApiToken).where(ApiToken.user_id == user.id).order_by(ApiToken.id.desc()))
+        return [_token_view(row, user.name) for row in rows]
+
+
+def revoke_api_token(db: Database, token_id: int, *, owner: int | None = None, actor: Actor = None) -> TokenView:
+    """Revoke one API token. ``owner`` limits it to that account's tokens (the console's 我的账号:
+    someone else's token is "not found", not "forbidden", so ids reveal nothing)."""
+    with db.session() as session:
+        row = session.get(ApiToken, token_id)
+        if row is None or (owner is not None and row.user_id != owner):
+            raise NotFound("没有这个令牌。")
+        user = session.get(User, row.user_id)
+        name = user.name if user is not None else ""
+        if row.revoked_at is None:
+            row.revoked_at = utcnow()
+            audit(session, actor, "token.revoke", name, f"令牌 {row.id}" + (f"（{row.label}）" if row.label else ""))
+        return _token_view(row, name)
+
+
+# -- the audit log, as 镇管理员 and 督查 read it ---------------------------------------------------
+
+# Chinese names of the actions every module records; an action not listed is shown as written.
+ACTION_LABELS = {
+    "login": "登录",
+    "login.fail": "登录失败",
+    "logout": "退出",
+    "user.create": "新建账号",
+    "user.passwd": "改密码",
+    "user.passwd.fail": "改密码时原密码不对",
+    "user.disable": "停用账号",
+    "user.enable": "恢复账号",
+    "user.update": "修改角色和村",
+    "user.link": "关联干部",
+    "token.create": "发 API 令牌",
+    "token.revoke": "作废 API 令牌",
+    "org.import": "导入组织表",
+    "households.import": "导入农户",
+    "households.codes": "生成绑定码",
+    "households.reissue": "重发绑定码",
+    "unanswered.reply": "答复问题",
+    "unanswered.close": "关闭问题",
+    "unanswered.promote": "设为常见问题",
+    "faq.add": "添加常见问题",
+    "faq.update": "修改常见问题",
+    "faq.delete": "删除常见问题",
+    "synonym.add": "添加同义词",
+    "synonym.delete": "删除同义词",
+    "handbook.import": "导入政策",
+    "handbook.undo": "撤销政策导入",
+    "handbook.delete": "删除政策文件",
+    "push.send": "推送",
+}
+
+
+def action_label(action: str) -> str:
+    return ACTION_LABELS.get(action, action)
+
+
+@dataclass(frozen=True)
+class AuditEntry:
+    id: int
+    at: datetime
+    actor: str
+    action: str
+    target: str
+    detail: str
+
+    @property
+    def label(self) -> str:
+        return action_label(self.action)
+
+
+@dataclass(frozen=True)
+class AuditPage:
+    entries: list[AuditEntry]
+    total: int
+    page: int
+    per_page: int
+
+    @property
+    def pages(self) -> int:
+        return max((self.total + self.per_page - 1) // self.per_page, 1)
+
+
+# Days outside these are no filter at all: nothing was recorded then, and the far ends of the
+# calendar do not survive a shift to UTC.
+_FIRST_DAY, _LAST_DAY = date(2000, 1, 1), date(2999, 12, 31)
+
+
+def _local_midnight(day: date, zone: str) -> datetime:
+    return datetime.combine(day, time(), ZoneInfo(zone))
+
+
+def list_audit(db: Database, *, actor: str = "", action: str = "", since: date | None = None,
+               until: date | None = None, zone: str = "Asia/Shanghai", page: int = 1,
+               per_page: int = 50) -> AuditPage:
+    """Audit rows, newest first. ``actor`` matches part of the name; ``action`` is exact; ``since`` and
+    ``until`` are days on the township's clock, both included. Who may read it is the caller's check."""
+    page, per_page = min(max(page, 1), 1_000_000), min(max(per_page, 1), 200)
+    where: list[Any] = []
+    if not (_storable(actor) and _storable(action)):
+        where.append(false())  # no name or action holds NUL (audit() replaces it)
+    if actor.strip():
+        where.append(AuditLog.actor.contains(actor.strip(), autoescape=True))
+    if action.strip():
+        where.append(AuditLog.action == action.strip())
+    if since is not None and since > _FIRST_DAY:
+        where.append(AuditLog.at >= _local_midnight(since, zone))
+    if until is not None and until < _LAST_DAY:
+        where.append(AuditLog.at < _local_midnight(until + timedelta(days=1), zone))
+    with db.session() as session:
+        total = session.scalar(select(func.count(AuditLog.id)).where(*where)) or 0
+        rows = session.scalars(select(AuditLog).where(*where).order_by(AuditLog.id.desc())
+                               .offset((page - 1) * per_page).limit(per_page))
+        entries = [AuditEntry(r.id, r.at, r.actor, r.action, r.target, r.detail) for r in rows]
+    return AuditPage(entries, int(total), page, per_page)
+
+
+def audit_actions(db: Database) -> list[str]:
+    """The actions recorded so far (for the viewer's filter), known ones first in the labels' order."""
+    with db.session() as session:
+        seen = set(session.scalars(select(AuditLog.action).distinct()))
+    known = [a for a in ACTION_LABELS if a in seen]
+    return known + sorted(seen - set(known))

@@ -38,12 +38,14 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from storage.households import household_of, village_by_name
+from storage.households import household_of, visible_village
 from storage.models.base import utcnow
 from storage.models.org import Cadre, Household, HouseholdBinding, Township, Village
 from storage.privacy import mask_name, short_openid
+from storage.scope import EVERYTHING, Scope
 
 if TYPE_CHECKING:
+    from storage.accounts import Principal
     from storage.ratelimit import RateLimiter
 
 log = logging.getLogger(__name__)
@@ -178,31 +180,42 @@ def _taken_codes(session: Session) -> set[str]:
 # -- issuing --------------------------------------------------------------------------------
 
 
-def find_village(session: Session, township: Township, name: str) -> Village:
-    village = village_by_name(session, township.id, name)
+def find_village(session: Session, township: Township, name: str, scope: Scope = EVERYTHING) -> Village:
+    """The village by name (BindingError if there is none; OutOfScope if the account may not see it)."""
+    village = visible_village(session, township.id, name, scope)
     if village is None:
         raise BindingError(f"没有这个村：{name}")
     return village
 
 
-def households_in_scope(session: Session, township: Township, village: str | None = None) -> list[Household]:
-    """The township's households (or one village's), in label order: village, hamlet, 户编号."""
+def households_in_scope(session: Session, township: Township, village: str | None = None,
+                        scope: Scope = EVERYTHING) -> list[Household]:
+    """The households ``scope`` sees (of one village, by name, if given), in label order: village, 组, 户编号."""
     query = select(Household).join(Village, Village.id == Household.village_id).where(
-        Household.township_id == township.id
+        Household.township_id == township.id, scope.households()
     )
     if village is not None:
-        query = query.where(Household.village_id == find_village(session, township, village).id)
+        query = query.where(Household.village_id == find_village(session, township, village, scope).id)
     households = list(session.scalars(query))
     households.sort(key=lambda h: (h.village.name, h.hamlet.name if h.hamlet else "", h.number))
     return households
 
 
-def issue_codes(session: Session, township: Township, village: str | None = None) -> list[IssuedCode]:
-    """Give a code to every household (of ``village``, by name) that has none; existing codes stay."""
+def issue_codes(session: Session, township: Township, village: str | None = None, *,
+                scope: Scope = EVERYTHING, actor: "Principal | None" = None) -> list[IssuedCode]:
+    """Give a code to every household (of ``village``, by name) ``scope`` sees that has none.
+
+    Existing codes stay. Handing out codes is an act on the households, so a
+    read-only account is refused and each run that issued any is audited
+    (how many, which village; never the codes).
+    """
+    from storage.accounts import audit
+
+    scope.check_writable()
     taken = _taken_codes(session)
     issued: list[IssuedCode] = []
     now = utcnow()
-    for household in households_in_scope(session, township, village):
+    for household in households_in_scope(session, township, village, scope):
         if household.code:
             continue
         household.code = _new_code(taken)
@@ -210,19 +223,24 @@ def issue_codes(session: Session, township: Township, village: str | None = None
         household.updated_at = now
         issued.append(IssuedCode(household.number, household.code, household.id))
     session.flush()
+    if issued:
+        audit(session, actor, "households.codes", village or "全部", f"新发绑定码 {len(issued)} 户")
     log.info("binding codes issued", extra={"count": len(issued), "village_filter": village is not None})
     return issued
 
 
-def reissue(session: Session, township: Township, number: str) -> IssuedCode:
+def reissue(session: Session, township: Township, number: str, *, scope: Scope = EVERYTHING,
+            actor: "Principal | None" = None) -> IssuedCode:
     """A new code for one household (户编号 ``number``); the old code and QR scene stop working now.
 
     Bindings made with the old code stay: the family did nothing wrong. The QR
     scene is dropped too (the label carries both); ``--qr`` asks for a new one.
     """
-    from storage.households import household_by_number
+    from storage.accounts import audit
+    from storage.households import find_household
 
-    household = household_by_number(session, township.id, number)
+    scope.check_writable()
+    household = find_household(session, township.id, number, scope)
     if household is None:
         raise BindingError(f"找不到户编号：{number}")
     old = household.code
@@ -231,6 +249,7 @@ def reissue(session: Session, township: Township, number: str) -> IssuedCode:
     household.qr_scene = None
     household.qr_url = None
     session.flush()
+    audit(session, actor, "households.reissue", household.number, "重发绑定码，旧码和旧二维码作废")
     log.info("binding code reissued", extra={"household_id": household.id, "old_code": mask_code(old)})
     return IssuedCode(household.number, household.code, household.id)
 

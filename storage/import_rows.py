@@ -33,11 +33,16 @@ HEADER_SCAN_ROWS = 15  # a title, a date line, a blank line… the header is wit
 
 @dataclass(frozen=True)
 class RowError:
-    """One bad row (or header, or file when ``line`` is None), with the reason in Chinese."""
+    """One bad row (or header, or file when ``line`` is None), with the reason in Chinese.
+
+    ``columns`` names the cells at fault as (Excel letter, column), so a page
+    can point at them; the reason already says the same in words.
+    """
 
     line: int | None
     reason: str
     sheet: str | None = None
+    columns: tuple[tuple[str, str], ...] = ()
 
     def where(self) -> str:
         sheet = f"工作表「{self.sheet}」" if self.sheet else ""
@@ -49,7 +54,8 @@ class RowError:
         return f"{self.where()}：{self.reason}"
 
     def to_json(self) -> dict[str, object]:
-        return {"line": self.line, "sheet": self.sheet, "reason": self.reason}
+        return {"line": self.line, "sheet": self.sheet, "reason": self.reason,
+                "columns": [{"letter": letter, "label": label} for letter, label in self.columns]}
 
 
 class BadValue(ValueError):
@@ -463,6 +469,13 @@ class HouseholdRecord:
     # Why the row cannot be imported as it is; the importer adds what only the database can tell
     # (unknown village, cadre…) so the cadre sees every reason of a row at once.
     problems: list[str] = field(default_factory=list)
+    bad: list[str] = field(default_factory=list)  # keys of the columns at fault
+    letters: dict[str, str] = field(default_factory=dict)  # column key → Excel letter in this sheet
+
+    def columns(self, keys: Sequence[str]) -> tuple[tuple[str, str], ...]:
+        """(letter, label) of these columns, each once, left to right as the cadre sees them in Excel."""
+        found = [(self.letters[key], HOUSEHOLDS.column(key).label) for key in dict.fromkeys(keys) if key in self.letters]
+        return tuple(sorted(found, key=lambda pair: (len(pair[0]), pair[0])))  # B before AA
 
 
 def validate_households(sheets: Sequence[Sheet]) -> tuple[list[HouseholdRecord], list[RowError], list[str]]:
@@ -494,17 +507,20 @@ def validate_households(sheets: Sequence[Sheet]) -> tuple[list[HouseholdRecord],
         if not table.complete:
             continue
         present = table.present
+        letters = {col.key: column_letter(i) for i, col in table.columns.items()}
         for row, cells in table.rows:
             reasons: list[str] = []
+            bad: list[str] = []
 
-            def take(parse, *args):  # type: ignore[no-untyped-def]
+            def take(key, parse, *args):  # type: ignore[no-untyped-def]
                 try:
                     return parse(*args)
                 except BadValue as exc:
                     reasons.append(str(exc))
+                    bad.append(key)
                     return None
 
-            number = take(parse_number, cells["number"])
+            number = take("number", parse_number, cells["number"])
             if number is not None:
                 earlier = first_line.get(number)
                 if earlier is not None:
@@ -512,45 +528,76 @@ def validate_households(sheets: Sequence[Sheet]) -> tuple[list[HouseholdRecord],
                     where = f"第 {earlier.line} 行" if same else earlier.where()
                     merged = "（这一格是合并单元格）" if _merged(table, row, "number") else ""
                     reasons.append(f"户编号 {number} 与{where}重复{merged}")
+                    bad.append("number")
                 else:
                     first_line[number] = RowError(row.line, "", table.sheet.name)
             record = HouseholdRecord(
                 line=row.line, sheet=table.sheet.name, number=number or "",
-                head_name=take(parse_name, cells["head_name"], "户主姓名") or "",
-                village=take(parse_name, cells["village"], "村", 64) or "",
-                helper=take(parse_name, cells["helper"], "帮扶责任人") or "",
+                head_name=take("head_name", parse_name, cells["head_name"], "户主姓名") or "",
+                village=take("village", parse_name, cells["village"], "村", 64) or "",
+                helper=take("helper", parse_name, cells["helper"], "帮扶责任人") or "",
+                letters=letters,
             )
             if "helper_phone" in present:
-                record.helper_phone = take(parse_phone, cells["helper_phone"], "责任人电话") or ""
+                record.helper_phone = take("helper_phone", parse_phone, cells["helper_phone"], "责任人电话") or ""
             if "area" in present:
-                record.area = take(parse_optional_name, cells["area"], "片区", 64)
+                record.area = take("area", parse_optional_name, cells["area"], "片区", 64)
             values = record.values
             if "hamlet" in present:
-                values["hamlet"] = take(parse_optional_name, cells["hamlet"], "组")
+                values["hamlet"] = take("hamlet", parse_optional_name, cells["hamlet"], "组")
             if "population" in present:
-                values["population"] = take(parse_count, cells["population"], "人口数", 1)
+                values["population"] = take("population", parse_count, cells["population"], "人口数", 1)
             if "labourers" in present:
-                values["labourers"] = take(parse_count, cells["labourers"], "劳动力人数", 0)
+                values["labourers"] = take("labourers", parse_count, cells["labourers"], "劳动力人数", 0)
             if "work_intent" in present:
                 intent = nfkc(cells["work_intent"])
                 if len(intent) > 255:
                     reasons.append("务工意向太长（最多 255 个字）")
+                    bad.append("work_intent")
                 values["work_intent"] = intent or None
             if "team" in present:
-                values["team"] = take(parse_team, cells["team"])
+                values["team"] = take("team", parse_team, cells["team"])
             if "phone" in present:
-                values["phone"] = take(parse_phone, cells["phone"], "联系电话") or None
+                values["phone"] = take("phone", parse_phone, cells["phone"], "联系电话") or None
             if "monitored" in present:
-                values["monitored"] = take(parse_flag, cells["monitored"], "监测对象")
+                values["monitored"] = take("monitored", parse_flag, cells["monitored"], "监测对象")
             if "lifted" in present:
-                values["lifted"] = take(parse_lifted, cells["lifted"])
+                values["lifted"] = take("lifted", parse_lifted, cells["lifted"])
             population, labourers = values.get("population"), values.get("labourers")
             if isinstance(population, int) and isinstance(labourers, int) and labourers > population:
                 reasons.append(f"劳动力人数（{labourers}）比人口数（{population}）还多")
+                bad += ["labourers", "population"]
             record.problems = reasons
+            record.bad = bad
             records.append(record)
     return records, errors, warnings
 
+
+
+def without_unkept_columns(sheets: Sequence[Sheet], layout: Layout = HOUSEHOLDS) -> list[Sheet]:
+    """The sheets as an import reads them, with every cell it does not keep emptied.
+
+    For keeping an uploaded file between its check and its import (the
+    console's 确认导入): rosters often carry 身份证号 and other columns the
+    import skips, and those must not be stored even for a few minutes.
+    Sheets without the layout's header are dropped; title rows above the
+    header are emptied (a "填报人" line may carry a phone); below the header
+    only the cells of known columns stay. The header stays and every row keeps
+    its line number, so the second check reports the same lines and warnings.
+    """
+    kept: list[Sheet] = []
+    for sheet in sheets:
+        index = find_header(sheet, layout)
+        if index is None:
+            continue
+        header = sheet.rows[index]
+        known = {i for i, text in enumerate(header.cells) if text.strip() and isinstance(layout.match(text), Col)}
+        rows = [Row(row.line, [""] * len(row.cells)) for row in sheet.rows[:index]] + [header]
+        for row in sheet.rows[index + 1:]:
+            cells = [cell if i in known else "" for i, cell in enumerate(row.cells)]
+            rows.append(Row(row.line, cells, frozenset(i for i in row.merged if i in known)))
+        kept.append(Sheet(sheet.name, rows, list(sheet.merged_ranges)))
+    return kept
 
 
 def _merged(table: Table, row: Row, key: str) -> bool:

@@ -33,7 +33,7 @@ from storage.accounts import (
     scope_of,
     set_password,
 )
-from storage.models import Area, AuditLog, ConsoleSession, Township, User, Village
+from storage.models import Area, AuditLog, Cadre, ConsoleSession, Township, User, Village
 from storage.models.base import utcnow
 
 TOWNSHIP = "青山镇"
@@ -338,3 +338,42 @@ def test_cli_token_is_shown_once_and_works(sisong: Callable[..., Any], services:
         assert session.scalar(select(AuditLog.id).where(AuditLog.detail.contains(issued[4:]))) is None
     missing = sisong("token", "没有这个人")
     assert missing.exit_code == 1 and "Traceback" not in missing.output
+
+
+def test_cli_link_tokens_revoke_enable(sisong: Callable[..., Any], services: Services, web: TestClient) -> None:
+    with services.db.session() as session:
+        township = session.scalar(select(Township))
+        village = session.scalar(select(Village).where(Village.name == "石桥村"))
+        assert township is not None and village is not None
+        session.add_all([Cadre(township_id=township.id, name="李四", phone="13812345678", code="47218390"),
+                         Cadre(township_id=township.id, name="张三", phone="13900000001"),
+                         Cadre(township_id=township.id, name="张三", phone="13900000002")])
+    create_user(services.db, "李四", PASSWORD, "帮扶责任人")
+    linked = sisong("link", "李四", "--cadre", "47218390")
+    assert linked.exit_code == 0 and "已把「李四」关联到干部「李四」" in linked.output, linked.output
+    assert json.loads(sisong("list", "--json").output)["users"][0]["cadre"] == "李四"
+    twins = sisong("link", "李四", "--cadre", "张三")
+    assert twins.exit_code == 1 and "有 2 位干部叫「张三」，请改用电话或干部码" in twins.output
+    assert sisong("link", "李四", "--cadre", "13900000002").exit_code == 0
+    assert sisong("link", "李四").exit_code == 2
+    unlinked = sisong("link", "李四", "--none")
+    assert unlinked.exit_code == 0 and "已取消「李四」关联的干部" in unlinked.output
+
+    token = create_api_token(services.db, "李四", "报表")
+    listed = json.loads(sisong("tokens", "李四", "--json").output)["tokens"]
+    assert [(t["label"], t["revoked_at"]) for t in listed] == [("报表", None)]
+    assert "报表" in sisong("tokens", "李四").output and token not in sisong("tokens", "李四").output
+    revoked = sisong("revoke-token", str(listed[0]["id"]))
+    assert revoked.exit_code == 0 and "已作废「李四」的令牌" in revoked.output
+    assert web.get("/api/v1/test-admin-only", headers={"Authorization": f"Bearer {token}"}).status_code == 401
+    assert json.loads(sisong("tokens", "李四", "--json").output)["tokens"][0]["revoked_at"] is not None
+    missing = sisong("revoke-token", "999")
+    assert missing.exit_code == 1 and "没有这个令牌" in missing.output
+
+    assert sisong("disable", "李四").exit_code == 0
+    enabled = sisong("enable", "李四")
+    assert enabled.exit_code == 0 and "已恢复「李四」" in enabled.output
+    assert authenticate(services.db, "李四", PASSWORD) is not None
+    actions = [r.action for r in audit_rows(services)]
+    for action in ("user.link", "token.revoke", "user.enable"):
+        assert action in actions

@@ -15,6 +15,7 @@ from fastapi import FastAPI, HTTPException, Request, status
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse, RedirectResponse, Response
+from sqlalchemy.exc import DataError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from bot.console.deps import LoginRequired, optional_user
@@ -121,6 +122,12 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(ReadOnly)
     async def forbidden(request: Request, exc: PermissionError) -> Response:
         return _respond(request, status.HTTP_403_FORBIDDEN, str(exc))
+
+    @app.exception_handler(DataError)
+    async def bad_data(request: Request, exc: DataError) -> Response:
+        # PostgreSQL refuses what SQLite takes (a NUL character, a number past 32 bits): the input was bad.
+        log.info("database refused a value on %s: %s", request.url.path, type(exc.orig).__name__)
+        return _respond(request, 400, "填写的内容有不支持的字符，或数字太大了，请检查后再试。")
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> Response:

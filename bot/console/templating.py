@@ -29,6 +29,7 @@ NAV: tuple[tuple[str, str, tuple[str, ...] | None], ...] = (
     ("/console/households", "农户", None),
     ("/console/org", "干部与群", None),
     ("/console/audit", "操作记录", (ADMIN, INSPECTOR)),
+    ("/console/users", "账号管理", (ADMIN,)),
     ("/console/account", "我的账号", None),
 )
 

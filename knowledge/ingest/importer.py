@@ -4,7 +4,8 @@ Every file is read and parsed before anything is written, so a scanned or
 encrypted file in a batch stops the whole batch with its name, and a cadre is
 never left with half a handbook. Files are keyed by content hash (importing
 the same file again changes nothing) and by name (an edited file replaces its
-previous version). Passages, the rebuilt index and the generation bump are
+previous version). Passages, the rebuilt index, the generation bump, the
+record that lets the import be undone (``undo.py``) and its audit row are
 committed in one transaction.
 """
 
@@ -12,31 +13,55 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from sqlalchemy import delete, select
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from knowledge.ingest import errors
 from knowledge.ingest.errors import HandbookFileError
-from knowledge.ingest.readers import read_file
+from knowledge.ingest.readers import SUPPORTED, read_bytes, read_file
 from knowledge.ingest.structure import ParsedDocument, parse_structure
+from knowledge.ingest.undo import ImportRecorder, forget_undo
 from knowledge.nlp.sentences import chunk_sentences, split_sentences
 from knowledge.nlp.tokenizer import DATA_DIR, Segmenter, default_segmenter
+from knowledge.store.auditing import audit
+from knowledge.store.handbook import SAMPLE_NAME, delete_documents
 from knowledge.store.index_store import rebuild_index
 from knowledge.store.state import bump_generation, lock_state
 from storage.db import Database
 from storage.models.knowledge import KbArticle, KbDocument, KbPassage
 
+if TYPE_CHECKING:
+    from storage.accounts import Principal
+
 PASSAGE_CHARS = 300
 # The shipped fictional handbook (青山县), loaded on an empty database for the demo. It goes
 # away, in the same transaction, as soon as a real handbook is imported.
-SAMPLE_HANDBOOK = DATA_DIR / "qingshan_handbook.md"
+SAMPLE_HANDBOOK = DATA_DIR / SAMPLE_NAME
 
 Progress = Callable[[str, str], None]  # (stage, file name); stages: read, write, index
+STATUS_LABELS = {"imported": "新导入", "updated": "已更新", "unchanged": "未变化"}
+
+
+@dataclass(frozen=True)
+class HandbookUpload:
+    """A file received over the web: its name as the cadre's computer called it, and its bytes.
+
+    Imported exactly like a path (the name keys the document, so uploading an
+    edited file replaces its previous version), without a temporary file.
+    """
+
+    name: str
+    content: bytes
+
+    @property
+    def path(self) -> Path:
+        return Path(self.name)
 
 
 class HandbookImportError(Exception):
@@ -95,15 +120,22 @@ def split_passages(text: str) -> list[str]:
     return chunk_sentences(split_sentences(text), PASSAGE_CHARS) or [text]
 
 
-def parse_file(path: Path) -> ParsedFile:
-    raw = read_file(path)
+def parse_file(source: Path | HandbookUpload) -> ParsedFile:
+    if isinstance(source, HandbookUpload):
+        suffix = source.path.suffix.lower()
+        if suffix not in SUPPORTED:
+            raise HandbookFileError(source.path, errors.unsupported(suffix))
+        raw = read_bytes(source.name, source.content, suffix)
+    else:
+        raw = read_file(source)
+    path = source.path if isinstance(source, HandbookUpload) else source
     document = parse_structure(raw)
     if not document.articles:
         raise HandbookFileError(path, errors.NO_ARTICLES)
     return ParsedFile(path, hashlib.sha256(raw.content).hexdigest(), len(raw.content), document)
 
 
-def parse_files(paths: Sequence[Path], progress: Progress | None = None) -> list[ParsedFile]:
+def parse_files(paths: Sequence[Path | HandbookUpload], progress: Progress | None = None) -> list[ParsedFile]:
     parsed: list[ParsedFile] = []
     failures: list[HandbookFileError] = []
     seen: set[str] = set()
@@ -116,20 +148,10 @@ def parse_files(paths: Sequence[Path], progress: Progress | None = None) -> list
         except HandbookFileError as exc:
             failures.append(exc)
         if progress:
-            progress("read", path.name)
+            progress("read", path.path.name if isinstance(path, HandbookUpload) else path.name)
     if failures:
         raise HandbookImportError(failures)
     return parsed
-
-
-def _delete_documents(session: Session, document_ids: Iterable[int]) -> None:
-    ids = list(document_ids)
-    if not ids:
-        return
-    article_ids = select(KbArticle.id).where(KbArticle.document_id.in_(ids))
-    session.execute(delete(KbPassage).where(KbPassage.article_id.in_(article_ids)))
-    session.execute(delete(KbArticle).where(KbArticle.document_id.in_(ids)))
-    session.execute(delete(KbDocument).where(KbDocument.id.in_(ids)))
 
 
 def _insert_document(session: Session, item: ParsedFile) -> tuple[int, int]:
@@ -158,14 +180,31 @@ def _insert_document(session: Session, item: ParsedFile) -> tuple[int, int]:
     return row.id, len(passages)
 
 
+def _audit_detail(report: ImportReport) -> str:
+    parts = [f"{STATUS_LABELS.get(f.status, f.status)} {f.name}（{f.articles} 条）" for f in report.files]
+    parts += [f"移除 {name}" for name in report.removed]
+    return "；".join(parts) + ("" if report.changed else "；没有变化")
+
+
 def write_documents(
     session: Session,
     parsed: Sequence[ParsedFile],
     replace: bool,
     segmenter: Segmenter,
     progress: Progress | None = None,
+    *,
+    actor: "Principal | None" = None,
+    record: bool = True,
 ) -> ImportReport:
+    """Write parsed files in the caller's transaction.
+
+    ``record``: keep what this import replaces so ``undo_last_import`` can put it
+    back, and add an audit row (by ``actor``; None is the command line). Loading
+    the shipped sample into an empty database is not a cadre's import: it records
+    nothing and forgets any older undo record, which no longer describes the handbook.
+    """
     lock_state(session)
+    recorder = ImportRecorder(session)
     existing = session.execute(select(KbDocument)).scalars().all()
     by_hash = {d.content_hash: d for d in existing}
     by_name = {d.name: d for d in existing}
@@ -186,9 +225,11 @@ def write_documents(
             status = "imported"
             previous = by_name.get(doc.name)
             if previous is not None and previous.id not in kept:
-                _delete_documents(session, [previous.id])
+                recorder.before_delete([previous.id])
+                delete_documents(session, [previous.id])
                 status = "updated"
             new_id, passages = _insert_document(session, item)
+            recorder.added(new_id)
             kept.add(new_id)
             changed = True
             reports.append(FileReport(doc.name, doc.title, status, doc.chapters, len(doc.articles),
@@ -206,31 +247,44 @@ def write_documents(
         stale += sample
         sample_removed = bool(sample) or any(d.name == SAMPLE_HANDBOOK.name for d in stale)
     removed = [d.name for d in stale]
-    _delete_documents(session, [d.id for d in stale])
+    recorder.before_delete([d.id for d in stale])
+    delete_documents(session, [d.id for d in stale])
     changed = changed or bool(stale)
+    report = ImportReport(reports, removed, changed, sample_removed)
     if changed:
+        if record:
+            recorder.save([p.document.name for p in parsed], actor)  # before the index it keeps is rebuilt
+        else:
+            forget_undo(session)
         rebuild_index(session, segmenter)
         bump_generation(session)
+    if record:
+        audit(session, actor, "handbook.import", "、".join(p.document.name for p in parsed), _audit_detail(report))
     if progress:
         progress("index", "")
-    return ImportReport(reports, removed, changed, sample_removed)
+    return report
 
 
 def import_files(
     db: Database,
-    paths: Sequence[Path | str],
+    paths: Sequence[Path | str | HandbookUpload],
     replace: bool = False,
     progress: Progress | None = None,
     segmenter: Segmenter | None = None,
+    *,
+    actor: "Principal | None" = None,
+    record: bool = True,
 ) -> ImportReport:
-    """Import handbook files; raises HandbookImportError (naming each bad file) and writes nothing then."""
-    parsed = parse_files([Path(p) for p in paths], progress)
+    """Import handbook files (paths, or uploads); raises HandbookImportError (naming each bad file) and writes
+    nothing then. ``actor`` is the console account importing (None: the command line), for the audit log;
+    ``record=False`` only for loading the shipped sample (see ``write_documents``)."""
+    parsed = parse_files([p if isinstance(p, HandbookUpload) else Path(p) for p in paths], progress)
     segmenter = segmenter or default_segmenter()
     try:
         with db.session() as session:
-            return write_documents(session, parsed, replace, segmenter, progress)
+            return write_documents(session, parsed, replace, segmenter, progress, actor=actor, record=record)
     except IntegrityError:
         # Another process imported the same file between our read and our insert (SQLite has
         # no row lock to wait on). Its transaction is committed now: once more sees it as "unchanged".
         with db.session() as session:
-            return write_documents(session, parsed, replace, segmenter, progress)
+            return write_documents(session, parsed, replace, segmenter, progress, actor=actor, record=record)

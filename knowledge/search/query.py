@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from knowledge.nlp.cues import ASPECT_WORDS, CUE_TERMS, asks_papers, only_asks, question_cues
-from knowledge.nlp.homophones import HomophoneMap
+from knowledge.nlp.homophones import Correction, HomophoneMap
 from knowledge.nlp.synonyms import SynonymHit, SynonymTable
 from knowledge.nlp.tokenizer import Segmenter, is_han, normalize_text
 from knowledge.search.index import PassageIndex
@@ -146,6 +146,13 @@ class QueryAnalyzer:
         for concept in concepts:
             self._weigh(concept)
         return Query(text, concepts, cues)
+
+    def rewrites(self, question: str) -> tuple[list[Correction], list[SynonymHit]]:
+        """For explaining only: the homophone fixes and synonym rules ``analyse`` applies to the question."""
+        text = normalize_text(question).strip()
+        boundaries = self.segmenter.boundaries(text)
+        return (self.homophones.corrections(text, self._is_known, boundaries),
+                self.synonyms.find(text, boundaries))
 
     def _word_concepts(self, text: str) -> list[Concept]:
         tokens = self.segmenter.tokens(text)

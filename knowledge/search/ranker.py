@@ -38,9 +38,14 @@ def _covered_share(word: str, pieces: list[str]) -> float:
 @dataclass
 class Candidate:
     position: int  # index into the snapshot's article list
-    score: float
+    score: float  # BM25 of its best passage, times any boost
     coverage: float
     matched: list[Concept]
+
+    @property
+    def rank_score(self) -> float:
+        """What the shortlist is ordered by: the score, discounted for what the article does not cover."""
+        return self.score * (COVERAGE_BASE + (1 - COVERAGE_BASE) * self.coverage)
 
 
 class Ranker:
@@ -166,5 +171,16 @@ class Ranker:
                 break
             coverage, matched = self.coverage(int(position), query)
             out.append(Candidate(int(position), float(scores[position]), coverage, matched))
-        out.sort(key=lambda c: c.score * (COVERAGE_BASE + (1 - COVERAGE_BASE) * c.coverage), reverse=True)
+        out.sort(key=lambda c: c.rank_score, reverse=True)
         return out[:k]
+
+    def best_passages(self, query: Query, positions: list[int]) -> dict[int, tuple[int, float]]:
+        """For explaining only: each article's best passage (its id) and that passage's BM25 score."""
+        scores = self.index.score(query.term_weights(self.index))
+        best = {}
+        for position in positions:
+            rows = self.article_passages[position]
+            if len(rows):
+                row = int(rows[int(np.argmax(scores[rows]))])
+                best[position] = (int(self.index.passage_ids[row]), float(scores[row]))
+        return best

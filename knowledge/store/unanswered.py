@@ -18,6 +18,15 @@ wherever it is shown. :func:`close_unanswered` ends an item without an answer
 What a cadre sees of an item is its ``state``: open, answered_delivered,
 answered_pending, answered_failed (the follower cannot be reached: unfollowed
 or refused) or closed.
+
+Who sees what (issue 8): a question belongs to the household its follower is
+bound to (``household_bindings``), so every read and change takes a
+``storage.scope.Scope`` and applies ``scope.households()`` here, not in the
+routes: a village cadre cannot read or answer another village's question by
+guessing its number, from the console, the API or any later caller. A question
+from a follower bound to no household is seen only by accounts that see
+everything (镇管理员, 督查) and the command line (``EVERYTHING``). Every reply
+and close writes an audit row in the transaction that makes the change.
 """
 
 from __future__ import annotations
@@ -26,21 +35,30 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import and_, func, or_, select, true, update
 from sqlalchemy.orm import Session
 
 from knowledge.search.faq_match import core
+from storage.accounts import audit
 from storage.db import Database
+from storage.households import household_of
 from storage.models import Follower
 from storage.models.base import utcnow
 from storage.models.knowledge import KbUnanswered
+from storage.models.org import Household, HouseholdBinding, Village
 from storage.privacy import mask_text
+from storage.scope import EVERYTHING, OutOfScope, Scope
+
+if TYPE_CHECKING:
+    from storage.accounts import Principal
 
 log = logging.getLogger(__name__)
 
 MAX_QUESTION_CHARS = 2000
 MAX_REPLY_BYTES = 1800  # a customer-service text is at most 2048 bytes, with our opening line
+MAX_REPLY_CHARS = 600  # what a cadre is told the limit is ("600个汉字"); ASCII text is held to it too
 NO_QUESTION = "（请求人工帮助）"  # what a hand-over without a question is queued as
 WINDOW = timedelta(hours=48)  # WeChat's customer-service window
 SENDING_STALE = timedelta(minutes=5)  # a claim on a reply older than this was a sender that died
@@ -57,7 +75,41 @@ _KEPT = ("pending", "sending")  # delivery values of a reply that has not reache
 
 
 class UnansweredError(Exception):
-    """An operation on a queued question that cannot be done; the message is for the cadre."""
+    """An operation on a queued question that cannot be done; the message is for the cadre.
+
+    The subclasses tell the API which status to answer with: the base class is
+    bad input (422), :class:`UnansweredNotFound` 404, :class:`UnansweredConflict`
+    409 (the item is not in a state that allows it).
+    """
+
+
+class UnansweredNotFound(UnansweredError):
+    """No item with this number."""
+
+
+class UnansweredConflict(UnansweredError):
+    """The item exists but its state forbids the operation (closed, a send under way)."""
+
+
+NOT_YOURS = "这个问题不是您负责的住户问的，不能查看或答复。"
+
+
+@dataclass(frozen=True)
+class HouseholdInfo:
+    """The household an item's follower is bound to, as the cadre answering needs to see it."""
+
+    id: int
+    number: str
+    head_name: str
+    village: str
+    hamlet: str | None
+    helper_name: str | None
+    helper_phone: str | None
+
+    @property
+    def label(self) -> str:
+        """户主 and 户编号, how cadres name a household."""
+        return f"{self.head_name}家（{self.number}）"
 
 
 @dataclass(frozen=True)
@@ -74,6 +126,7 @@ class UnansweredRecord:
     answered_at: datetime | None = None
     delivered_at: datetime | None = None
     closed_at: datetime | None = None
+    household: HouseholdInfo | None = None
 
     @property
     def state(self) -> str:
@@ -99,10 +152,52 @@ def state_of(status: str, delivery: str | None) -> str:
     return "closed" if status == "closed" else "open"
 
 
-def _record(row: KbUnanswered) -> UnansweredRecord:
+def _household_info(household: Household | None) -> HouseholdInfo | None:
+    if household is None:
+        return None
+    helper = household.helper
+    return HouseholdInfo(household.id, household.number, household.head_name, household.village.name,
+                         household.hamlet.name if household.hamlet else None,
+                         helper.name if helper else None, (helper.phone or None) if helper else None)
+
+
+def _record(row: KbUnanswered, household: Household | None = None) -> UnansweredRecord:
     return UnansweredRecord(row.id, row.openid, mask_text(row.question), row.status, row.created_at, row.faq_id,
                             row.reply, row.replied_by, row.delivery, row.answered_at, row.delivered_at,
-                            row.closed_at)
+                            row.closed_at, _household_info(household))
+
+
+# -- scope -------------------------------------------------------------------------------------
+
+def _with_household(query: Any) -> Any:
+    """Join each item to the household its follower is bound to (at most one: openid is unique there)."""
+    return (query.outerjoin(HouseholdBinding, HouseholdBinding.openid == KbUnanswered.openid)
+            .outerjoin(Household, Household.id == HouseholdBinding.household_id))
+
+
+def _visible(scope: Scope):  # type: ignore[no-untyped-def]
+    """Items whose household is in scope; items of no household only when the scope is everything."""
+    if scope.everything:
+        return true()
+    return and_(Household.id.is_not(None), scope.households())
+
+
+def _load(session: Session, item_id: int, scope: Scope) -> tuple[KbUnanswered, Household | None]:
+    """The item and its household, or UnansweredNotFound / OutOfScope (a 403, not a 404: the number exists)."""
+    row = session.get(KbUnanswered, item_id)
+    if row is None:
+        raise UnansweredNotFound(f"找不到编号为 {item_id} 的待答问题")
+    household = household_of(session, row.openid) if row.openid else None
+    if not scope.everything and (household is None or not scope.sees_household(household)):
+        raise OutOfScope(NOT_YOURS)
+    return row, household
+
+
+def _acting(scope: Scope | None, actor: "Principal | None") -> Scope:
+    """The scope an operation runs in: the one given, else the actor's, else the command line's (everything)."""
+    if scope is not None:
+        return scope
+    return actor.scope if actor is not None else EVERYTHING
 
 
 # -- queueing --------------------------------------------------------------------------------
@@ -154,22 +249,53 @@ def _state_filter(state: str):  # type: ignore[no-untyped-def]
     raise UnansweredError(f"没有这个状态：{state}（可用：{'、'.join(STATES)}）")
 
 
-def list_unanswered(db: Database, status: str | None = "open", limit: int = 200) -> list[UnansweredRecord]:
-    """Newest first, optionally of one state (a key of ``STATES``, or a stored status).
+def list_unanswered(db: Database, status: str | None = "open", limit: int = 200, *, offset: int = 0,
+                    scope: Scope = EVERYTHING, village: str | None = None,
+                    oldest_first: bool | None = None) -> list[UnansweredRecord]:
+    """Items of one state (a key of ``STATES``, a stored status, or None for all) that ``scope`` sees.
 
-    Questions are masked again, for rows queued before questions were stored masked.
+    Open items come oldest first (the one waiting longest is answered first),
+    the others newest first, unless ``oldest_first`` says otherwise. ``village``
+    keeps one village's items (by name). Questions are masked again, for rows
+    queued before questions were stored masked.
     """
+    if oldest_first is None:
+        oldest_first = status == "open"
+    order = KbUnanswered.id.asc() if oldest_first else KbUnanswered.id.desc()
+    query = _filtered(select(KbUnanswered, Household), status, scope, village)
     with db.session() as session:
-        query = select(KbUnanswered).order_by(KbUnanswered.id.desc()).limit(limit)
-        if status:
-            query = query.where(_state_filter(status))
-        return [_record(r) for r in session.execute(query).scalars().all()]
+        rows = session.execute(query.order_by(order).limit(limit).offset(offset)).all()
+        return [_record(item, household) for item, household in rows]
 
 
-def get_unanswered(db: Database, item_id: int) -> UnansweredRecord | None:
+def count_unanswered(db: Database, *, scope: Scope = EVERYTHING, village: str | None = None) -> dict[str, int]:
+    """How many items ``scope`` sees in each state (every key of ``STATES``, zeros included)."""
+    query = _filtered(select(KbUnanswered.status, KbUnanswered.delivery, func.count(KbUnanswered.id)), None,
+                      scope, village).group_by(KbUnanswered.status, KbUnanswered.delivery)
+    counts = dict.fromkeys(STATES, 0)
     with db.session() as session:
-        row = session.get(KbUnanswered, item_id)
-        return _record(row) if row is not None else None
+        for stored, delivery, number in session.execute(query):
+            counts[state_of(stored, delivery)] += number
+    return counts
+
+
+def _filtered(query: Any, status: str | None, scope: Scope, village: str | None) -> Any:
+    query = _with_household(query).where(_visible(scope))
+    if status:
+        query = query.where(_state_filter(status))
+    if village:
+        query = query.where(Household.village_id.in_(select(Village.id).where(Village.name == village)))
+    return query
+
+
+def get_unanswered(db: Database, item_id: int, scope: Scope = EVERYTHING) -> UnansweredRecord | None:
+    """One item with its household; None if there is no such number, ``OutOfScope`` if it is not ``scope``'s."""
+    with db.session() as session:
+        try:
+            row, household = _load(session, item_id, scope)
+        except UnansweredNotFound:
+            return None
+        return _record(row, household)
 
 
 def window_open(session: Session, openid: str, now: datetime | None = None) -> bool:
@@ -198,9 +324,12 @@ def reply_unanswered(
     db: Database,
     item_id: int,
     reply: str,
-    replied_by: str,
+    replied_by: str | None = None,
     send: Callable[[str, str], object] | None = None,
     now: datetime | None = None,
+    *,
+    scope: Scope | None = None,
+    actor: "Principal | None" = None,
 ) -> UnansweredRecord:
     """Answer one household privately; returns the item with its delivery state.
 
@@ -211,28 +340,34 @@ def reply_unanswered(
     any other failure keeps it pending. A pending reply goes out the next
     time the follower writes (``bot.private_replies.deliver_pending_replies``).
     Replying again replaces a reply not yet delivered, and sends a new one otherwise.
+
+    ``scope`` (default: ``actor``'s, or everything for the command line) must see
+    the item (``OutOfScope``) and be writable (``ReadOnly``). The audit row
+    (``unanswered.reply``; ``actor`` None is the command line, ``replied_by`` is
+    then named in the detail) commits with the reply.
     """
-    reply = (reply or "").strip()
-    if not reply:
-        raise UnansweredError("答复不能为空")
-    if len(reply.encode("utf-8")) > MAX_REPLY_BYTES:
-        raise UnansweredError("答复太长（微信单条消息约600个汉字以内），请精简后再发")
+    scope = _acting(scope, actor)
+    reply = checked_text(reply, "答复")
+    if len(reply) > MAX_REPLY_CHARS or len(reply.encode("utf-8")) > MAX_REPLY_BYTES:
+        raise UnansweredError(f"答复太长（微信单条消息约{MAX_REPLY_CHARS}个汉字以内），请精简后再发")
+    replied_by = (replied_by or "").strip() or (actor.name if actor is not None else "-")
     moment = now or utcnow()
     with db.session() as session:
-        row = session.get(KbUnanswered, item_id)
-        if row is None:
-            raise UnansweredError(f"找不到编号为 {item_id} 的待答问题")
+        row, _ = _load(session, item_id, scope)
+        scope.check_writable()
         if row.status == "closed":
-            raise UnansweredError(f"问题 {item_id} 已关闭，不能再答复")
+            raise UnansweredConflict(f"问题 {item_id} 已关闭，不能再答复")
         if not row.openid:
-            raise UnansweredError(f"问题 {item_id} 不知道是谁问的，没法私下答复；可以转成常见问题")
+            raise UnansweredConflict(f"问题 {item_id} 不知道是谁问的，没法私下答复；可以转成常见问题")
         if row.delivery == "sending" and row.delivered_at is not None and row.delivered_at > moment - SENDING_STALE:
-            raise UnansweredError(f"问题 {item_id} 的答复正在发送，请稍后再试")
-        row.reply, row.replied_by = reply, (replied_by or "-")[:64]
+            raise UnansweredConflict(f"问题 {item_id} 的答复正在发送，请稍后再试")
+        row.reply, row.replied_by = reply, replied_by[:64]
         row.status, row.answered_at = "answered", moment
         row.delivery, row.delivered_at = "pending", None
         openid = row.openid
         open_now = window_open(session, openid, moment)
+        audit(session, actor, "unanswered.reply", f"问题 {item_id}",
+              (f"答复人 {replied_by}：" if actor is None else "") + reply[:200])
     if open_now and send is not None:
         claimed = claim_reply(db, item_id, moment)
         if claimed is not None:
@@ -243,20 +378,70 @@ def reply_unanswered(
 
 
 def close_unanswered(db: Database, item_id: int, closed_by: str | None = None,
-                     now: datetime | None = None) -> UnansweredRecord:
+                     now: datetime | None = None, *, scope: Scope | None = None,
+                     actor: "Principal | None" = None) -> UnansweredRecord:
     """Close an item (handled another way, or not for us). A reply still kept for the follower stays
-    kept and is delivered when they next write; closing only takes the item off the cadres' list."""
+    kept and is delivered when they next write; closing only takes the item off the cadres' list.
+
+    Scope, read-only accounts and the audit row (``unanswered.close``) as in :func:`reply_unanswered`.
+    """
+    scope = _acting(scope, actor)
+    closed_by = (closed_by or "").strip() or (actor.name if actor is not None else "-")
     with db.session() as session:
-        row = session.get(KbUnanswered, item_id)
-        if row is None:
-            raise UnansweredError(f"找不到编号为 {item_id} 的待答问题")
+        row, _ = _load(session, item_id, scope)
+        scope.check_writable()
         if row.status == "closed":
-            raise UnansweredError(f"问题 {item_id} 已经关闭了")
+            raise UnansweredConflict(f"问题 {item_id} 已经关闭了")
         row.status, row.closed_at = "closed", now or utcnow()
-    log.info("unanswered item closed", extra={"item": item_id, "by": closed_by or "-"})
+        audit(session, actor, "unanswered.close", f"问题 {item_id}", f"操作人 {closed_by}" if actor is None else "")
+    log.info("unanswered item closed", extra={"item": item_id})
     record = get_unanswered(db, item_id)
     assert record is not None
     return record
+
+
+def checked_text(text: str | None, what: str) -> str:
+    """``text`` stripped, refused when empty or holding characters nothing downstream can store or send.
+
+    PostgreSQL refuses NUL in text and UTF-8 has no lone surrogates (a JSON body
+    may carry either): refusing them here keeps a bad request a 422, not a 500.
+    """
+    text = (text or "").strip()
+    if not text:
+        raise UnansweredError(f"{what}不能为空")
+    if unstorable(text):
+        raise UnansweredError(f"{what}里有无法保存的字符，请删掉后再试")
+    return text
+
+
+def unstorable(text: str) -> bool:
+    """Control characters other than line breaks and tabs, or lone surrogates (not valid UTF-8)."""
+    return any((ch < " " and ch not in "\n\r\t") or "\ud800" <= ch <= "\udfff" for ch in text)
+
+
+def delivery_note(db: Database, record: UnansweredRecord, now: datetime | None = None) -> str:
+    """Where the answer to this item stands, in the words a cadre reads (console, API, command line).
+
+    No closing punctuation, so callers can put it in a sentence.
+    """
+    state = record.state
+    if state == "open":
+        return "还没有答复"
+    if record.delivery is None and record.faq_id is not None and state == "answered_delivered":
+        return "已转为常见问题，答案已发给提问的人"
+    if state == "answered_delivered":
+        return "已送达"
+    if state == "answered_failed":
+        return "无法送达（对方已取消关注或拒收消息）"
+    if record.delivery in _KEPT:
+        opened = False
+        if record.openid:
+            with db.session() as session:
+                opened = window_open(session, record.openid, now)
+        kept = ("待送达（这次微信没发出去，对方下次发消息时自动再发）" if opened
+                else "待送达（对方48小时内没发消息，下次发消息时自动送达）")
+        return kept if state == "answered_pending" else f"已关闭；之前的答复{kept}"
+    return "已关闭"
 
 
 # -- delivering a kept reply (bot.private_replies) --------------------------------------------------------

@@ -28,11 +28,13 @@ from storage.models.org import (
     Village,
 )
 from storage.models.pushes import Push, PushDelivery, PushOptOut
+from storage.models.uploads import ConsoleUpload
 
 __all__ = [
     "ApiToken",
     "AuditLog",
     "ConsoleSession",
+    "ConsoleUpload",
     "User",
     "Area",
     "Base",

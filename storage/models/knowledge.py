@@ -73,6 +73,28 @@ class KbIndex(Base):
     payload: Mapped[bytes] = mapped_column(LargeBinary)
 
 
+class KbImportUndo(Base):
+    """What the last handbook import replaced, so that it can be undone exactly (one level).
+
+    Written in the import's own transaction: the rows the import deleted, the ids
+    of the documents it inserted and the index it overwrote. ``after_key`` is the
+    document set the import left; undo refuses when the handbook has changed since.
+    """
+
+    __tablename__ = "kb_import_undo"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    actor: Mapped[str] = mapped_column(String(64), default="")
+    files: Mapped[str] = mapped_column(Text, default="[]")  # JSON list of the imported files' names
+    after_key: Mapped[str] = mapped_column(String(64))
+    payload: Mapped[bytes] = mapped_column(LargeBinary)  # zlib-compressed JSON: removed rows, inserted ids
+    index_payload: Mapped[bytes | None] = mapped_column(LargeBinary, default=None)  # the index before
+    index_fingerprint: Mapped[str | None] = mapped_column(String(64), default=None)
+    index_passages: Mapped[int | None] = mapped_column(Integer, default=None)
+    index_built_at: Mapped[datetime | None] = mapped_column(default=None)
+
+
 class KbState(Base):
     """A single row whose generation every worker polls to know when to reload."""
 

@@ -1,7 +1,7 @@
 """jobs (postings, sign-ups) and the generic push engine (pushes, delivery rows, opt-outs)
 
 Revision ID: 0012
-Revises: 0007 (re-chained on merge)
+Revises: 0009 (re-chained on merge)
 Create Date: 2026-11-27 17:50:01.136209
 """
 
@@ -10,7 +10,7 @@ import sqlalchemy as sa
 
 
 revision = '0012'
-down_revision = '0007'
+down_revision = '0009'
 branch_labels = None
 depends_on = None
 
