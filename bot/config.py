@@ -72,6 +72,20 @@ class Settings(BaseSettings):
     signature_window: int = Field(default=300, ge=0)
     body_timeout: float = Field(default=5.0, gt=0, le=60)
 
+    # Pushes (docs/jobs.md, docs/architecture.md "Pushes"). The template id of the job notice
+    # (service accounts; unset: outside the 48-hour window a follower cannot be reached) and which
+    # keyword of that template carries which field of the posting.
+    wechat_template_job: str | None = None
+    wechat_template_job_fields: str = "title:thing1,employer:thing2,location:thing3,salary:thing4,signup:thing5"
+    # Sends per window across every worker (Redis-backed; per process without Redis).
+    push_rate: str = Field(default="50/second", pattern=r"^\d+\s*/\s*\d*\s*(second|minute|hour|day)s?$")
+    push_threads: int = Field(default=16, ge=1, le=128)  # concurrent WeChat calls per process
+    push_lease: float = Field(default=30.0, ge=1, le=3600)  # a sender's hold on rows it has not called yet
+    # WeChat dedupes template sends on client_msg_id for 10 minutes: a template row whose worker died
+    # mid-call is sent again (same id) only within this many seconds of its first call.
+    push_dedupe_window: float = Field(default=540.0, ge=0, le=600)
+    push_backoff: float = Field(default=30.0, gt=0, le=3600)  # first wait after 45009 / -1 / network
+
     # The township this deployment serves, and where its people read clocks.
     township: str = Field(default="本镇", min_length=1, max_length=64)
     timezone: str = "Asia/Shanghai"
@@ -104,6 +118,22 @@ class Settings(BaseSettings):
             ZoneInfo(value)
         except (ZoneInfoNotFoundError, ValueError):
             raise ValueError(f"unknown time zone {value!r} (e.g. Asia/Shanghai)") from None
+        return value
+
+    @field_validator("wechat_template_job")
+    @classmethod
+    def _template_id_shape(cls, value: str | None) -> str | None:
+        value = (value or "").strip()
+        if value and not re.fullmatch(r"[A-Za-z0-9_-]{8,64}", value):
+            raise ValueError("a template id is the 43-character id from the admin console (letters, digits, - _)")
+        return value or None
+
+    @field_validator("wechat_template_job_fields")
+    @classmethod
+    def _template_fields_shape(cls, value: str) -> str:
+        from bot.push_content import parse_template_fields
+
+        parse_template_fields(value)  # raises ValueError naming the bad part
         return value
 
     @field_validator("wechat_api_base")

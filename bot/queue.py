@@ -84,6 +84,8 @@ class TaskQueue:
         self.wecom_task = task(name="wecom_notice")(self._wecom_notice)
         # A cadre's private reply kept until the follower wrote again (bot.private_replies); the row is the claim.
         self.replies_task = task(name="deliver_replies")(self._deliver_replies)
+        # Pushes (bot.push): the rows are the work; the task only wakes this process's sender.
+        self.push_task = task(name="push_kick")(self._push_kick)
         self._consumer: _EmbeddedConsumer | None = None
 
     # -- enqueueing ---------------------------------------------------------
@@ -118,6 +120,10 @@ class TaskQueue:
     def deliver_replies(self, openid: str) -> None:
         """Send the private replies kept for ``openid`` now that they wrote (``bot.private_replies.deliver_now``)."""
         self.enqueue(self.replies_task, openid)
+
+    def push_kick(self) -> None:
+        """Wake a push sender (in whichever process consumes the queue) for rows that are due."""
+        self.enqueue(self.push_task)
 
     # -- task bodies --------------------------------------------------------
 
@@ -195,6 +201,9 @@ class TaskQueue:
 
         queue_notice(self.services, url, markdown)
         send_pending(self.services, url)
+
+    def _push_kick(self) -> None:
+        self.services.pusher.kick()
 
     def _deliver_replies(self, openid: str) -> None:
         from bot.private_replies import deliver_now

@@ -17,6 +17,7 @@ from storage.spool import Spool
 from storage.state import StateStore, build_state
 
 if TYPE_CHECKING:
+    from bot.push import Pusher
     from knowledge.service import KnowledgeBase
 
 log = logging.getLogger(__name__)
@@ -38,6 +39,7 @@ class Services:
     redis_breaker: CircuitBreaker | None = None
     queue: TaskQueue = field(init=False)
     _knowledge: "KnowledgeBase | None" = field(default=None, init=False, repr=False)
+    _pusher: "Pusher | None" = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
         self.queue = TaskQueue(self)
@@ -51,6 +53,15 @@ class Services:
             self._knowledge = KnowledgeBase(self.db)
         return self._knowledge
 
+    @property
+    def pusher(self) -> "Pusher":
+        """This process's push sender (``bot.push``), built on first use."""
+        if self._pusher is None:
+            from bot.push import Pusher
+
+            self._pusher = Pusher(self)
+        return self._pusher
+
     def keep_for_cadre(self, openid: str, words: str) -> None:
         """Queue a follower's (masked) words for a person: they could not be answered automatically."""
         from knowledge.store.unanswered import record_unanswered
@@ -58,6 +69,8 @@ class Services:
         record_unanswered(self.db, openid, words)
 
     def close(self) -> None:
+        if self._pusher is not None:
+            self._pusher.stop()
         self.queue.stop_embedded()
         if self.redis_breaker is not None:
             self.redis_breaker.stop()

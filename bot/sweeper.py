@@ -17,7 +17,10 @@ do the same work twice):
    (``bot.binding.retag_pending``): slow when WeChat is down, so not every pass;
 7. once an hour, deletes console sessions nobody can use any more
    (``storage.accounts.purge_sessions``) and checked uploads nobody confirmed
-   (``storage.uploads.purge_expired``).
+   (``storage.uploads.purge_expired``);
+8. pushes (``bot.push``): rows of a dead sender back to pending (or 待确认),
+   finished pushes announced, the sender kicked when rows are due; once a
+   minute, job postings past their deadline closed.
 """
 
 from __future__ import annotations
@@ -93,9 +96,12 @@ class Sweeper:
             if is_outage(exc):
                 db.breaker.trip(exc)
             log.warning("sweep stopped: database %s", type(exc).__name__)
+        if db.breaker.allow():
+            done.update(self._pushes())
         if time.monotonic() - self._chores_at >= CHORES_EVERY and db.breaker.allow():
             self._chores_at = time.monotonic()
             done["retagged"] = self._retag()
+            done["jobs_expired"] = self._expire_jobs()
         if (self._sessions_at is None or time.monotonic() - self._sessions_at >= SESSIONS_EVERY) \
                 and db.breaker.allow():
             self._sessions_at = time.monotonic()
@@ -103,6 +109,26 @@ class Sweeper:
         if any(done.values()):
             log.info("swept", extra=done)
         return done
+
+    def _pushes(self) -> dict[str, int]:
+        """Push rows of dead senders back in play (or 待确认), finished pushes announced, the sender kicked."""
+        try:
+            with self.services.db.bounded():
+                return {k: v for k, v in self.services.pusher.sweep().items() if v}
+        except Exception:  # noqa: BLE001 - the next pass tries again; rows are safe in the database
+            log.warning("push sweep failed", exc_info=True)
+            return {}
+
+    def _expire_jobs(self) -> int:
+        """Postings past their deadline become 已截止 (readers already treat them so)."""
+        from storage.jobs import expire_due
+
+        try:
+            with self.services.db.session() as session:
+                return expire_due(session, self.services.settings.timezone)
+        except Exception:  # noqa: BLE001
+            log.warning("job deadlines not applied", exc_info=True)
+            return 0
 
     def _retag(self) -> int:
         from bot.binding import retag_pending

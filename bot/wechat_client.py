@@ -13,6 +13,7 @@ the follower's phone: one more try at most, then say so).
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -112,11 +113,21 @@ def _status_may_have_reached(response: requests.Response | None) -> bool:
 
 
 class _TimeoutSession(requests.Session):
-    """wechatpy's token fetch passes no timeout; a hung endpoint must not hold the refresh lock."""
+    """wechatpy's token fetch passes no timeout; a hung endpoint must not hold the refresh lock.
 
-    def __init__(self, timeout: float) -> None:
+    The proxy settings of the environment (HTTPS_PROXY, NO_PROXY) are read once,
+    for the API base, instead of on every request: requests' per-request look-up
+    (environment, ~/.netrc, proxy bypass) cost as much CPU as the call itself,
+    which is what limits a push to 20,000 followers.
+    """
+
+    def __init__(self, timeout: float, base_url: str | None = None) -> None:
         super().__init__()
         self.default_timeout = timeout
+        if base_url:
+            self.proxies.update(requests.utils.get_environ_proxies(base_url))
+            self.verify = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or True
+            self.trust_env = False
 
     def request(self, *args: Any, **kwargs: Any) -> requests.Response:  # type: ignore[override]
         if kwargs.get("timeout") is None:
@@ -141,7 +152,7 @@ class SisongWeChatClient(WeChatClient):
             auto_retry=False,
         )
         self.API_BASE_URL = settings.wechat_api_base
-        self._http = _TimeoutSession(settings.api_timeout)
+        self._http = _TimeoutSession(settings.api_timeout, settings.wechat_api_base)
         self.tokens = TokenStore(db, settings.wechat_appid, margin=self.TOKEN_MARGIN)
 
     def _request_token(self) -> tuple[str, int]:
@@ -192,18 +203,27 @@ class WeChatAPI:
 
     # -- the retry policy ---------------------------------------------------
 
-    def call(self, api: str, fn: Callable[[], T]) -> T:
+    def call(self, api: str, fn: Callable[[], T], *, retry_transient: bool = True,
+             retry_uncertain: bool = True) -> T:
         """Run ``fn`` with one token refresh on 40001/42001 and backoff on busy/quota/network.
 
         After an attempt that may have reached WeChat, one more attempt at
         most; if that fails too, the error says ``maybe_delivered``.
+
+        Pushes (``bot.push``) pass ``retry_transient=False``: a busy or quota
+        answer is the push engine's to wait out (it puts the row back and
+        pauses every sender) rather than a thread's to sleep through, and
+        ``retry_uncertain=False`` for a customer-service message, which has no
+        id WeChat could dedupe a second attempt on: it is marked 待确认 instead.
         """
         uncertain_at: int | None = None  # the first attempt that may have reached WeChat
 
         def give_up(state: RetryCallState) -> bool:
             if state.attempt_number >= self.settings.api_retry_attempts:
                 return True
-            return uncertain_at is not None and state.attempt_number > uncertain_at
+            if uncertain_at is not None:
+                return not retry_uncertain or state.attempt_number > uncertain_at
+            return not retry_transient
 
         retrying = Retrying(
             retry=retry_if_exception(lambda exc: isinstance(exc, _TransientError)),
@@ -283,8 +303,39 @@ class WeChatAPI:
 
     # -- wrappers -----------------------------------------------------------
 
-    def send_text(self, openid: str, text: str) -> dict[str, Any]:
-        return self.call("message/custom/send", lambda: self.client.message.send_text(openid, text))
+    def send_text(self, openid: str, text: str, **policy: bool) -> dict[str, Any]:
+        return self.call("message/custom/send", lambda: self.client.message.send_text(openid, text), **policy)
+
+    def send_template_message(
+        self, openid: str, template_id: str, data: dict[str, Any], *, url: str | None = None,
+        client_msg_id: str | None = None, **policy: bool,
+    ) -> dict[str, Any]:
+        """A template message posted as WeChat documents it, ``client_msg_id`` included.
+
+        wechatpy's ``send_template`` has no ``client_msg_id``; WeChat dedupes on it
+        (for 10 minutes), which is what makes a second attempt after a timeout
+        safe. The answer carries ``msgid``, the key of the later
+        TEMPLATESENDJOBFINISH receipt.
+        """
+        body: dict[str, Any] = {"touser": openid, "template_id": template_id, "data": data}
+        if url:
+            body["url"] = url
+        if client_msg_id:
+            body["client_msg_id"] = client_msg_id
+        return self.call("message/template/send", lambda: self.client.post("message/template/send", data=body),
+                         **policy)
+
+    def widen_pool(self, size: int) -> None:
+        """Keep up to ``size`` connections to WeChat alive (requests keeps 10): one per push thread."""
+        from requests.adapters import HTTPAdapter
+
+        current = getattr(self, "_pool_size", 10)
+        if size <= current:
+            return
+        adapter = HTTPAdapter(pool_connections=4, pool_maxsize=size)
+        self.client._http.mount("https://", adapter)
+        self.client._http.mount("http://", adapter)
+        self._pool_size = size
 
     def send_template(
         self, openid: str, template_id: str, data: dict[str, Any], url: str | None = None

@@ -19,6 +19,7 @@ from handlers import (  # noqa: E402,F401
     handover,
     help,
     helper,
+    jobs,
     media,
     menu,
     more,

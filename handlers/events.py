@@ -32,10 +32,17 @@ def acknowledge(ctx: Context) -> None:
 
 @router.event("templatesendjobfinish", "masssendjobfinish")
 def send_job_finished(ctx: Context) -> None:
-    """Delivery receipts; the status is kept in the message log's text for later reports."""
+    """Delivery receipts. A template's (TEMPLATESENDJOBFINISH) settles its push row, found by MsgID,
+    in the message's unit of work; a mass send's carries only counts and is only logged."""
     data = ctx.message._data
-    ctx.text = f"MsgID={data.get('MsgID') or data.get('MsgId')} Status={data.get('Status')}"
-    log.info("send job finished", extra={"event": ctx.event, "status": data.get("Status")})
+    msgid, status = data.get("MsgID") or data.get("MsgId"), data.get("Status")
+    ctx.text = f"MsgID={msgid} Status={status}"
+    matched = False
+    if ctx.event == "templatesendjobfinish" and msgid:
+        from storage.pushes import record_receipt
+
+        matched = record_receipt(ctx.session, str(msgid), str(status or ""))
+    log.info("send job finished", extra={"event": ctx.event, "status": status, "matched": matched})
     return None
 
 

@@ -1,4 +1,4 @@
-"""The custom menu's CLICK keys (see ``bot/menu.json``)."""
+"""The custom menu's CLICK keys (see ``bot/menu.json``); JOBS is ``handlers/jobs.py``."""
 
 from __future__ import annotations
 
@@ -10,11 +10,6 @@ from handlers.texts import HELP
 @router.click("POLICY_QA")
 def policy(ctx: Context) -> str:
     return "请直接打字或发语音问我政策，比如：\n“房子漏雨能补钱不”\n“娃儿读大学有补助没”\n“看病能先不给钱吗”"
-
-
-@router.click("JOBS")
-def jobs(ctx: Context) -> str:
-    return "镇里正在筛选就业岗位，有合适的会推送给您。想找什么样的活，可以直接回复告诉我，比如“想在县城打工”。"
 
 
 @router.click("SURVEY")

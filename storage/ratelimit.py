@@ -10,6 +10,7 @@ Redis must not cost each message a socket timeout.
 
 from __future__ import annotations
 
+import time
 from functools import lru_cache
 
 from limits import parse, storage, strategies
@@ -32,15 +33,33 @@ class RateLimiter:
             backend = storage.storage_from_string(redis_url, connection_pool=redis_pool(redis_url, timeout))
             self.shared = strategies.MovingWindowRateLimiter(backend)
 
-    def allow(self, rate: str, *identifiers: str) -> bool:
-        """Count one hit against ``rate`` (e.g. "20/minute") for these identifiers."""
+    def allow(self, rate: str, *identifiers: str, cost: int = 1) -> bool:
+        """Count one hit (or ``cost`` hits) against ``rate`` (e.g. "20/minute") for these identifiers."""
         item = _parse_rate(rate)
         if self.shared is not None and self.breaker is not None and self.breaker.allow():
             try:
-                return bool(self.shared.hit(item, "sisong", *identifiers))
+                return bool(self.shared.hit(item, "sisong", *identifiers, cost=cost))
             except REDIS_DOWN as exc:
                 self.breaker.trip(exc)  # logs once per outage, not once per message
-        return bool(self.local.hit(item, "sisong", *identifiers))
+        return bool(self.local.hit(item, "sisong", *identifiers, cost=cost))
+
+    def retry_after(self, rate: str, *identifiers: str) -> float:
+        """Seconds until the window of ``rate`` has room again (0.0 if it has now).
+
+        A sender that was refused sleeps this long instead of polling Redis.
+        """
+        item = _parse_rate(rate)
+        stats = None
+        if self.shared is not None and self.breaker is not None and self.breaker.allow():
+            try:
+                stats = self.shared.get_window_stats(item, "sisong", *identifiers)
+            except REDIS_DOWN as exc:
+                self.breaker.trip(exc)
+        if stats is None:
+            stats = self.local.get_window_stats(item, "sisong", *identifiers)
+        if stats.remaining > 0:
+            return 0.0
+        return max(0.0, float(stats.reset_time) - time.time())
 
     def would_allow(self, rate: str, *identifiers: str) -> bool:
         """Whether one more hit would still be allowed, without counting one.

@@ -13,6 +13,7 @@ from storage.models.knowledge import (
     KbSynonym,
     KbUnanswered,
 )
+from storage.models.jobs import JobPosting, JobSignup
 from storage.models.messages import MessageLog, WeChatToken
 from storage.models.org import (
     Area,
@@ -26,6 +27,7 @@ from storage.models.org import (
     Township,
     Village,
 )
+from storage.models.pushes import Push, PushDelivery, PushOptOut
 from storage.models.uploads import ConsoleUpload
 
 __all__ = [
@@ -46,6 +48,11 @@ __all__ = [
     "Township",
     "Village",
     "Follower",
+    "JobPosting",
+    "JobSignup",
+    "Push",
+    "PushDelivery",
+    "PushOptOut",
     "KbArticle",
     "KbDocument",
     "KbFaq",

@@ -17,7 +17,14 @@ What is modelled, because Sisong's behaviour depends on it:
   are kept (``tag_members``), and a tagging call with more than 50 openids is
   refused with 40032, as WeChat does;
 * several WeCom group robots (``robot_url(key)``), each answering like the
-  default one (``wecom_url``), unknown keys with 93000.
+  default one (``wecom_url``), unknown keys with 93000;
+* pushes: template sends answer a ``msgid`` and are deduped on
+  ``(touser, client_msg_id)`` for 10 minutes as WeChat documents (a repeat
+  gets the first msgid and is not delivered again); answers can be injected
+  for one follower (``inject_for``); ``deliveries()`` counts what each
+  follower actually received; ``keep_alive=True`` speaks HTTP/1.1 keep-alive
+  like WeChat's servers (the bench: 20,000 sends without a connection each);
+  ``GET /__fake__/deliveries`` serves the counts to a fake in another process.
 
 Everything else answers ``{"errcode": 0, "errmsg": "ok"}`` and is recorded.
 """
@@ -73,7 +80,13 @@ class Call:
 class FakeWeChatAPI:
     """Loopback stand-in for the WeChat API and the WeCom group robot."""
 
-    def __init__(self, appid: str = "wxtestappid", secret: str = "test-secret", robot_key: str = "test-robot") -> None:
+    def __init__(self, appid: str = "wxtestappid", secret: str = "test-secret", robot_key: str = "test-robot",
+                 keep_alive: bool = False, record_calls: bool = True) -> None:
+        self.keep_alive = keep_alive
+        self.record_calls = record_calls  # the bench turns it off: 20,000 Call objects are not needed
+        self._delivered: dict[str, int] = defaultdict(int)  # touser -> messages received (custom + template)
+        self._client_ids: dict[tuple[str, str], tuple[float, int]] = {}  # (touser, client_msg_id) -> (at, msgid)
+        self._injected_for: dict[tuple[str, str], deque[dict]] = defaultdict(deque)
         self.appid = appid
         self.secret = secret
         self.robot_key = robot_key
@@ -102,8 +115,12 @@ class FakeWeChatAPI:
 
         class Handler(_Handler):
             api = fake
+            protocol_version = "HTTP/1.1" if fake.keep_alive else "HTTP/1.0"
+            # Headers and body are two writes: without TCP_NODELAY a kept-alive connection waits
+            # for the client's delayed ACK (40 ms) on every answer.
+            disable_nagle_algorithm = fake.keep_alive
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server = _QuietServer(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True
         self._thread = threading.Thread(
             # A short poll interval keeps stop() (and so every fixture teardown) fast.
@@ -170,6 +187,16 @@ class FakeWeChatAPI:
         with self._lock:
             self._injected[endpoint.strip("/")].extend(responses)
 
+    def inject_for(self, endpoint: str, openid: str, *responses: dict) -> None:
+        """Like ``inject``, but only for calls whose body's ``touser`` is ``openid`` (concurrent senders)."""
+        with self._lock:
+            self._injected_for[(endpoint.strip("/"), openid)].extend(responses)
+
+    def deliveries(self) -> dict[str, int]:
+        """Messages each follower received (custom + template; a deduped template repeat not counted)."""
+        with self._lock:
+            return dict(self._delivered)
+
     def set_latency(self, endpoint: str, seconds: float, times: int | None = None) -> None:
         """Delay answers to ``endpoint`` (after recording, before answering); only the next ``times`` if given."""
         with self._lock:
@@ -188,6 +215,9 @@ class FakeWeChatAPI:
             self._injected.clear()
             self._latency.clear()
             self._robot_keys.clear()
+            self._delivered.clear()
+            self._client_ids.clear()
+            self._injected_for.clear()
 
     def tag_members(self, tag_id: int) -> set[str]:
         """Openids currently carrying ``tag_id`` (after batchtagging / batchuntagging)."""
@@ -205,7 +235,13 @@ class FakeWeChatAPI:
     def _record(self, method: str, path: str, query: dict[str, str], body: Any) -> tuple[float, dict | None]:
         endpoint = _endpoint_of(path)
         with self._lock:
-            self.calls.append(Call(method=method, path=path, query=query, json=body, at=time.time()))
+            if self.record_calls:
+                self.calls.append(Call(method=method, path=path, query=query, json=body, at=time.time()))
+            touser = body.get("touser") if isinstance(body, dict) else None
+            own = self._injected_for.get((endpoint, touser)) if touser else None
+            if own:
+                latency, times = self._latency.get(endpoint, (0.0, None))
+                return latency, own.popleft()
             latency, times = self._latency.get(endpoint, (0.0, None))
             if times is not None:
                 if times <= 1:
@@ -266,7 +302,21 @@ class FakeWeChatAPI:
 
     def _endpoint(self, endpoint: str, query: dict[str, str], data: dict) -> dict:
         if endpoint == "message/template/send":
-            return {**OK, "msgid": self._next_id()}
+            touser, client_id = str(data.get("touser") or ""), data.get("client_msg_id")
+            with self._lock:
+                if client_id:
+                    seen = self._client_ids.get((touser, str(client_id)))
+                    if seen is not None and time.time() - seen[0] < 600:
+                        return {**OK, "msgid": seen[1]}  # WeChat's dedupe: not delivered twice
+                msgid = next(self._id_seq)
+                if client_id:
+                    self._client_ids[(touser, str(client_id))] = (time.time(), msgid)
+                self._delivered[touser] += 1
+            return {**OK, "msgid": msgid}
+        if endpoint == "message/custom/send":
+            with self._lock:
+                self._delivered[str(data.get("touser") or "")] += 1
+            return dict(OK)
         if endpoint in ("message/mass/sendall", "message/mass/send"):
             msg_id = self._next_id()
             return {"errcode": 0, "errmsg": "send job submission success", "msg_id": msg_id, "msg_data_id": msg_id}
@@ -333,6 +383,17 @@ class FakeWeChatAPI:
             return next(self._id_seq)
 
 
+class _QuietServer(ThreadingHTTPServer):
+    """A client that went away (a sender killed mid-call, a timeout) is not a fake-server error."""
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        import sys
+
+        if isinstance(sys.exc_info()[1], (ConnectionResetError, BrokenPipeError)):
+            return
+        super().handle_error(request, client_address)
+
+
 class _Handler(BaseHTTPRequestHandler):
     api: FakeWeChatAPI  # set on the per-server subclass
 
@@ -359,6 +420,9 @@ class _Handler(BaseHTTPRequestHandler):
             except ValueError:
                 body, parse_failed = text, True
 
+        if url.path == "/__fake__/deliveries":
+            self._send(200, self.api.deliveries())
+            return
         latency, injected = self.api._record(method, url.path, query, body)
         if latency:
             time.sleep(latency)
