@@ -305,6 +305,10 @@ class Pipeline:
             extra={"openid": short_openid(openid), "type": ctx.msg_type, "event": ctx.event or "",
                    "handler": name, "outcome": outcome, "late": status == OWED, "ms": _ms(started)},
         )
+        if outcome == "ok":
+            # Before the reply: a follower who answers at once ("0" for a person, "更多") must find
+            # the state this message left. One small write; the effects still wait for the reply.
+            self._save_conversation(ctx)
         # The reply first: effects (notices, sends) must not delay what the follower waits for.
         offered = status != OWED and delivery.offer(
             SUCCESS if text is None else TextReply(message=message, content=text).render()
@@ -316,12 +320,15 @@ class Pipeline:
         elif not offered and text is not None:
             self._owe(row_id, text, openid)
 
-    def _after_commit(self, ctx: Context) -> None:
-        """Conversation state and the effects handlers attached; a failure here loses no message."""
+    @staticmethod
+    def _save_conversation(ctx: Context) -> None:
         try:
             ctx.conversation.save()
         except Exception:
             log.exception("conversation state not saved")
+
+    def _after_commit(self, ctx: Context) -> None:
+        """The effects handlers attached; a failure here loses no message."""
         for effect in ctx.effects:
             try:
                 effect()
