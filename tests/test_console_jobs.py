@@ -380,3 +380,39 @@ def test_importing_from_the_page_reports_each_bad_row(app_client: TestClient, se
     forged = app_client.post("/console/jobs/import", files={"file": ("岗位.xlsx", good, XLSX)},
                              data={"csrf": "wrong"})
     assert forged.status_code == 403
+
+
+# -- in a real browser -----------------------------------------------------------------------------
+
+@pytest.mark.parametrize("backend", ["server"], indirect=True)
+def test_create_push_and_watch_it_finish_on_a_phone(services: Services, live_url: str, browser: Any,
+                                                     api: FakeWeChatAPI) -> None:
+    from tests.support.browser import DESKTOP, PHONE, log_in, screenshot
+
+    api.set_latency("message/custom/send", 1.0)  # slow enough that the page sees the push under way
+    context = browser.new_context(viewport=PHONE, locale="zh-CN")
+    page = context.new_page()
+    log_in(page, live_url, "王镇长", PASSWORD)
+    page.goto(f"{live_url}/console/jobs")
+    page.click("#create summary")
+    for name, value in POSTING.items():
+        if name != "requirements":
+            page.fill(f"#{name}", str(value))
+    page.click("#create-job")
+    page.wait_for_url("**/console/jobs/*")
+    assert "岗位已发布" in page.inner_text("main")
+    page.check("input[name=village][value=石桥村]")
+    page.check("input[name=labour_only]")
+    page.click("#push-button")
+    page.wait_for_selector("#push-progress")
+    page.wait_for_selector("#push-progress[data-finished=true]", timeout=30_000)
+    assert page.inner_text("[data-key=recipients]") == "3" and page.inner_text("[data-key=sent]") == "3"
+    assert "发送完成" in page.inner_text("#push-state")
+    assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
+    screenshot(page, "jobs-375")
+    page.reload()
+    assert "石桥村" in page.inner_text("#funnel")
+    page.set_viewport_size(DESKTOP)
+    page.goto(f"{live_url}/console/jobs")
+    screenshot(page, "jobs-1280")
+    context.close()
