@@ -529,6 +529,11 @@ ACTION_LABELS = {
     "handbook.undo": "撤销政策导入",
     "handbook.delete": "删除政策文件",
     "push.send": "推送",
+    "job_add": "新增岗位",
+    "job_import": "导入岗位",
+    "job_close": "关闭岗位",
+    "job_push": "推送岗位",
+    "job_outcome": "记录报名结果",
 }
 
 

@@ -57,8 +57,8 @@ from storage.models.jobs import (
     job_posting_villages,
 )
 from storage.models.org import Hamlet, Household, Village
-from storage.models.pushes import DELIVERED, FAILED, SENT, SKIPPED, UNCONFIRMED, UNREACHABLE, PushDelivery
-from storage.pushes import PushCreated, Targets, candidates, create_push, resolve_villages
+from storage.models.pushes import DELIVERED, FAILED, SENT, SKIPPED, UNCONFIRMED, UNREACHABLE, Push, PushDelivery
+from storage.pushes import Progress, PushCreated, Targets, candidates, create_push, progress, resolve_villages
 from storage.scope import EVERYTHING, OutOfScope, Scope
 from storage.sheets import Sheet, SheetError, read_table
 
@@ -466,6 +466,51 @@ def create_job_push(session: Session, township_id: int, posting_id: int, targets
     _audit(session, actor, "job_push", f"岗位 {posting.id}",
            f"推送 {created.push.id}：{targets.describe()}，{created.recipients} 人")
     return posting, created
+
+
+def push_progress(session: Session, township_id: int, push_id: int, *, scope: Scope = EVERYTHING,
+                  user_id: int | None = None) -> Progress | None:
+    """A job push's progress (None: no such push of this township's postings).
+
+    Counts only, but they still say how many followers a village has: the
+    township's accounts see every push; others a push they made, or one whose
+    every recipient lives in their villages (OutOfScope otherwise).
+    """
+    state = progress(session, push_id)
+    if state is None or state.kind != KIND:
+        return None
+    posting = session.get(JobPosting, state.ref_id)
+    if posting is None or posting.township_id != township_id:
+        return None
+    if not _may_see_push(session, push_id, scope, user_id):
+        raise OutOfScope("这次推送包括您负责范围以外的村。")
+    return state
+
+
+def _may_see_push(session: Session, push_id: int, scope: Scope, user_id: int | None) -> bool:
+    if scope.villages is None:
+        return True
+    push = session.get(Push, push_id)
+    if push is not None and user_id is not None and push.user_id == user_id:
+        return True
+    outside = session.scalar(select(func.count()).select_from(PushDelivery).where(
+        PushDelivery.push_id == push_id,
+        PushDelivery.village_id.is_(None) | PushDelivery.village_id.not_in(sorted(scope.villages) or [-1])))
+    return not outside
+
+
+def pushes_of(session: Session, township_id: int, posting_id: int, *, scope: Scope = EVERYTHING,
+              user_id: int | None = None) -> list[tuple[Push, Progress]]:
+    """A posting's pushes this account may follow (newest first), each with its progress."""
+    _posting(session, township_id, posting_id)
+    found = []
+    for push in session.scalars(select(Push).where(Push.kind == KIND, Push.ref_id == posting_id)
+                                .order_by(Push.id.desc())):
+        if _may_see_push(session, push.id, scope, user_id):
+            state = progress(session, push.id)
+            if state is not None:
+                found.append((push, state))
+    return found
 
 
 # -- sign-ups --------------------------------------------------------------------------------------
