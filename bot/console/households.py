@@ -33,7 +33,7 @@ from pydantic import BaseModel, Field
 
 from bot.console.deps import ApiCsrf, Csrf, CurrentUser, PageUser, ServicesDep, Writer, form_csrf
 from bot.console.templating import render
-from bot.console.uploads import read_multipart
+from bot.console.uploads import form_flag, read_multipart
 from knowledge.store.unanswered import STATES, state_of
 from storage.accounts import Principal
 from storage.clock import iso_local
@@ -128,16 +128,6 @@ async def _read_form(request: Request) -> _Form:
     return _Form(upload.data if upload else b"", upload.name if upload else "", form.fields, form.has_file)
 
 
-def _flag(fields: dict[str, str], name: str, default: bool) -> bool:
-    """A form's yes/no field as browsers and scripts send it; anything else is a 422 naming the field."""
-    value = fields.get(name, "").strip().lower()
-    if not value:
-        return default
-    if value in ("1", "true", "on", "yes"):
-        return True
-    if value in ("0", "false", "off", "no"):
-        return False
-    raise HTTPException(422, f"填写的内容不对：{name}：应当是 true 或 false。")
 
 
 def _report_view(report: ImportReport) -> dict[str, Any]:
@@ -182,7 +172,7 @@ async def import_check(request: Request, services: ServicesDep, user: PageUser, 
     """Step 1: check the uploaded file row by row and show the report; keep it if it is clean."""
     form = await _read_form(request)
     form_csrf(user, form.fields.get("csrf", ""))
-    create_missing = _flag(form.fields, "create_missing", False)
+    create_missing = form_flag(form.fields, "create_missing", False)
     if not form.data and not form.filename:
         return render(request, "households_import.html", user, 400, report=None,
                       flashes=[("error", "请先选择要导入的文件（.xlsx 或 .csv）。")])
@@ -437,8 +427,8 @@ async def api_import(request: Request, services: ServicesDep, user: ApiCsrf, _wr
     form = await _read_form(request)
     if not form.has_file:
         raise HTTPException(422, "填写的内容不对：file：必须填写。")
-    dry_run = _flag(form.fields, "dry_run", True)
-    create_missing = _flag(form.fields, "create_missing", False)
+    dry_run = form_flag(form.fields, "dry_run", True)
+    create_missing = form_flag(form.fields, "create_missing", False)
     report = await run_in_threadpool(
         lambda: import_households_file(services.db, services.settings.township, form.data, form.filename or None,
                                        dry_run=dry_run, create_missing=create_missing, scope=user.scope,

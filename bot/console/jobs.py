@@ -34,7 +34,7 @@ from sqlalchemy.orm import Session
 
 from bot.console.deps import ApiCsrf, Csrf, CurrentUser, PageUser, ServicesDep, Writer, form_csrf
 from bot.console.templating import render
-from bot.console.uploads import read_multipart
+from bot.console.uploads import form_flag, read_multipart
 from storage import jobs as service
 from storage.accounts import Principal
 from storage.clock import iso_local
@@ -413,7 +413,7 @@ async def api_import(request: Request, services: ServicesDep, user: ApiCsrf, _wr
     upload = form.file
     report = await run_in_threadpool(
         _import, services, user, upload.data if upload else b"", upload.name if upload else "",
-        _flag(form.fields, "dry_run", True), _flag(form.fields, "draft", False))
+        form_flag(form.fields, "dry_run", True), form_flag(form.fields, "draft", False))
     return JSONResponse({"detail": _import_summary(report), **report.to_json()},
                         status_code=200 if report.ok else 422)
 
@@ -429,15 +429,6 @@ def _import(services: "Services", user: Principal, data: bytes, filename: str, d
         return report
 
 
-def _flag(fields: dict[str, str], name: str, default: bool) -> bool:
-    value = fields.get(name, "").strip().lower()
-    if not value:
-        return default
-    if value in ("1", "true", "on", "yes"):
-        return True
-    if value in ("0", "false", "off", "no"):
-        return False
-    raise HTTPException(422, f"填写的内容不对：{name}：应当是 true 或 false。")
 
 
 def _import_summary(report: service.JobImportReport) -> str:
@@ -590,8 +581,8 @@ async def import_form(request: Request, services: ServicesDep, user: PageUser, _
     if upload is None or not upload.data:
         return _list_page(request, services, user, 400, [("error", "请先选择要导入的文件（.xlsx 或 .csv）。")],
                           open_import=True)
-    draft = _flag(form.fields, "draft", False)
-    dry_run = _flag(form.fields, "dry_run", False)
+    draft = form_flag(form.fields, "draft", False)
+    dry_run = form_flag(form.fields, "dry_run", False)
     report = await run_in_threadpool(_import, services, user, upload.data, upload.name, dry_run, draft)
     kind = "ok" if report.ok else "error"
     return _list_page(request, services, user, 200 if report.ok else 422, [(kind, _import_summary(report))],

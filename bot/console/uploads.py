@@ -87,3 +87,15 @@ async def read_multipart(request: Request, *, field_name: str, max_bytes: int, t
     if sum(len(f.data) for f in result.files) > max_bytes:
         raise HTTPException(status.HTTP_413_CONTENT_TOO_LARGE, too_big)
     return result
+
+
+def form_flag(fields: dict[str, str], name: str, default: bool) -> bool:
+    """A multipart form's yes/no field as browsers and scripts send it; anything else is a 422 naming it."""
+    value = fields.get(name, "").strip().lower()
+    if not value:
+        return default
+    if value in ("1", "true", "on", "yes"):
+        return True
+    if value in ("0", "false", "off", "no"):
+        return False
+    raise HTTPException(422, f"填写的内容不对：{name}：应当是 true 或 false。")
