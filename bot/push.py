@@ -378,11 +378,12 @@ class Pusher:
             return
         self._call(row, channel, content, fallback=True)
 
-    def _call(self, row: pushes.ClaimedRow, channel: str, content: Content, *, fallback: bool) -> None:
+    def _call(self, row: pushes.ClaimedRow, channel: str, content: Content, *, fallback: bool,
+              continuing: bool = False) -> None:
         cmid = row.client_msg_id or (pushes.client_msg_id(row.id, row.kind, row.ref_id) if channel == TEMPLATE
                                      else None)
         if not pushes.begin_send(self.db, row.id, self.owner, channel, cmid, self.sending_lease,
-                                 self._take_done()):
+                                 self._take_done(), continuing=continuing):
             log.info("push row taken by another sender before its call")
             return
         wechat = self.services.wechat
@@ -415,7 +416,8 @@ class Pusher:
             return
         if code in OUT_OF_WINDOW and channel == CUSTOM:
             if fallback and content.template is not None:
-                self._call(row, TEMPLATE, content, fallback=False)  # outside the window after all
+                # Outside the window after all: the same row, already `sending`, as a template.
+                self._call(row, TEMPLATE, content, fallback=False, continuing=True)
                 return
             self._settle(row, UNREACHABLE, errcode=code, error="不在48小时客服消息时限内，且没有可用的模板消息")
             return

@@ -291,7 +291,8 @@ def _build_begin(dialect: str) -> Any:
     return (
         update(table)
         .where(table.c.id == bindparam("p_id"), table.c.owner == bindparam("p_owner"),
-               table.c.status.in_((CLAIMED, SENDING)))
+               table.c.status == bindparam("p_from"),
+               or_(table.c.status == SENDING, table.c.lease_until >= now))
         .values(status=SENDING, channel=bindparam("p_channel"), client_msg_id=bindparam("p_client_msg_id"),
                 first_sent_at=case((and_(is_template, table.c.first_sent_at.is_(None)), now),
                                    else_=table.c.first_sent_at),
@@ -395,7 +396,8 @@ _PG_BEGIN = (
     " first_sent_at = CASE WHEN %(p_channel)s::varchar = 'template' AND first_sent_at IS NULL"
     " THEN %(p_now)s::timestamptz ELSE first_sent_at END,"
     " attempts = attempts + 1, lease_until = %(p_lease_until)s::timestamptz"
-    " WHERE id = %(p_id)s::integer AND owner = %(p_owner)s::varchar AND status IN ('claimed', 'sending')"
+    " WHERE id = %(p_id)s::integer AND owner = %(p_owner)s::varchar AND status = %(p_from)s::varchar"
+    " AND (status = 'sending' OR lease_until >= %(p_now)s::timestamptz)"
 )
 _PG_COMPLETE = (
     "UPDATE push_deliveries SET status = %(c_status)s::varchar, errcode = %(c_errcode)s::integer,"
@@ -429,23 +431,27 @@ def _pg_send(db: Database, completions: Sequence[Completion], begin: dict[str, A
 
 
 def begin_send(db: Database, row_id: int, owner: str, channel: str, cmid: str | None, lease: float,
-               completions: Sequence[Completion] = ()) -> bool:
+               completions: Sequence[Completion] = (), *, continuing: bool = False) -> bool:
     """Mark the row ``sending`` (committed) right before its HTTP call; False: it is not ours any more.
 
     Outcomes of earlier calls ride along in the same transaction, so a send
-    costs one commit, not two. A row still ``sending`` (a custom message
-    refused with 45015 going out again as a template) may be marked again.
+    costs one commit, not two. Only a ``claimed`` row whose lease still runs
+    may start: the owner is per process, so a row whose claim expired while
+    its task queued, and that this process then claimed again, must not start
+    twice. ``continuing``: the same call's second channel (a custom message
+    refused with 45015 going out as a template), from ``sending``.
     """
     now = utcnow()
+    start_from = SENDING if continuing else CLAIMED
     if db.engine.dialect.name == "postgresql":
         return _pg_send(db, completions, {"p_id": row_id, "p_owner": owner, "p_channel": channel,
-                                          "p_client_msg_id": cmid, "p_now": now,
+                                          "p_client_msg_id": cmid, "p_now": now, "p_from": start_from,
                                           "p_lease_until": now + timedelta(seconds=lease)})
     with db.engine.begin() as conn:
         write_completions(conn, completions)
         done = conn.execute(_statement(_dialect(conn), "begin"), {
             "p_id": row_id, "p_owner": owner, "p_channel": channel, "p_client_msg_id": cmid, "p_now": now,
-            "p_lease_until": now + timedelta(seconds=lease),
+            "p_lease_until": now + timedelta(seconds=lease), "p_from": start_from,
         }).rowcount
     return bool(done)
 

@@ -335,6 +335,27 @@ def test_a_killed_worker_s_customer_messages_in_flight_become_unconfirmed(
     assert set(received(api)) == {m.openid for m in members} - {taken[0].openid}
 
 
+def test_a_claim_that_expired_while_queued_starts_once_when_the_same_process_claims_it_again(
+        svc: Callable[..., Services]) -> None:
+    """The owner is per process: a row whose claim ran out while its task waited, then claimed again by
+    the same process, has two tasks; only one may start its call (the other finds it no longer ``claimed``)."""
+    services = svc()
+    data.households(services, "青山村", 1, interacted=timedelta(hours=1))
+    job = data.posting(services)
+    start_push(services, job, Targets(everyone=True))
+    owner = pushes.new_owner()
+    (first,) = pushes.claim(services.db, owner, 1, lease=0.2)
+    time.sleep(0.3)
+    assert not pushes.begin_send(services.db, first.id, owner, "custom", None, lease=5)  # its lease ran out
+    pushes.recover_stale(services.db, dedupe_window=540)  # the sweeper hands the row back
+    (again,) = pushes.claim(services.db, owner, 1, lease=5)  # same process, same owner
+    assert again.id == first.id
+    assert pushes.begin_send(services.db, again.id, owner, "custom", None, lease=5)
+    assert not pushes.begin_send(services.db, first.id, owner, "custom", None, lease=5)  # the stale task
+    # The 45015 fallback continues the same call from `sending`, as a template.
+    assert pushes.begin_send(services.db, again.id, owner, "template", "cmid-1", lease=5, continuing=True)
+
+
 def test_two_pushes_and_two_workers_at_once_send_each_follower_one_copy(
         svc: Callable[..., Services], api: FakeWeChatAPI) -> None:
     one, two = svc(push_threads=4), svc(push_threads=4)
