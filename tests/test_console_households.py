@@ -18,21 +18,20 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select
 
 from bot.app import create_app
 from bot.config import Settings
 from bot.services import Services, build_services
 from storage import uploads
-from storage.accounts import create_api_token, create_user
+from storage.accounts import create_api_token
 from storage.models import AuditLog, Follower, KbUnanswered, MessageLog, User
 from storage.models.base import utcnow
 from storage.models.org import Area, Cadre, Hamlet, Household, HouseholdBinding, Township, Village
 from storage.models.uploads import ConsoleUpload
 from storage.org_import import MAX_UPLOAD_BYTES
+from tests.support.console_seed import PASSWORD, TOWNSHIP, role_accounts
 
-TOWNSHIP = "青山镇"
-PASSWORD = "qingshan-2026"
 OPENID = "oHouseholdMember00000000001"
 HEADER = ["户编号", "户主姓名", "村", "组", "帮扶责任人", "责任人电话", "人口数", "联系电话", "身份证号"]
 HELPER_PHONE = "13800000004"
@@ -96,12 +95,7 @@ def services(settings: Settings) -> Iterator[Services]:
         session.add(KbUnanswered(openid=OPENID, question="危房改造补助多少？", normalized="危房改造补助多少",
                                  status="open", created_at=now - timedelta(minutes=50)))
         lisi_id = lisi.id
-    create_user(built.db, "王镇长", PASSWORD, "镇管理员")
-    create_user(built.db, "石村干", PASSWORD, "村干部", villages=["石桥村"], township=TOWNSHIP)
-    create_user(built.db, "赵督查", PASSWORD, "督查")
-    create_user(built.db, "李四", PASSWORD, "帮扶责任人")
-    with built.db.session() as session:
-        session.execute(update(User).where(User.name == "李四").values(cadre_id=lisi_id))
+    role_accounts(built.db, lisi_id)
     yield built
     built.close()
 

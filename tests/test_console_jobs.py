@@ -24,17 +24,16 @@ from bot.app import create_app
 from bot.config import Settings
 from bot.services import Services, build_services
 from storage import jobs as service
-from storage.accounts import create_api_token, create_user
+from storage.accounts import create_api_token
 from storage.households import ensure_township
-from storage.models import AuditLog, User
+from storage.models import AuditLog
 from storage.models.jobs import JobPosting
 from storage.models.org import Cadre, Household
 from tests.conftest import wait_for
 from tests.support import jobs_data as data
+from tests.support.console_seed import PASSWORD, TOWNSHIP, role_accounts
 from tests.support.fake_wechat_api import FakeWeChatAPI
 
-TOWNSHIP = "青山镇"
-PASSWORD = "qingshan-2026"
 POSTING = {"title": "电子厂普工", "employer": "县工业园电子厂", "location": "县城工业园", "salary": "4500-6000元/月",
            "headcount": 5, "contact": "王经理 13800001111", "requirements": "18-50岁"}
 
@@ -58,12 +57,7 @@ def services(settings: Settings) -> Iterator[Services]:
                         .values(helper_id=None))
         session.execute(update(Household).where(Household.number == "枫林村-0000").values(helper_id=helper.id))
         helper_id = helper.id
-    create_user(built.db, "王镇长", PASSWORD, "镇管理员")
-    create_user(built.db, "石村干", PASSWORD, "村干部", villages=["石桥村"], township=TOWNSHIP)
-    create_user(built.db, "赵督查", PASSWORD, "督查")
-    create_user(built.db, "李四", PASSWORD, "帮扶责任人")
-    with built.db.session() as session:
-        session.execute(update(User).where(User.name == "李四").values(cadre_id=helper_id))
+    role_accounts(built.db, helper_id)
     yield built
     built.close()
 

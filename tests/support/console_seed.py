@@ -107,3 +107,19 @@ def seed_township(db: Database, now: datetime | None = None) -> Seeded:
             cadres={"李帮扶": li.id, "赵枫林": zhao.id},
             groups={k: v.id for k, v in groups.items()},
         )
+
+
+def role_accounts(db: Database, helper_cadre_id: int) -> None:
+    """One account per role the scoping tests exercise: 王镇长 (镇管理员), 石村干 (村干部 of 石桥村),
+    赵督查 (督查) and 李四 (帮扶责任人, linked to the cadre ``helper_cadre_id``)."""
+    from sqlalchemy import update
+
+    from storage.accounts import create_user
+    from storage.models.accounts import User
+
+    create_user(db, "王镇长", PASSWORD, "镇管理员")
+    create_user(db, "石村干", PASSWORD, "村干部", villages=["石桥村"], township=TOWNSHIP)
+    create_user(db, "赵督查", PASSWORD, "督查")
+    create_user(db, "李四", PASSWORD, "帮扶责任人")
+    with db.session() as session:
+        session.execute(update(User).where(User.name == "李四").values(cadre_id=helper_cadre_id))
