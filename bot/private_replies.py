@@ -27,6 +27,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from knowledge.store.unanswered import attempt, claim_reply, kept_replies, pending_reply_ids, settle_reply
+from storage.models.base import utcnow
 from storage import followers, message_log
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -133,12 +134,13 @@ def deliver_now(services: "Services", openid: str) -> int:
     send = sender(services)
     delivered = 0
     for item_id in ids:
-        claimed = claim_reply(services.db, item_id)
+        moment = utcnow()
+        claimed = claim_reply(services.db, item_id, moment)
         if claimed is None:
             continue  # closed window, or another sender has it
         to, text = claimed
         outcome = attempt(send, to, text)
-        settle_reply(services.db, item_id, outcome)
+        settle_reply(services.db, item_id, outcome, claimed_at=moment)
         delivered += outcome == "delivered"
     if delivered:
         log.info("kept replies delivered", extra={"openid": short_openid(openid), "count": delivered})

@@ -326,3 +326,22 @@ def test_promotion_refuses_phone_and_id_numbers_unless_allowed(
     # Landlines and ordinary numbers are not contact numbers in this sense.
     other = record_unanswered(wired.db, "oAsker0000000000000000002", "高龄补贴多少钱")
     assert run("faq", "add", "--from-unanswered", str(other), "每月100元，问乡政府0871-65123456。").exit_code == 0
+
+
+def test_a_sender_that_hung_past_the_stale_sweep_does_not_settle_the_newer_claim(services: Services) -> None:
+    """Two claims of one kept reply (the first sender hung past SENDING_STALE): only the live one settles."""
+    from knowledge.store.unanswered import SENDING_STALE, claim_reply, settle_reply
+
+    openid = "oHungSender00000000000001"
+    with services.db.session() as session:
+        session.add(Follower(openid=openid, subscribed=True, last_interaction=utcnow()))
+    item = record_unanswered(services.db, openid, QUESTION)
+    reply_unanswered(services.db, item, REPLY, "李四")  # no sender: kept
+    first = utcnow()
+    assert claim_reply(services.db, item, first) is not None
+    second = first + SENDING_STALE + timedelta(seconds=1)
+    assert claim_reply(services.db, item, second) is not None  # the first looks dead: taken over
+    settle_reply(services.db, item, "failed", claimed_at=first)  # the hung sender wakes up
+    assert get_unanswered(services.db, item).delivery == "sending"  # type: ignore[union-attr]
+    settle_reply(services.db, item, "delivered", claimed_at=second)
+    assert get_unanswered(services.db, item).delivery == "delivered"  # type: ignore[union-attr]

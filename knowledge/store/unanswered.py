@@ -371,7 +371,7 @@ def reply_unanswered(
     if open_now and send is not None:
         claimed = claim_reply(db, item_id, moment)
         if claimed is not None:
-            settle_reply(db, item_id, attempt(send, *claimed))
+            settle_reply(db, item_id, attempt(send, *claimed), claimed_at=moment)
     record = get_unanswered(db, item_id)
     assert record is not None
     return record
@@ -520,12 +520,18 @@ def attempt(send: Callable[[str, str], object], openid: str, text: str) -> str:
     return "delivered"
 
 
-def settle_reply(db: Database, item_id: int, outcome: str, now: datetime | None = None) -> None:
-    """After a send: ``delivered``, ``pending`` (kept for the next message) or ``failed``."""
+def settle_reply(db: Database, item_id: int, outcome: str, now: datetime | None = None,
+                 *, claimed_at: datetime | None = None) -> None:
+    """After a send: ``delivered``, ``pending`` (kept for the next message) or ``failed``.
+
+    ``claimed_at`` (the moment given to :func:`claim_reply`) makes the settle apply only to that
+    claim: a sender that hung past the stale-claim sweep must not settle a newer claim's send.
+    """
     assert outcome in ("delivered", "pending", "failed"), outcome
+    this_claim = KbUnanswered.delivered_at == claimed_at if claimed_at is not None else true()
     with db.session() as session:
         session.execute(
-            update(KbUnanswered).where(KbUnanswered.id == item_id, KbUnanswered.delivery == "sending")
+            update(KbUnanswered).where(KbUnanswered.id == item_id, KbUnanswered.delivery == "sending", this_claim)
             .values(delivery=outcome, delivered_at=(now or utcnow()) if outcome == "delivered" else None)
             .execution_options(synchronize_session=False)
         )
