@@ -86,9 +86,7 @@ def org_import(file: FileArgument, dry_run: DryRun = False, as_json: AsJson = Fa
     Excel 里用名为 村 / 干部 / 工作群 的工作表（有哪个导哪个）；CSV 一个文件一种表，看表头认。
     有一行出错就全部不导入，并列出每一行的问题。格式见 docs/households.md。
     """
-    from storage.accounts import CLI_ACTOR
-
-    report = import_org_file(_db(), _settings().township, file, dry_run=dry_run, actor=CLI_ACTOR)
+    report = import_org_file(_db(), _settings().township, file, dry_run=dry_run)
     if as_json:
         _emit_json(report.to_json())
     else:

@@ -718,7 +718,7 @@ def apply_households(session: Session, township_id: int, org: _Org, plan: Househ
 # -- organisation ------------------------------------------------------------------------------
 
 def import_org(db: Database, township: str, sheets: Sequence[Sheet], *, dry_run: bool = False,
-               scope: Scope = EVERYTHING, actor: "Principal | str | None" = None,
+               scope: Scope = EVERYTHING, actor: "Principal | None" = None,
                filename: str | None = None) -> OrgImportReport:
     """Import 村 (with 片区 and 组), 干部 and 工作群 from the tables of a file.
 
@@ -759,10 +759,7 @@ def import_org(db: Database, township: str, sheets: Sequence[Sheet], *, dry_run:
             if dry_run:
                 session.rollback()
             else:
-                if actor is not None:
-                    user, name = (None, actor) if isinstance(actor, str) else (actor, None)
-                    audit(session, user, "org.import", mask_text(filename or "")[:128], _org_audit_detail(report),
-                          actor=name)
+                audit(session, actor, "org.import", mask_text(filename or "")[:128], _org_audit_detail(report))
                 session.commit()
         except IntegrityError:
             session.rollback()
@@ -787,7 +784,7 @@ def _org_audit_detail(report: OrgImportReport) -> str:
 
 def import_org_file(
     db: Database, township: str, source: Path | str | bytes | BinaryIO, filename: str | None = None,
-    *, dry_run: bool = False, scope: Scope = EVERYTHING, actor: "Principal | str | None" = None,
+    *, dry_run: bool = False, scope: Scope = EVERYTHING, actor: "Principal | None" = None,
 ) -> OrgImportReport:
     """:func:`import_org` on a path or an uploaded file's bytes (with its name, which the audit row keeps)."""
     _check_org_scope(scope)

@@ -24,13 +24,12 @@ from bot.app import create_app
 from bot.config import Settings
 from bot.services import Services, build_services
 from storage import uploads
-from storage.accounts import create_api_token
 from storage.models import AuditLog, Follower, KbUnanswered, MessageLog, User
 from storage.models.base import utcnow
 from storage.models.org import Area, Cadre, Hamlet, Household, HouseholdBinding, Township, Village
 from storage.models.uploads import ConsoleUpload
 from storage.org_import import MAX_UPLOAD_BYTES
-from tests.support.console_seed import PASSWORD, TOWNSHIP, role_accounts
+from tests.support.console_seed import PASSWORD, TOWNSHIP, bearer_headers, form_login, role_accounts
 
 OPENID = "oHouseholdMember00000000001"
 HEADER = ["户编号", "户主姓名", "村", "组", "帮扶责任人", "责任人电话", "人口数", "联系电话", "身份证号"]
@@ -109,24 +108,12 @@ def app_client(services: Services) -> Iterator[TestClient]:
 @pytest.fixture
 def as_user(services: Services, app_client: TestClient) -> Callable[[str], dict[str, str]]:
     """Bearer headers for an account (an API token, as a script would use)."""
-    tokens: dict[str, str] = {}
-
-    def headers(name: str) -> dict[str, str]:
-        if name not in tokens:
-            tokens[name] = create_api_token(services.db, name, "tests")
-        return {"Authorization": f"Bearer {tokens[name]}"}
-
-    return headers
+    return bearer_headers(services.db)
 
 
 def login(client: TestClient, name: str) -> str:
-    """Log in through the form; returns the session's CSRF token (from a console page)."""
-    page = client.get("/console/login")
-    csrf = re.search(r'name="csrf" value="([^"]+)"', page.text).group(1)  # type: ignore[union-attr]
-    response = client.post("/console/login", data={"name": name, "password": PASSWORD, "csrf": csrf})
-    assert response.status_code == 303, response.text
-    home = client.get("/console/households")
-    return re.search(r'name="csrf" value="([^"]+)"', home.text).group(1)  # type: ignore[union-attr]
+    """Log in through the form; returns the session's CSRF token."""
+    return form_login(client, name, "/console/households")
 
 
 def roster(*rows: list[str], header: list[str] = HEADER) -> bytes:
@@ -559,7 +546,7 @@ def test_nul_and_odd_text_never_500(app_client: TestClient, as_user: Callable) -
 def test_org_import_takes_scope_and_is_audited_in_its_transaction(services: Services) -> None:
     """The organisation import (storage.org_import) refuses limited accounts and audits what it writes.
 
-    ``sisong org import`` passes actor="命令行"; the console's 干部与群 page can pass its account.
+    Without an actor (``sisong org import``) the row says 命令行; the console's 干部与群 page passes its account.
     """
     from storage.org_import import import_org_file
     from storage.scope import OutOfScope, ReadOnly, Scope
@@ -571,10 +558,8 @@ def test_org_import_takes_scope_and_is_audited_in_its_transaction(services: Serv
         import_org_file(services.db, TOWNSHIP, villages, "村.csv", scope=Scope(writable=False))
     assert import_org_file(services.db, TOWNSHIP, villages, "村.csv", dry_run=True).ok
     assert audit_rows(services, "org.import") == []
-    assert import_org_file(services.db, TOWNSHIP, villages, "村.csv").ok  # no actor: the caller audits
-    assert audit_rows(services, "org.import") == []
     more = "片区,村,组\n东片,石桥村,四组\n".encode()
-    assert import_org_file(services.db, TOWNSHIP, more, "村.csv", actor="命令行").ok
+    assert import_org_file(services.db, TOWNSHIP, more, "村.csv").ok
     [row] = audit_rows(services, "org.import")
     assert (row.actor, row.user_id, row.target) == ("命令行", None, "村.csv")
     assert row.detail == "村新增 0、更新 1；干部新增 0、更新 0；工作群新增 0、更新 0"

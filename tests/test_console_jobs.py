@@ -24,14 +24,13 @@ from bot.app import create_app
 from bot.config import Settings
 from bot.services import Services, build_services
 from storage import jobs as service
-from storage.accounts import create_api_token
 from storage.households import ensure_township
 from storage.models import AuditLog
 from storage.models.jobs import JobPosting
 from storage.models.org import Cadre, Household
 from tests.conftest import wait_for
 from tests.support import jobs_data as data
-from tests.support.console_seed import PASSWORD, TOWNSHIP, role_accounts
+from tests.support.console_seed import PASSWORD, TOWNSHIP, bearer_headers, form_login, role_accounts
 from tests.support.fake_wechat_api import FakeWeChatAPI
 
 POSTING = {"title": "电子厂普工", "employer": "县工业园电子厂", "location": "县城工业园", "salary": "4500-6000元/月",
@@ -71,24 +70,12 @@ def app_client(services: Services) -> Iterator[TestClient]:
 @pytest.fixture
 def as_user(services: Services) -> Callable[[str], dict[str, str]]:
     """Bearer headers for an account (an API token, as a script would use)."""
-    tokens: dict[str, str] = {}
-
-    def headers(name: str) -> dict[str, str]:
-        if name not in tokens:
-            tokens[name] = create_api_token(services.db, name, "tests")
-        return {"Authorization": f"Bearer {tokens[name]}"}
-
-    return headers
+    return bearer_headers(services.db)
 
 
 def login(client: TestClient, name: str) -> str:
-    """Log in through the form; returns the session's CSRF token (from a console page)."""
-    page = client.get("/console/login")
-    csrf = re.search(r'name="csrf" value="([^"]+)"', page.text).group(1)  # type: ignore[union-attr]
-    response = client.post("/console/login", data={"name": name, "password": PASSWORD, "csrf": csrf})
-    assert response.status_code == 303, response.text
-    home = client.get("/console/jobs")
-    return re.search(r'name="csrf" value="([^"]+)"', home.text).group(1)  # type: ignore[union-attr]
+    """Log in through the form; returns the session's CSRF token."""
+    return form_login(client, name, "/console/jobs")
 
 
 def create(client: TestClient, headers: dict[str, str], **extra: Any) -> int:

@@ -9,8 +9,10 @@ Followers bound: oS1a and oS1b (S1; oS1b unfollowed), oS2 (S2), oF1 (F1); oU is 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import select
 
@@ -123,3 +125,29 @@ def role_accounts(db: Database, helper_cadre_id: int) -> None:
     create_user(db, "李四", PASSWORD, "帮扶责任人")
     with db.session() as session:
         session.execute(update(User).where(User.name == "李四").values(cadre_id=helper_cadre_id))
+
+
+def bearer_headers(db: Database) -> Callable[[str], dict[str, str]]:
+    """Bearer headers per account name (an API token each, made once), as a script would send them."""
+    from storage.accounts import create_api_token
+
+    tokens: dict[str, str] = {}
+
+    def headers(name: str) -> dict[str, str]:
+        if name not in tokens:
+            tokens[name] = create_api_token(db, name, "tests")
+        return {"Authorization": f"Bearer {tokens[name]}"}
+
+    return headers
+
+
+def form_login(client: Any, name: str, page: str) -> str:
+    """Log in through the form; returns the session's CSRF token, read from the console ``page``."""
+    import re
+
+    form = client.get("/console/login")
+    csrf = re.search(r'name="csrf" value="([^"]+)"', form.text).group(1)  # type: ignore[union-attr]
+    response = client.post("/console/login", data={"name": name, "password": PASSWORD, "csrf": csrf})
+    assert response.status_code == 303, response.text
+    home = client.get(page)
+    return re.search(r'name="csrf" value="([^"]+)"', home.text).group(1)  # type: ignore[union-attr]
