@@ -84,7 +84,9 @@ class Settings(BaseSettings):
     # WeChat dedupes template sends on client_msg_id for 10 minutes: a template row whose worker died
     # mid-call is sent again (same id) only within this many seconds of its first call.
     push_dedupe_window: float = Field(default=540.0, ge=0, le=600)
-    push_backoff: float = Field(default=30.0, gt=0, le=3600)  # first wait after 45009 / -1 / network
+    push_backoff: float = Field(default=30.0, gt=0, le=3600)  # first wait after -1 / network
+    # A sending process beats every second; one silent this long is taken for dead and its rows recovered.
+    push_heartbeat_timeout: float = Field(default=5.0, ge=2, le=600)
 
     # The township this deployment serves, and where its people read clocks.
     township: str = Field(default="本镇", min_length=1, max_length=64)

@@ -329,14 +329,40 @@ def _interrupted(pusher, push_id: int) -> None:  # type: ignore[no-untyped-def]
     raise typer.Exit(130)
 
 
+def _parked(db, push_id: int) -> bool:  # type: ignore[no-untyped-def]
+    """Every unsettled row of the push waits more than half an hour (a used-up daily quota): stop watching."""
+    from datetime import timedelta
+
+    from bot.push import BACKOFF_MAX
+    from storage.models.base import utcnow
+    from storage.pushes import only_waiting_past
+
+    return only_waiting_past(db, [push_id], utcnow() + timedelta(seconds=BACKOFF_MAX))
+
+
 def _print_result(services, job: int, push_id: int, as_json: bool) -> None:  # type: ignore[no-untyped-def]
     state = _progress(services, push_id)
     assert state is not None
+    _report(services.db, state, as_json, job=job)
+
+
+def _report(db, state, as_json: bool, *, job: int | None = None) -> None:  # type: ignore[no-untyped-def]
+    """The push's result (`--json`: the contract's keys and the finer counts); rows still waiting are said."""
     if as_json:
-        _emit({"job": job, **state.to_json()})
+        _emit({"job": state.ref_id if job is None else job, **state.to_json()})
         return
-    _say(f"推送 {push_id} 完成：对象 {state.recipients} 人，已发出 {state.sent}，失败 {state.failed}，"
-         f"待确认 {state.unconfirmed}，跳过 {state.skipped}。")
+    counts = (f"对象 {state.recipients} 人，已发出 {state.sent}，失败 {state.failed}，"
+              f"待确认 {state.unconfirmed}，跳过 {state.skipped}")
+    if state.waiting:
+        from storage.clock import local
+        from storage.pushes import next_due_at
+
+        resume = next_due_at(db, [state.push_id])
+        _say(f"推送 {state.push_id}：{counts}；还有 {state.waiting} 人要等到 {local(resume, _settings().timezone)} "
+             f"以后，由后台服务自动接着发（多半是今天的微信发送额度用完了）。查看：sisong jobs watch {state.push_id}",
+             "yellow")
+        return
+    _say(f"推送 {state.push_id} 完成：{counts}。")
     if state.unconfirmed:
         _say("“待确认”是发送时微信没有答复（或发送进程中断），不知道住户是否收到；为了不重复打扰，不会再发。", "yellow")
 
@@ -365,7 +391,7 @@ def jobs_watch(
                       console=errors) as bar:
             task = bar.add_task("push", total=state.recipients, completed=state.done)
             still, last_done = time.monotonic(), state.done
-            while not state.finished:
+            while not state.finished and not _parked(db, push):
                 time.sleep(0.5)
                 state = read()
                 bar.update(task, completed=state.done)
@@ -376,14 +402,10 @@ def jobs_watch(
                          "yellow", err=True)
                     still = time.monotonic()
     else:
-        while not state.finished:
+        while not state.finished and not _parked(db, push):
             time.sleep(0.5)
             state = read()
-    if as_json:
-        _emit({"job": state.ref_id, **state.to_json()})
-    else:
-        _say(f"推送 {push} 完成：对象 {state.recipients} 人，已发出 {state.sent}，失败 {state.failed}，"
-             f"待确认 {state.unconfirmed}，跳过 {state.skipped}。")
+    _report(db, state, as_json)
 
 
 # -- sign-ups and outcomes ----------------------------------------------------------------------------

@@ -18,9 +18,10 @@ do the same work twice):
 7. once an hour, deletes console sessions nobody can use any more
    (``storage.accounts.purge_sessions``) and checked uploads nobody confirmed
    (``storage.uploads.purge_expired``);
-8. pushes (``bot.push``): rows of a dead sender back to pending (or 待确认),
-   finished pushes announced, the sender kicked when rows are due; once a
-   minute, job postings past their deadline closed.
+8. pushes (``bot.push``): rows of a dead sender (heartbeat silent, or lease
+   run out) back to pending (or 待确认), finished pushes announced, template
+   receipts that came early applied, the sender kicked when rows are due;
+   once a minute, job postings past their deadline closed.
 """
 
 from __future__ import annotations

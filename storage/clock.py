@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from functools import lru_cache
 from zoneinfo import ZoneInfo
 
@@ -28,3 +28,13 @@ def iso_local(moment: datetime | None, zone: str = "Asia/Shanghai") -> str | Non
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=timezone.utc)
     return moment.astimezone(_zone(zone)).isoformat(timespec="seconds")
+
+
+def next_midnight(now: datetime | None = None, zone: str = "Asia/Shanghai") -> datetime:
+    """The next 00:00 on ``zone``'s clock, in UTC: when WeChat's daily quotas (Beijing time) start again."""
+    now = now or datetime.now(timezone.utc)
+    if now.tzinfo is None:
+        now = now.replace(tzinfo=timezone.utc)
+    here = now.astimezone(_zone(zone))
+    midnight = here.replace(hour=0, minute=0, second=0, microsecond=0)
+    return (midnight + timedelta(days=1)).astimezone(timezone.utc)

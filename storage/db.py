@@ -120,9 +120,10 @@ def normalize_url(url: str) -> str:
 
 
 def make_engine(url: str, pool_timeout: float = 30.0, *, pool_size: int = 10, max_overflow: int = 20,
-                pre_ping: bool = True) -> Engine:
+                pre_ping: bool = True, autocommit: bool = False) -> Engine:
     """The engine for ``url``. The push sender (``bot.push``) asks PostgreSQL for its own pool: one
-    connection per sending thread, and no ``SELECT 1`` before each of its 40,000 short transactions."""
+    connection per sending thread, no ``SELECT 1`` before each of its 40,000 short statements, and
+    autocommit (each of its statements is a whole transaction: no BEGIN/COMMIT round trips)."""
     url = normalize_url(url)
     if url.startswith("sqlite"):
         # Enough pooled connections for the handler threads and queue consumers, so
@@ -144,6 +145,7 @@ def make_engine(url: str, pool_timeout: float = 30.0, *, pool_size: int = 10, ma
         return engine
     engine = create_engine(
         url,
+        **({"isolation_level": "AUTOCOMMIT"} if autocommit else {}),
         pool_pre_ping=pre_ping,
         pool_size=pool_size,
         max_overflow=max_overflow,

@@ -474,7 +474,8 @@ def push_progress(session: Session, township_id: int, push_id: int, *, scope: Sc
 
     Counts only, but they still say how many followers a village has: the
     township's accounts see every push; others a push they made, or one whose
-    every recipient lives in their villages (OutOfScope otherwise).
+    every recipient is a household they see in full (a helper, who sees only
+    their own households, not a whole village's counts). OutOfScope otherwise.
     """
     state = progress(session, push_id)
     if state is None or state.kind != KIND:
@@ -488,15 +489,19 @@ def push_progress(session: Session, township_id: int, push_id: int, *, scope: Sc
 
 
 def _may_see_push(session: Session, push_id: int, scope: Scope, user_id: int | None) -> bool:
-    if scope.villages is None:
+    if scope.everything:
         return True
     push = session.get(Push, push_id)
     if push is not None and user_id is not None and push.user_id == user_id:
         return True
     outside = session.scalar(select(func.count()).select_from(PushDelivery).where(
-        PushDelivery.push_id == push_id,
-        PushDelivery.village_id.is_(None) | PushDelivery.village_id.not_in(sorted(scope.villages) or [-1])))
+        PushDelivery.push_id == push_id, ~_visible_delivery(scope)))
     return not outside
+
+
+def _visible_delivery(scope: Scope) -> Any:
+    """A WHERE clause on ``PushDelivery``: rows of households this account sees."""
+    return PushDelivery.household_id.in_(select(Household.id).where(scope.households()))
 
 
 def pushes_of(session: Session, township_id: int, posting_id: int, *, scope: Scope = EVERYTHING,
@@ -741,7 +746,7 @@ def funnel(session: Session, township_id: int, posting_id: int | None = None, *,
 
     Deliveries count in the village the household was in when pushed; sign-ups
     and outcomes in the household's village. An account scoped to villages
-    sees only theirs (and totals over them).
+    sees only theirs (and totals over them); a helper only their own households.
     """
     query = select(JobPosting).where(JobPosting.township_id == township_id).order_by(JobPosting.id)
     if posting_id is not None:
@@ -763,14 +768,13 @@ def funnel(session: Session, township_id: int, posting_id: int | None = None, *,
 
     if not ids:
         return []
-    visible_villages = None if scope.villages is None else scope.villages
-    deliveries = session.execute(
+    deliveries_query = (
         select(PushDelivery.ref_id, PushDelivery.village_id, PushDelivery.status, func.count())
         .where(PushDelivery.kind == KIND, PushDelivery.ref_id.in_(ids))
         .group_by(PushDelivery.ref_id, PushDelivery.village_id, PushDelivery.status))
-    for job, village_id, status, n in deliveries:
-        if visible_villages is not None and village_id not in visible_villages:
-            continue
+    if not scope.everything:
+        deliveries_query = deliveries_query.where(_visible_delivery(scope))
+    for job, village_id, status, n in session.execute(deliveries_query):
         if status == SKIPPED:
             continue
         target = row(job, village_id)

@@ -59,9 +59,11 @@ from storage.models.pushes import (
     TEMPLATE,
     UNCONFIRMED,
     UNREACHABLE,
+    EarlyReceipt,
     Push,
     PushDelivery,
     PushOptOut,
+    PushSender,
 )
 
 # Why a candidate was left out when the push was made (push.skipped_detail keys).
@@ -304,6 +306,7 @@ def _build_begin(dialect: str) -> Any:
 def _build_complete(dialect: str) -> Any:
     table = PushDelivery.__table__
     back = bindparam("c_status") == PENDING
+    forget = bindparam("c_forget") == True  # noqa: E712 - a SQL comparison
     return (
         update(table)
         .where(table.c.id == bindparam("c_id"), table.c.owner == bindparam("c_owner"),
@@ -313,8 +316,10 @@ def _build_complete(dialect: str) -> Any:
                 msgid=func.coalesce(bindparam("c_msgid"), table.c.msgid),
                 sent_at=bindparam("c_sent_at", type_=UTCDateTime()),
                 not_before=bindparam("c_not_before", type_=UTCDateTime()),
-                backoffs=table.c.backoffs + case((back, 1), else_=0),
+                backoffs=table.c.backoffs + case((bindparam("c_counted") == True, 1), else_=0),  # noqa: E712
                 owner=case((back, None), else_=table.c.owner),
+                client_msg_id=case((forget, None), else_=table.c.client_msg_id),
+                first_sent_at=case((forget, None), else_=table.c.first_sent_at),
                 lease_until=None)
     )
 
@@ -363,7 +368,14 @@ def claim(db: Database, owner: str, limit: int, lease: float, now: datetime | No
 
 @dataclass(frozen=True)
 class Completion:
-    """The outcome of one row's attempt (or a decision not to call), written in batches."""
+    """The outcome of one row's attempt (or a decision not to call), written in batches.
+
+    ``counted``: a back-off that counts toward MAX_BACKOFFS (a pause the whole
+    account is under, or a resend after a timeout, does not). ``forget_id``:
+    WeChat answered that nothing was sent and no earlier attempt is in doubt,
+    so the row goes back as if never tried: its next send may pick the channel
+    afresh, and the dedupe window of a ``client_msg_id`` no longer binds it.
+    """
 
     id: int
     owner: str
@@ -373,11 +385,15 @@ class Completion:
     msgid: str | None = None
     sent_at: datetime | None = None
     not_before: datetime | None = None
+    counted: bool = False
+    forget_id: bool = False
 
     def params(self) -> dict[str, Any]:
         return {"c_id": self.id, "c_owner": self.owner, "c_status": self.status, "c_errcode": self.errcode,
                 "c_error": (self.error or None) and self.error[:255], "c_msgid": self.msgid,
-                "c_sent_at": self.sent_at, "c_not_before": self.not_before}
+                "c_sent_at": self.sent_at, "c_not_before": self.not_before,
+                "c_counted": self.status == PENDING and self.counted,
+                "c_forget": self.status == PENDING and self.forget_id}
 
 
 def write_completions(conn: Connection, completions: Sequence[Completion]) -> int:
@@ -388,41 +404,57 @@ def write_completions(conn: Connection, completions: Sequence[Completion]) -> in
     return int(result.rowcount or 0)
 
 
-# The two statements of every send, as plain SQL for psycopg on PostgreSQL: at 20,000 sends in
-# 30 s the sender is CPU-bound, and SQLAlchemy's execution path cost more than the round trips.
-_PG_BEGIN = (
-    "UPDATE push_deliveries SET status = 'sending', channel = %(p_channel)s::varchar,"
-    " client_msg_id = %(p_client_msg_id)s::varchar,"
-    " first_sent_at = CASE WHEN %(p_channel)s::varchar = 'template' AND first_sent_at IS NULL"
-    " THEN %(p_now)s::timestamptz ELSE first_sent_at END,"
-    " attempts = attempts + 1, lease_until = %(p_lease_until)s::timestamptz"
-    " WHERE id = %(p_id)s::integer AND owner = %(p_owner)s::varchar AND status = %(p_from)s::varchar"
-    " AND (status = 'sending' OR lease_until >= %(p_now)s::timestamptz)"
-)
+# The sending path's statements as plain SQL for psycopg on PostgreSQL: at 20,000 sends in 30 s the
+# sender is CPU-bound, and SQLAlchemy's execution path cost more than the round trips. The sender's
+# connections are in autocommit (``bot.push``), so each statement is its own transaction and one round
+# trip: no BEGIN, no COMMIT. Outcomes of earlier sends ride in the same statement as the next row's
+# ``sending`` mark, as arrays (one ``UPDATE … FROM unnest(…)``, a data-modifying CTE).
 _PG_COMPLETE = (
-    "UPDATE push_deliveries SET status = %(c_status)s::varchar, errcode = %(c_errcode)s::integer,"
-    " error = %(c_error)s::varchar, msgid = COALESCE(%(c_msgid)s::varchar, msgid),"
-    " sent_at = %(c_sent_at)s::timestamptz, not_before = %(c_not_before)s::timestamptz,"
-    " backoffs = backoffs + CASE WHEN %(c_status)s::varchar = 'pending' THEN 1 ELSE 0 END,"
-    " owner = CASE WHEN %(c_status)s::varchar = 'pending' THEN NULL ELSE owner END, lease_until = NULL"
-    " WHERE id = %(c_id)s::integer AND owner = %(c_owner)s::varchar"
-    " AND status IN ('claimed', 'sending', 'unconfirmed')"
+    "UPDATE push_deliveries d SET status = c.status, errcode = c.errcode, error = c.error,"
+    " msgid = COALESCE(c.msgid, d.msgid), sent_at = c.sent_at, not_before = c.not_before,"
+    " backoffs = d.backoffs + CASE WHEN c.counted THEN 1 ELSE 0 END,"
+    " owner = CASE WHEN c.status = 'pending' THEN NULL ELSE d.owner END,"
+    " client_msg_id = CASE WHEN c.forget THEN NULL ELSE d.client_msg_id END,"
+    " first_sent_at = CASE WHEN c.forget THEN NULL ELSE d.first_sent_at END, lease_until = NULL"
+    " FROM unnest(%(c_id)s::integer[], %(c_owner)s::varchar[], %(c_status)s::varchar[], %(c_errcode)s::integer[],"
+    " %(c_error)s::varchar[], %(c_msgid)s::varchar[], %(c_sent_at)s::timestamptz[],"
+    " %(c_not_before)s::timestamptz[], %(c_counted)s::boolean[], %(c_forget)s::boolean[])"
+    " AS c(id, owner, status, errcode, error, msgid, sent_at, not_before, counted, forget)"
+    " WHERE d.id = c.id AND d.owner = c.owner AND d.status IN ('claimed', 'sending', 'unconfirmed')"
 )
+_PG_BEGIN_SET = (
+    " SET status = 'sending', channel = s.channel, client_msg_id = s.cmid,"
+    " first_sent_at = CASE WHEN s.channel = 'template' AND d.first_sent_at IS NULL"
+    " THEN %(p_now)s::timestamptz ELSE d.first_sent_at END,"
+    " attempts = d.attempts + 1, lease_until = %(p_lease_until)s::timestamptz"
+    " FROM unnest(%(s_id)s::integer[], %(s_channel)s::varchar[], %(s_cmid)s::varchar[]) AS s(id, channel, cmid)"
+    " WHERE d.id = s.id AND d.owner = %(p_owner)s::varchar AND d.status = %(p_from)s::varchar"
+    " AND (d.status = 'sending' OR d.lease_until >= %(p_now)s::timestamptz) RETURNING d.id"
+)
+_PG_BEGIN = "UPDATE push_deliveries d" + _PG_BEGIN_SET
+# The CTE and the outer UPDATE never touch the same row (a row being begun has no outcome queued).
+_PG_COMPLETE_AND_BEGIN = "WITH done AS (" + _PG_COMPLETE + " RETURNING d.id) UPDATE push_deliveries d" + _PG_BEGIN_SET
 
 
-def _pg_send(db: Database, completions: Sequence[Completion], begin: dict[str, Any] | None) -> bool:
-    """``begin_send`` / ``complete`` on PostgreSQL: one pooled psycopg connection, one commit."""
+def _pg_arrays(completions: Sequence[Completion]) -> dict[str, list[Any]]:
+    params = [c.params() for c in completions]
+    return {key: [p[key] for p in params] for key in params[0]}
+
+
+def _pg_send(db: Database, completions: Sequence[Completion], begin: dict[str, Any] | None) -> set[int]:
+    """``begin_send`` / ``complete`` on PostgreSQL: one statement on an autocommit connection."""
     raw = db.engine.raw_connection()
     try:
         with raw.cursor() as cur:
-            if completions:
-                cur.executemany(_PG_COMPLETE, [c.params() for c in completions])
-            done = True
-            if begin is not None:
-                cur.execute(_PG_BEGIN, begin)
-                done = cur.rowcount == 1
-        raw.commit()
-        return done
+            if begin is None:
+                cur.execute(_PG_COMPLETE, _pg_arrays(completions))
+                started: set[int] = set()
+            else:
+                cur.execute(_PG_COMPLETE_AND_BEGIN if completions else _PG_BEGIN,
+                            {**_pg_arrays(completions), **begin} if completions else begin)
+                started = {int(row[0]) for row in cur.fetchall()}
+        raw.commit()  # nothing to do in autocommit; a connection from any other pool commits here
+        return started
     except BaseException:
         raw.rollback()
         raise
@@ -430,30 +462,52 @@ def _pg_send(db: Database, completions: Sequence[Completion], begin: dict[str, A
         raw.close()
 
 
-def begin_send(db: Database, row_id: int, owner: str, channel: str, cmid: str | None, lease: float,
-               completions: Sequence[Completion] = (), *, continuing: bool = False) -> bool:
-    """Mark the row ``sending`` (committed) right before its HTTP call; False: it is not ours any more.
+@dataclass(frozen=True)
+class Start:
+    """A row about to be sent: its channel and, for a template, the ``client_msg_id`` it goes with."""
 
-    Outcomes of earlier calls ride along in the same transaction, so a send
-    costs one commit, not two. Only a ``claimed`` row whose lease still runs
-    may start: the owner is per process, so a row whose claim expired while
-    its task queued, and that this process then claimed again, must not start
-    twice. ``continuing``: the same call's second channel (a custom message
-    refused with 45015 going out as a template), from ``sending``.
+    id: int
+    channel: str
+    client_msg_id: str | None = None
+
+
+def begin_send(db: Database, starts: Sequence[Start], owner: str, lease: float,
+               completions: Sequence[Completion] = (), *, continuing: bool = False) -> set[int]:
+    """Mark rows ``sending`` (committed) right before their HTTP calls; returns the ids that are still ours.
+
+    Outcomes of earlier calls ride along in the same statement, so sends cost
+    one commit per batch, not two per row. Only a ``claimed`` row whose lease
+    still runs may start: the owner is per process, so a row whose claim
+    expired while its task queued, and that this process then claimed again,
+    must not start twice. ``continuing``: the same call's second channel (a
+    custom message refused with 45015 going out as a template), from
+    ``sending``.
+
+    Several rows are marked at once only when a lost mark-without-call is
+    harmless: templates, which go out again with the same ``client_msg_id``
+    (``recover_stale``). A customer-service row is marked alone, just before
+    its own call.
     """
+    if not starts:
+        if completions:
+            complete(db, completions)
+        return set()
     now = utcnow()
     start_from = SENDING if continuing else CLAIMED
+    params = {"p_owner": owner, "p_now": now, "p_from": start_from, "p_lease_until": now + timedelta(seconds=lease)}
     if db.engine.dialect.name == "postgresql":
-        return _pg_send(db, completions, {"p_id": row_id, "p_owner": owner, "p_channel": channel,
-                                          "p_client_msg_id": cmid, "p_now": now, "p_from": start_from,
-                                          "p_lease_until": now + timedelta(seconds=lease)})
+        return _pg_send(db, completions, {**params, "s_id": [s.id for s in starts],
+                                          "s_channel": [s.channel for s in starts],
+                                          "s_cmid": [s.client_msg_id for s in starts]})
+    started = set()
     with db.engine.begin() as conn:
         write_completions(conn, completions)
-        done = conn.execute(_statement(_dialect(conn), "begin"), {
-            "p_id": row_id, "p_owner": owner, "p_channel": channel, "p_client_msg_id": cmid, "p_now": now,
-            "p_lease_until": now + timedelta(seconds=lease), "p_from": start_from,
-        }).rowcount
-    return bool(done)
+        statement = _statement(_dialect(conn), "begin")
+        for start in starts:
+            if conn.execute(statement, {**params, "p_id": start.id, "p_channel": start.channel,
+                                        "p_client_msg_id": start.client_msg_id}).rowcount:
+                started.add(start.id)
+    return started
 
 
 def complete(db: Database, completions: Sequence[Completion]) -> int:
@@ -508,16 +562,24 @@ class Recovered:
         return bool(self.requeued or self.resend or self.unconfirmed)
 
 
-def recover_stale(db: Database, dedupe_window: float, template_ok: bool = True,
-                  now: datetime | None = None) -> Recovered:
-    """Rows whose sender's lease ran out: requeue what never reached WeChat, settle what may have.
+def recover_stale(db: Database, dedupe_window: float, template_ok: bool = True, now: datetime | None = None,
+                  dead_after: float | None = None) -> Recovered:
+    """Rows whose sender is gone: requeue what never reached WeChat, settle what may have.
 
-    Three ``UPDATE … WHERE lease_until < now`` statements; a second sweeper
-    running at the same moment finds nothing left to do.
+    A sender is gone when its lease on the row ran out, or (``dead_after``)
+    when its heartbeat stopped that long ago: a killed worker's rows come
+    back within seconds. Taking a live but frozen sender for dead is safe:
+    every later step of its own re-checks the owner and the state, so it can
+    neither start a requeued row nor overwrite another sender's outcome.
+    Three ``UPDATE … WHERE`` statements; a second sweeper running at the same
+    moment finds nothing left to do.
     """
     now = now or utcnow()
     table = PushDelivery.__table__
     stale = and_(table.c.lease_until.is_not(None), table.c.lease_until < now)
+    if dead_after is not None:
+        dead = select(PushSender.owner).where(PushSender.seen_at < now - timedelta(seconds=dead_after))
+        stale = or_(stale, and_(table.c.lease_until.is_not(None), table.c.owner.in_(dead.scalar_subquery())))
     done = Recovered()
     with db.engine.connect() as conn:  # a read first: every sweeper asks every pass, and on SQLite
         held = conn.execute(  # a write (even of nothing) would queue on the process's writer lock
@@ -546,6 +608,27 @@ def recover_stale(db: Database, dedupe_window: float, template_ok: bool = True,
     return done
 
 
+def heartbeat(db: Database, owner: str) -> None:
+    """This sender is alive (once a second while it drains)."""
+    now = utcnow()
+    dialect = postgresql if db.engine.dialect.name == "postgresql" else sqlite
+    stmt = dialect.insert(PushSender).values(owner=owner, seen_at=now)
+    stmt = stmt.on_conflict_do_update(index_elements=["owner"], set_={"seen_at": now})
+    with db.engine.begin() as conn:
+        conn.execute(stmt)
+
+
+def sign_off(db: Database, owner: str) -> None:
+    """A sender stopping cleanly: its heartbeat row goes, and claims it never started go back at once.
+    Old heartbeats of senders that died (a day and more) are cleared on the way."""
+    table = PushDelivery.__table__
+    with db.engine.begin() as conn:
+        conn.execute(update(table).where(table.c.status == CLAIMED, table.c.owner == owner)
+                     .values(status=PENDING, owner=None, lease_until=None))
+        conn.execute(PushSender.__table__.delete().where(
+            or_(PushSender.owner == owner, PushSender.seen_at < utcnow() - timedelta(days=1))))
+
+
 def due(db: Database, now: datetime | None = None) -> bool:
     """Whether a row is waiting for a sender now (one indexed lookup; the sweeper asks every pass)."""
     now = now or utcnow()
@@ -566,10 +649,25 @@ def in_flight(db: Database, push_ids: Iterable[int] | None = None) -> int:
         return int(conn.execute(query).scalar() or 0)
 
 
-def next_due_at(db: Database) -> datetime | None:
-    """When the earliest backed-off row may go again (None: nothing is waiting on a back-off)."""
+def next_due_at(db: Database, push_ids: Iterable[int] | None = None) -> datetime | None:
+    """When the earliest backed-off row (of these pushes, or any) may go again; None: none is waiting."""
+    query = select(func.min(PushDelivery.not_before)).where(PushDelivery.status == PENDING)
+    if push_ids is not None:
+        query = query.where(PushDelivery.push_id.in_(list(push_ids)))
     with db.engine.connect() as conn:
-        return conn.execute(select(func.min(PushDelivery.not_before)).where(PushDelivery.status == PENDING)).scalar()
+        return conn.execute(query).scalar()
+
+
+def only_waiting_past(db: Database, push_ids: Iterable[int], until: datetime) -> bool:
+    """Whether every unsettled row of these pushes is on a back-off that ends after ``until`` (the day's
+    quota used up, say): someone waiting for the push to finish can stop and say when it resumes."""
+    ids = list(push_ids)
+    other = select(PushDelivery.id).where(
+        PushDelivery.push_id.in_(ids), PushDelivery.status.in_(IN_FLIGHT),
+        or_(PushDelivery.status != PENDING, PushDelivery.not_before.is_(None), PushDelivery.not_before <= until),
+    ).limit(1)
+    with db.engine.connect() as conn:
+        return conn.execute(other).first() is None
 
 
 # -- progress, results, receipts ----------------------------------------------------------------
@@ -654,10 +752,13 @@ RECEIPTS = {
 }
 
 
-def record_receipt(session: Session, msgid: str, status: str) -> bool:
+def record_receipt(session: Session, msgid: str, status: str, *, keep: bool = True) -> bool:
     """A template's delivery receipt, found by its msgid; True if a row took it.
 
-    Any ``failed…`` status WeChat invents later counts as failed, kept verbatim.
+    Any ``failed…`` status WeChat invents later counts as failed, kept
+    verbatim. A receipt no row takes yet is kept (``keep``): the row's msgid
+    is written a moment after the call, in a batch, and WeChat may be faster;
+    ``apply_early_receipts`` tries it again.
     """
     key = (status or "").strip()
     outcome = RECEIPTS.get(key.lower())
@@ -673,7 +774,29 @@ def record_receipt(session: Session, msgid: str, status: str) -> bool:
                PushDelivery.status.in_((SENT, DELIVERED, FAILED)))
         .values(**values).execution_options(synchronize_session=False)
     ).rowcount
+    if not done and keep:
+        dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
+        session.execute(dialect.insert(EarlyReceipt).values(msgid=str(msgid)[:32], status=key[:32],
+                                                            received_at=utcnow())
+                        .on_conflict_do_nothing(index_elements=["msgid"]))
     return bool(done)
+
+
+def apply_early_receipts(db: Database, max_age: timedelta = timedelta(days=1)) -> int:
+    """Receipts kept because their row had no msgid yet: apply those whose row has one now; drop those
+    older than ``max_age`` (a template sent from elsewhere, say). Returns how many were applied."""
+    with db.engine.connect() as conn:
+        if conn.execute(select(EarlyReceipt.msgid).limit(1)).first() is None:
+            return 0
+    applied = 0
+    with db.session() as session:
+        for receipt in session.scalars(select(EarlyReceipt).order_by(EarlyReceipt.received_at).limit(500)):
+            if record_receipt(session, receipt.msgid, receipt.status, keep=False):
+                applied += 1
+                session.delete(receipt)
+            elif receipt.received_at < utcnow() - max_age:
+                session.delete(receipt)
+    return applied
 
 
 def last_sent(session: Session, openid: str, kind: str, since: datetime) -> tuple[int, datetime] | None:
@@ -719,9 +842,9 @@ def opted_out_households(session: Session, household_ids: Iterable[int], kind: s
 
 
 __all__ = [
-    "ALREADY", "ClaimedRow", "Completion", "FAILED", "NOT_FOLLOWING", "OPTED_OUT", "Progress", "PushCreated",
+    "ALREADY", "ClaimedRow", "Completion", "Start", "apply_early_receipts", "heartbeat", "sign_off", "FAILED", "NOT_FOLLOWING", "OPTED_OUT", "Progress", "PushCreated",
     "Recovered", "SKIPPED", "SKIP_LABELS", "TargetError", "Targets", "UNREACHABLE", "UNSUBSCRIBED", "begin_send",
     "candidates", "claim", "client_msg_id", "complete", "create_push", "due", "finishable", "in_flight",
-    "last_sent", "mark_finished", "new_owner", "next_due_at", "opted_out", "opted_out_households", "progress",
+    "last_sent", "mark_finished", "new_owner", "next_due_at", "only_waiting_past", "opted_out", "opted_out_households", "progress",
     "record_receipt", "recover_stale", "resolve_villages", "set_opt_out", "write_completions",
 ]

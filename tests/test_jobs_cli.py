@@ -205,3 +205,18 @@ def test_push_with_a_progress_bar_ends_with_the_result(sisong: Callable[..., Any
     assert result.exit_code == 0, result.output
     assert "对象 3 人" in result.stdout and "完成：对象 3 人，已发出 3" in result.stdout
     assert "推送 1" in result.stderr  # the bar
+
+
+def test_push_wait_returns_when_the_days_quota_is_used_up(sisong: Callable[..., Any], services: Services,
+                                                          api: FakeWeChatAPI) -> None:
+    """45009 for everyone: `--wait` does not sit until midnight; it says who waits and until when."""
+    members = data.households(services, "青山村", 2, interacted=None)
+    for member in members:
+        api.inject_for("message/template/send", member.openid, {"errcode": 45009, "errmsg": "quota"})
+    job = add(sisong)
+    result = sisong("push", str(job), "--village", "青山村", "--wait")
+    assert result.exit_code == 0, result.output
+    assert "还有 2 人要等到" in result.stdout and " 00:01 以后" in result.stdout
+    assert "完成" not in result.stdout
+    payload = json.loads(sisong("watch", "1", "--json").stdout)
+    assert (payload["sent"], payload["pending"], payload["finished"]) == (0, 2, False)

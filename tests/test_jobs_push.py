@@ -16,16 +16,21 @@ from collections import Counter
 from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 
 from bot.config import Settings
 from bot.jobs import start_push
+from bot.push import Pusher
 from bot.services import Services, build_services
 from storage import pushes
+from storage.clock import next_midnight
+from storage.models.base import utcnow
 from storage.models.followers import Follower
-from storage.models.pushes import PushDelivery, PushOptOut
+from storage.models.jobs import JobPosting
+from storage.models.pushes import EarlyReceipt, PushDelivery, PushOptOut, PushSender
 from storage.pushes import Targets
 from tests.support import jobs_data as data
 from tests.support.fake_wechat_api import FakeWeChatAPI
@@ -228,12 +233,11 @@ def test_a_rejected_token_is_refreshed_once_and_the_row_sent(
     assert len(api.calls_to("token")) == 2  # the first token, then the refresh
 
 
-@pytest.mark.parametrize("errcode", [45009, -1])
-def test_busy_and_quota_back_off_then_send(svc: Callable[..., Services], api: FakeWeChatAPI, errcode: int) -> None:
+def test_busy_backs_off_then_sends(svc: Callable[..., Services], api: FakeWeChatAPI) -> None:
     services = svc()
     members = data.households(services, "青山村", 3, interacted=None)
-    api.inject_for(TEMPLATE, members[0].openid, {"errcode": errcode, "errmsg": "busy"},
-                   {"errcode": errcode, "errmsg": "busy"})
+    api.inject_for(TEMPLATE, members[0].openid, {"errcode": -1, "errmsg": "system error"},
+                   {"errcode": -1, "errmsg": "system error"})
     job = data.posting(services)
     started = time.monotonic()
     state = push(services, job, villages=("青山村",))
@@ -242,6 +246,46 @@ def test_busy_and_quota_back_off_then_send(svc: Callable[..., Services], api: Fa
     assert time.monotonic() - started >= 0.2 + 0.4  # two back-offs: 0.2 s, then 0.4 s
     row = rows(services)[members[0].openid]
     assert row.backoffs == 2 and row.attempts == 3
+
+
+def test_used_up_quota_waits_for_midnight_beijing_then_sends(svc: Callable[..., Services],
+                                                             api: FakeWeChatAPI) -> None:
+    """45009 is the day's quota: the template channel waits for 00:00 Beijing time, not the row's fault,
+    and whoever waits for the push is told instead of waiting for hours."""
+    services = svc()
+    members = data.households(services, "青山村", 3, interacted=None)
+    api.inject_for(TEMPLATE, members[0].openid, {"errcode": 45009, "errmsg": "reach max api daily quota limit"})
+    job = data.posting(services)
+    started = time.monotonic()
+    state = push(services, job, villages=("青山村",))
+    assert time.monotonic() - started < 10  # not the 30 s deadline: the drain stopped waiting
+    assert not state.finished and state.sent + state.waiting == 3 and state.waiting >= 1
+    midnight = next_midnight(utcnow())
+    assert midnight.astimezone(ZoneInfo("Asia/Shanghai")).strftime("%H:%M") == "00:00"
+    held = [row for row in rows(services).values() if row.status == "pending"]
+    assert members[0].openid in {row.openid for row in held}
+    for row in held:  # no earlier attempt in doubt: back as if never tried, and the wait is not counted
+        assert row.backoffs == 0 and row.client_msg_id is None and row.first_sent_at is None
+        assert midnight + timedelta(seconds=50) <= row.not_before <= midnight + timedelta(seconds=70)
+        assert row.error == "今天的微信发送额度已用完，明天0点后自动接着发"
+    assert pushes.next_due_at(services.db, [state.push_id]) == min(row.not_before for row in held)
+    before = len(api.calls_to(TEMPLATE))
+    services.pusher.drain(wait_for={state.push_id}, deadline=time.monotonic() + 5)
+    assert len(api.calls_to(TEMPLATE)) == before  # nothing is due before midnight
+
+    # Midnight comes (played by moving the rows' wait into the past): a new process sends them, once each.
+    with services.db.session() as session:
+        session.execute(update(PushDelivery).values(not_before=utcnow() - timedelta(seconds=1))
+                        .where(PushDelivery.status == "pending"))
+    fresh = Pusher(services)
+    try:
+        fresh.drain(wait_for={state.push_id}, deadline=time.monotonic() + 30)
+    finally:
+        fresh.stop()
+    with services.db.session() as session:
+        final = pushes.progress(session, state.push_id)
+    assert final is not None and final.sent == 3 and final.waiting == 0
+    assert received(api) == {m.openid: 1 for m in members}
 
 
 @pytest.mark.parametrize("errcode, reason", [(43004, "not_following"), (43101, "refused")])
@@ -295,7 +339,7 @@ def _kill_mid_push(services: Services, job: int, *, started: int, claimed: int) 
     taken = pushes.claim(services.db, dead, started + claimed, lease=0.5)
     for row in taken[:started]:
         cmid = pushes.client_msg_id(row.id, row.kind, row.ref_id)
-        assert pushes.begin_send(services.db, row.id, dead, "template", cmid, lease=0.5)
+        assert pushes.begin_send(services.db, [pushes.Start(row.id, "template", cmid)], dead, lease=0.5)
         # The call went out for half of them before the kill (WeChat has them; we never heard back).
         if row.id % 2 == 0:
             services.wechat.send_template_message(row.openid, data.TEMPLATE_ID, {"thing1": {"value": "x"}},
@@ -325,7 +369,7 @@ def test_a_killed_worker_s_customer_messages_in_flight_become_unconfirmed(
     _, created = start_push(services, job, Targets(everyone=True))
     dead = "dead-worker"
     taken = pushes.claim(services.db, dead, 3, lease=0.3)
-    assert pushes.begin_send(services.db, taken[0].id, dead, "custom", None, lease=0.3)
+    assert pushes.begin_send(services.db, [pushes.Start(taken[0].id, "custom")], dead, lease=0.3)
     time.sleep(0.4)
     services.pusher.drain(wait_for={created.push.id})
     found = {r.openid: r for r in rows(services).values()}
@@ -333,6 +377,72 @@ def test_a_killed_worker_s_customer_messages_in_flight_become_unconfirmed(
     assert taken[0].openid not in received(api)  # never re-sent blindly
     assert sum(1 for r in found.values() if r.status == "sent") == 5
     assert set(received(api)) == {m.openid for m in members} - {taken[0].openid}
+
+
+def test_a_dead_worker_is_found_by_its_heartbeat_before_its_leases_run_out(
+        svc: Callable[..., Services], api: FakeWeChatAPI) -> None:
+    """Leases of a minute, a heartbeat silent for longer than SISONG_PUSH_HEARTBEAT_TIMEOUT: recovered now."""
+    services = svc(push_heartbeat_timeout=2)
+    members = data.households(services, "青山村", 12, interacted=None)
+    job = data.posting(services)
+    _, created = start_push(services, job, Targets(everyone=True))
+    dead = "dead-worker-with-heartbeat"
+    pushes.heartbeat(services.db, dead)
+    taken = pushes.claim(services.db, dead, 6, lease=60)
+    cmids = [pushes.Start(row.id, "template", pushes.client_msg_id(row.id, row.kind, row.ref_id)) for row in taken[:3]]
+    assert len(pushes.begin_send(services.db, cmids, dead, lease=60)) == 3
+    services.wechat.send_template_message(taken[0].openid, data.TEMPLATE_ID, {"thing1": {"value": "x"}},
+                                          client_msg_id=cmids[0].client_msg_id)  # went out before the kill
+    with services.db.session() as session:  # its last beat, 3 s ago
+        session.execute(update(PushSender).values(seen_at=utcnow() - timedelta(seconds=3)))
+    started = time.monotonic()
+    services.pusher.drain(wait_for={created.push.id}, deadline=time.monotonic() + 30)
+    assert time.monotonic() - started < 15  # not the minute-long leases
+    assert received(api) == {m.openid: 1 for m in members}
+    with services.db.session() as session:
+        state = pushes.progress(session, created.push.id)
+        assert state is not None and state.sent == 12
+        assert list(session.scalars(select(PushSender.owner))) == [dead]  # ours signed off (dead ones: a day)
+
+
+def test_a_live_sender_taken_for_dead_can_neither_start_nor_overwrite(svc: Callable[..., Services]) -> None:
+    """A frozen sender whose heartbeat lapsed loses its rows safely: every step of its own re-checks them."""
+    services = svc()
+    data.households(services, "青山村", 2, interacted=timedelta(hours=1))
+    job = data.posting(services)
+    start_push(services, job, Targets(everyone=True))
+    slow = "frozen-sender"
+    pushes.heartbeat(services.db, slow)
+    first, second = pushes.claim(services.db, slow, 2, lease=60)
+    assert pushes.begin_send(services.db, [pushes.Start(first.id, "custom")], slow, lease=60)
+    with services.db.session() as session:
+        session.execute(update(PushSender).values(seen_at=utcnow() - timedelta(seconds=30)))
+    recovered = pushes.recover_stale(services.db, 540, dead_after=5)
+    assert (recovered.requeued, recovered.unconfirmed) == (1, 1)
+    assert not pushes.begin_send(services.db, [pushes.Start(second.id, "custom")], slow, lease=60)
+    other = pushes.new_owner()
+    (again,) = pushes.claim(services.db, other, 5, lease=60)
+    assert again.id == second.id
+    pushes.complete(services.db, [pushes.Completion(second.id, slow, "sent")])  # the frozen one wakes up
+    assert rows(services)[second.openid].owner == other and rows(services)[second.openid].status == "claimed"
+    # Its own custom call did go out: its outcome still settles that row (nobody else may touch it).
+    pushes.complete(services.db, [pushes.Completion(first.id, slow, "sent")])
+    assert rows(services)[first.openid].status == "sent"
+
+
+def test_a_resend_in_doubt_past_the_dedupe_window_is_unconfirmed_not_sent(
+        svc: Callable[..., Services], api: FakeWeChatAPI) -> None:
+    """A template that timed out is re-sent with its id only within WeChat's window (from the first call):
+    after a long back-off it might be a second copy, so it is 待确认 instead."""
+    services = svc(api_timeout=0.3, push_dedupe_window=1)
+    members = data.households(services, "青山村", 1, interacted=None)
+    api.set_latency(TEMPLATE, 0.6, times=2)  # the call and the client's one retry inside it both time out
+    job = data.posting(services)
+    state = push(services, job, villages=("青山村",))
+    row = rows(services)[members[0].openid]
+    assert state.unconfirmed == 1 and row.status == "unconfirmed" and "去重时限" in (row.error or "")
+    assert row.backoffs == 0  # the resend's 2 s wait is not the row's fault
+    assert len(api.calls_to(TEMPLATE)) == 2  # nothing after the window
 
 
 def test_a_claim_that_expired_while_queued_starts_once_when_the_same_process_claims_it_again(
@@ -346,14 +456,15 @@ def test_a_claim_that_expired_while_queued_starts_once_when_the_same_process_cla
     owner = pushes.new_owner()
     (first,) = pushes.claim(services.db, owner, 1, lease=0.2)
     time.sleep(0.3)
-    assert not pushes.begin_send(services.db, first.id, owner, "custom", None, lease=5)  # its lease ran out
+    assert not pushes.begin_send(services.db, [pushes.Start(first.id, "custom")], owner, lease=5)  # its lease ran out
     pushes.recover_stale(services.db, dedupe_window=540)  # the sweeper hands the row back
     (again,) = pushes.claim(services.db, owner, 1, lease=5)  # same process, same owner
     assert again.id == first.id
-    assert pushes.begin_send(services.db, again.id, owner, "custom", None, lease=5)
-    assert not pushes.begin_send(services.db, first.id, owner, "custom", None, lease=5)  # the stale task
+    assert pushes.begin_send(services.db, [pushes.Start(again.id, "custom")], owner, lease=5)
+    assert not pushes.begin_send(services.db, [pushes.Start(first.id, "custom")], owner, lease=5)  # the stale task
     # The 45015 fallback continues the same call from `sending`, as a template.
-    assert pushes.begin_send(services.db, again.id, owner, "template", "cmid-1", lease=5, continuing=True)
+    assert pushes.begin_send(services.db, [pushes.Start(again.id, "template", "cmid-1")], owner, lease=5,
+                              continuing=True)
 
 
 def test_two_pushes_and_two_workers_at_once_send_each_follower_one_copy(
@@ -461,6 +572,30 @@ def test_templatesendjobfinish_updates_the_row_by_msgid(svc: Callable[..., Servi
     assert state is not None and state.sent == 1 and state.failed == 3
 
 
+def test_a_receipt_faster_than_the_row_s_msgid_is_kept_and_applied(svc: Callable[..., Services],
+                                                                     api: FakeWeChatAPI) -> None:
+    services = svc()
+    members = data.households(services, "青山村", 1, interacted=None)
+    job = data.posting(services)
+    push(services, job, villages=("青山村",))
+    row = rows(services)[members[0].openid]
+    with services.db.session() as session:  # the outcome not written yet, as a moment after the call
+        session.execute(update(PushDelivery).values(msgid=None))
+        assert not pushes.record_receipt(session, str(row.msgid), "success")
+    assert rows(services)[members[0].openid].status == "sent"
+    with services.db.session() as session:
+        session.execute(update(PushDelivery).values(msgid=row.msgid))
+    assert services.pusher.sweep()["push_receipts_applied"] == 1
+    assert rows(services)[members[0].openid].status == "delivered"
+    assert pushes.apply_early_receipts(services.db) == 0
+    with services.db.session() as session:  # a receipt for a send that is not ours is dropped after a day
+        assert not pushes.record_receipt(session, "999999", "success")
+        session.execute(update(EarlyReceipt).values(received_at=utcnow() - timedelta(days=2)))
+    assert pushes.apply_early_receipts(services.db) == 0
+    with services.db.session() as session:
+        assert session.scalar(select(func.count()).select_from(EarlyReceipt)) == 0
+
+
 def test_the_township_group_hears_of_the_push_and_its_result(svc: Callable[..., Services],
                                                              api: FakeWeChatAPI) -> None:
     from bot.notices import flush_notices
@@ -538,3 +673,32 @@ def test_a_village_account_may_push_only_to_its_villages(svc: Callable[..., Serv
         start_push(services, job, Targets(("青山村",)), scope=Scope(writable=False))
     _, created = start_push(services, job, Targets(("青山村",)), scope=cadre)
     assert created.recipients == 1
+
+
+def test_a_helper_sees_only_their_own_households_in_push_counts(svc: Callable[..., Services],
+                                                                api: FakeWeChatAPI) -> None:
+    """A 帮扶责任人 sees their own households, not how many followers the whole village has."""
+    from storage import jobs as service
+    from storage.models.org import Cadre
+    from storage.scope import OutOfScope, Scope
+
+    services = svc()
+    data.households(services, "青山村", 2, helper="李四", prefix="李")
+    data.households(services, "青山村", 3, prefix="别")
+    job = data.posting(services)
+    state = push(services, job, villages=("青山村",))
+    assert state.sent == 5
+    own = data.village(services, "青山村")
+    with services.db.session() as session:
+        helper_id = session.scalar(select(Cadre.id).where(Cadre.name == "李四"))
+        township = session.scalar(select(JobPosting.township_id).where(JobPosting.id == job))
+        helper = Scope(villages=frozenset({own}), full_villages=frozenset(), helper_id=helper_id, writable=False)
+        village_cadre = Scope(villages=frozenset({own}), full_villages=frozenset({own}))
+        (mine,) = service.funnel(session, township, job, scope=helper)
+        assert (mine.pushed, mine.delivered) == (2, 2)
+        (whole,) = service.funnel(session, township, job, scope=village_cadre)
+        assert (whole.pushed, whole.delivered) == (5, 5)
+        with pytest.raises(OutOfScope):
+            service.push_progress(session, township, state.push_id, scope=helper)
+        assert service.push_progress(session, township, state.push_id, scope=village_cadre) is not None
+        assert service.pushes_of(session, township, job, scope=helper) == []

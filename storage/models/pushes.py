@@ -116,3 +116,24 @@ class PushOptOut(Base):
     kind: Mapped[str] = mapped_column(String(16))
     openid: Mapped[str | None] = mapped_column(String(64), default=None)  # who asked
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class PushSender(Base):
+    """A sending process's heartbeat (``bot.push``): rows owned by a sender that stopped beating are a dead
+    worker's, recovered within seconds instead of when each row's lease runs out."""
+
+    __tablename__ = "push_senders"
+
+    owner: Mapped[str] = mapped_column(String(64), primary_key=True)
+    seen_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class EarlyReceipt(Base):
+    """A TEMPLATESENDJOBFINISH that came before its row had its msgid written (the outcome is written in
+    batches, a moment after the call); the sweeper applies it once the row has it, and drops it after a day."""
+
+    __tablename__ = "push_early_receipts"
+
+    msgid: Mapped[str] = mapped_column(String(32), primary_key=True)
+    status: Mapped[str] = mapped_column(String(32))
+    received_at: Mapped[datetime] = mapped_column(default=utcnow)
