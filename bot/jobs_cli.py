@@ -146,7 +146,9 @@ def jobs_import(
         else:
             ids = report.created
             span = f"，编号 {ids[0]}–{ids[-1]}" if ids else ""
-            _say(f"导入完成：新增 {len(ids)} 个岗位{span}。")
+            again = f"；{len(report.existing)} 个岗位已经有了（编号 {'、'.join(map(str, report.existing[:10]))}），没有重复添加" \
+                if report.existing else ""
+            _say(f"导入完成：新增 {len(ids)} 个岗位{span}{again}。")
 
 
 def _print_errors(found: list[RowError]) -> None:

@@ -218,6 +218,7 @@ JOBS = Layout("jobs", "岗位", (
 @dataclass
 class JobImportReport:
     created: list[int] = field(default_factory=list)  # ids of the new postings
+    existing: list[int] = field(default_factory=list)  # rows that repeat a posting still open (not added)
     errors: list[RowError] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     rows: int = 0
@@ -229,7 +230,7 @@ class JobImportReport:
 
     def to_json(self) -> dict[str, object]:
         return {"ok": self.ok, "dry_run": self.dry_run, "rows": self.rows, "created": self.created,
-                "errors": [e.to_json() for e in self.errors], "warnings": self.warnings}
+                "existing": self.existing, "errors": [e.to_json() for e in self.errors], "warnings": self.warnings}
 
 
 def import_postings(session: Session, township_id: int, source: Path | str | bytes, *, filename: str | None = None,
@@ -238,9 +239,10 @@ def import_postings(session: Session, township_id: int, source: Path | str | byt
     """Postings from a CSV/XLSX, validated row by row like the household import: all or nothing.
 
     Every bad row is reported with the line the cadre sees in Excel; if there
-    is one, nothing is written. Rows are new postings (a posting has no key a
-    cadre would repeat), so importing a file twice adds them twice: the CLI
-    says how many it added.
+    is one, nothing is written. A row that repeats a posting not closed yet
+    (same title, employer, place, pay, contact and deadline), in this file or
+    already in the database, is not added again: importing the same list
+    twice adds nothing the second time (``existing`` names those postings).
     """
     scope.check_writable()
     report = JobImportReport(dry_run=dry_run)
@@ -256,14 +258,30 @@ def import_postings(session: Session, township_id: int, source: Path | str | byt
     if dry_run:
         return report
     by = _actor_name(actor)
+    known = {_same_posting_key(p.__dict__): p.id for p in session.scalars(
+        select(JobPosting).where(JobPosting.township_id == township_id, JobPosting.status != CLOSED))}
     for values in records:
+        key = _same_posting_key(values)
+        if key in known:
+            if known[key] not in report.existing and known[key] not in report.created:
+                report.existing.append(known[key])
+            continue
         posting = _new_posting(township_id, values, draft, by)
         session.add(posting)
         session.flush()
+        known[key] = posting.id
         report.created.append(posting.id)
+    if not report.created:
+        return report
     _audit(session, actor, "job_import", f"{len(records)} 个岗位",
            "编号 " + "、".join(str(i) for i in report.created[:50]))
     return report
+
+
+def _same_posting_key(values: dict[str, Any]) -> tuple[object, ...]:
+    """What makes two postings the same opening, whitespace aside."""
+    return tuple("".join(str(values.get(k) or "").split()) for k in
+                 ("title", "employer", "location", "salary", "contact")) + (values.get("deadline"),)
 
 
 def _validate_sheets(sheets: Sequence[Sheet], report: JobImportReport, on: date) -> list[dict[str, Any]]:

@@ -136,6 +136,17 @@ def test_import_reports_every_bad_row_and_writes_nothing(sisong: Callable[..., A
     listed = {p["title"]: p for p in lines(sisong("list", "--json").stdout)}
     assert listed["采摘工"]["headcount"] == 5 and listed["采摘工"]["deadline"] == "2099-07-01"
     assert listed["保洁员"]["deadline"] == "2099-06-30"
+    # The same list again (one row now with stray spaces, one new row twice): only the new one is added.
+    again = _sheet(tmp_path / "again.xlsx", [
+        ["保洁员", "镇卫生院", "镇上", "2000元/月", 2, "李主任  13900001111", "", datetime(2099, 6, 30), ""],
+        ["采摘工", "果园", "青山村", "150元/天", "5人", "张 13900002222", "能吃苦", "2099年7月1日", "急招"],
+        ["搬运工", "物流园", "县城", "180元/天", 3, "王 13900003333", "", "", ""],
+        ["搬运工", "物流园", "县城", "180元/天", 3, "王 13900003333", "", "", ""],
+    ])
+    second = json.loads(sisong("import", str(again), "--json").stdout)
+    assert len(second["created"]) == 1 and sorted(second["existing"]) == sorted(report["created"])
+    assert "没有重复添加" in sisong("import", str(again)).stdout
+    assert sorted(p["title"] for p in lines(sisong("list", "--json").stdout)) == ["保洁员", "搬运工", "采摘工"]
 
 
 def test_push_wait_json_then_signups_outcome_and_report(sisong: Callable[..., Any], services: Services,

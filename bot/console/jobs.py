@@ -344,6 +344,7 @@ class JobImportOut(BaseModel):
     dry_run: bool
     rows: int = Field(description="检查通过的岗位数")
     created: list[int] = Field(description="新增岗位的编号（只检查时为空）")
+    existing: list[int] = Field(default_factory=list, description="表里与还没关闭的岗位相同、没有重复添加的岗位编号")
     errors: list[JobImportRowError]
     warnings: list[str]
 
@@ -437,7 +438,8 @@ def _import_summary(report: service.JobImportReport) -> str:
         return f"有 {rows} 处问题，没有导入任何内容。请改好后重新上传。"
     if report.dry_run:
         return f"检查通过（没有写入）：{report.rows} 个岗位。"
-    return f"导入完成：新增 {len(report.created)} 个岗位。"
+    again = f"，{len(report.existing)} 个已经有了（没有重复添加）" if report.existing else ""
+    return f"导入完成：新增 {len(report.created)} 个岗位{again}。"
 
 
 @api.get("/jobs/report", response_model=JobReportOut, summary="送岗位统计（可下载 Excel）",
