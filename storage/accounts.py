@@ -534,6 +534,11 @@ ACTION_LABELS = {
     "job_close": "关闭岗位",
     "job_push": "推送岗位",
     "job_outcome": "记录报名结果",
+    "survey_start": "发起满意度调查",
+    "survey_close": "结束满意度调查",
+    "survey_case_assign": "分派问题线索",
+    "survey_case_close": "办结问题线索",
+    "survey_visit": "记录走访（一查）",
 }
 
 

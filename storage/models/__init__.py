@@ -27,7 +27,8 @@ from storage.models.org import (
     Township,
     Village,
 )
-from storage.models.pushes import Push, PushDelivery, PushOptOut
+from storage.models.pushes import EarlyReceipt, Push, PushDelivery, PushOptOut, PushSender
+from storage.models.surveys import SurveyCampaign, SurveyCase, SurveyResponse, VisitCheck
 from storage.models.uploads import ConsoleUpload
 
 __all__ = [
@@ -53,6 +54,12 @@ __all__ = [
     "Push",
     "PushDelivery",
     "PushOptOut",
+    "EarlyReceipt",
+    "PushSender",
+    "SurveyCampaign",
+    "SurveyCase",
+    "SurveyResponse",
+    "VisitCheck",
     "KbArticle",
     "KbDocument",
     "KbFaq",
