@@ -152,7 +152,8 @@ class _Reader:
         except yaml.MarkedYAMLError as exc:
             mark = exc.problem_mark or exc.context_mark
             line = f"第{mark.line + 1}行" if mark is not None else ""
-            raise QuestionnaireError(f"问卷文件{line}格式有误（YAML）：{exc.problem or exc}") from None
+            raise QuestionnaireError(f"问卷文件{line}格式有误（常见原因：用了Tab缩进，或括号、引号没配对）："
+                                     f"{exc.problem or exc}") from None
         except yaml.YAMLError as exc:
             raise QuestionnaireError(f"问卷文件格式有误（YAML）：{exc}") from None
 
@@ -218,10 +219,15 @@ def _option(r: _Reader, node: yaml.Node, position: int, where: str) -> Option:
 
 
 def _question(r: _Reader, node: yaml.Node, index: int, earlier: dict[str, Question]) -> Question:
-    fields = r.mapping(node, f"第{index}题", _QUESTION_FIELDS)
+    what = f"第{index}题"
+    if isinstance(node, yaml.MappingNode):  # name the question by its key when it has one
+        for key_node, value_node in node.value:
+            if r.scalar(key_node) == "key" and isinstance(r.scalar(value_node), str):
+                what = f"第{index}题（{r.scalar(value_node)}）"
+    fields = r.mapping(node, what, _QUESTION_FIELDS)
     for required in ("key", "text", "kind"):
         if required not in fields:
-            raise _fail(node, f"第{index}题缺少 {required}")
+            raise _fail(node, f"{what}缺少 {required}")
     key_node = fields["key"][1]
     key = r.scalar(key_node)
     if not isinstance(key, str) or not _KEY_RE.match(key):

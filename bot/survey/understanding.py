@@ -129,6 +129,8 @@ NO_WORDS = {"不是": False, "不对": False, "没有": False, "没得": False, 
 # Negations in front of a cue: the degree ones ("不太认识") soften it to a weak counter-reading.
 DEGREE_NEG = ("不是很", "不是太", "不是特别", "不太", "不大", "不怎么", "不咋", "不很", "不是")
 PLAIN_NEG = ("从来没有", "从来没", "从没有", "从没", "没有", "没得", "莫得", "没", "不", "莫", "未", "木有")
+# Right after a cue, these mock it ("满意个啥哦", 西南官话 "认得个锤子").
+MOCKING = ("个啥", "个屁", "个鬼", "个锤子", "个铲铲", "个什么")
 # Words that make any cue tentative ("好像认识", "应该满意吧").
 HEDGES = ("好像", "应该", "可能", "大概", "也许", "估计", "记不清", "一点点", "有点", "好象")
 EXCEPT_WORDS = ("除了", "除开", "以外", "之外")
@@ -320,6 +322,11 @@ def _negation_before(clause: str, start: int) -> str | None:
     return None
 
 
+def _mocked_after(clause: str, end: int) -> bool:
+    """"满意个啥", "认识个锤子": the cue is mocked, meaning its opposite."""
+    return clause.startswith(MOCKING, end)
+
+
 def _phrases(clause: str, tables: _Tables) -> list[tuple[int, int, int, bool]]:
     """Non-overlapping (start, end, code, weak) matches: literal phrases and their homophones
     (WeChat's voice transcript writes 认是 for 认识), the longest first."""
@@ -359,8 +366,10 @@ def _words(clause: str, question: Question, tables: _Tables, cues: _Cues) -> Non
             if re.fullmatch(rf"(?:{re.escape(word)})+", whole):
                 (cues.weak if weak else cues.strong).add(tables.no_code)  # type: ignore[arg-type]
                 return
-    for start, _end, code, weak in _phrases(clause, tables):
+    for start, end, code, weak in _phrases(clause, tables):
         negation = _negation_before(clause, start)
+        if _mocked_after(clause, end):
+            negation = "degree" if negation is None else None
         if negation is None:
             (cues.weak if weak else cues.strong).add(code)
             continue
@@ -449,7 +458,7 @@ _NO = ("2", "不是", "不对", "不", "错了", "搞错了", "没有", "no", "�
 def read_yes_no(message: str) -> bool | None:
     """The reply to a confirm prompt ("回复1是 2不是"): True, False, or None when it is neither."""
     verdicts = set()
-    for clause in _clauses(_normalize(message or "")):
+    for clause in _clauses(_normalize(message or "")) or (["嗯"] if "嗯" in (message or "") else []):
         if clause in _NO or re.fullmatch(r"(?:不是|不对)+", clause):
             verdicts.add(False)
         elif clause in _YES or re.fullmatch(r"(?:是|对|嗯|好)+(?:的)?", clause):
