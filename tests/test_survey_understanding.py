@@ -119,6 +119,14 @@ def test_every_listed_form(key: str, message: str, outcome: str, codes: tuple[in
     assert read(key, message) == Reading(outcome, codes)
 
 
+def test_homophones_sharing_no_character_are_only_confirmed() -> None:
+    """WeChat's transcript writes 任识 for 认识 (one character kept): an answer. A reply whose sound
+    matches but whose characters all differ is a guess: "样样都有" sounds like 养羊 (产业)."""
+    assert read("know_helper", "任识") == Reading("answer", (1,))
+    assert read("know_team", "人事") == Reading("confirm", (1,))
+    assert read("measures", "样样都有").outcome != "answer"
+
+
 def test_text_answers_are_the_stripped_text() -> None:
     assert read("comment", "  路不好走，下雨天出不了门。 ") == Reading("answer", text="路不好走，下雨天出不了门。")
     assert read("comment", "1") == Reading("answer", text="1")

@@ -189,7 +189,7 @@ def _syllable(ch: str) -> str:
 class _Tables:
     phrases: dict[str, tuple[int, bool]]  # phrase -> (code, weak)
     max_len: int
-    sounds: dict[tuple[str, ...], tuple[int, bool]]  # pinyin of phrases of 2+ characters
+    sounds: dict[tuple[str, ...], tuple[int, bool, str]]  # pinyin of phrases of 2+ characters
     max_sounds: int
     counterpart: dict[int, int]  # 认识 <-> 不认识, 满意 <-> 不满意
     negative: frozenset[int]  # codes whose label is a negation (不认识, 不满意)
@@ -217,10 +217,10 @@ def _build(question: Question) -> _Tables:
             phrases[phrase] = (option.code, True)
         for phrase in (*strong, *option.words, option.label):
             phrases[phrase.lower()] = (option.code, False)
-    sounds: dict[tuple[str, ...], tuple[int, bool]] = {}
+    sounds: dict[tuple[str, ...], tuple[int, bool, str]] = {}
     for phrase in sorted(phrases, key=len):  # the literal phrase wins over a shorter one's homophone
         if len(phrase) >= 2:
-            sounds.setdefault(tuple(_syllable(c) for c in phrase), phrases[phrase])
+            sounds.setdefault(tuple(_syllable(c) for c in phrase), (*phrases[phrase], phrase))
     pairs = _negation_pairs(question)
     negative = frozenset(o.code for o in question.options if o.code in pairs and o.label.startswith(("不", "没")))
     yes_code = no_code = None
@@ -343,7 +343,9 @@ def _phrases(clause: str, tables: _Tables) -> list[tuple[int, int, int, bool]]:
             for length in range(min(tables.max_sounds, len(sounds) - i), 1, -1):
                 hit = tables.sounds.get(tuple(sounds[i:i + length]))
                 if hit is not None:
-                    found.append((-length, i, 1, hit[0], hit[1]))
+                    # Sharing no character with the word ("样样" for 养羊) makes it a guess: ask first.
+                    shared = any(a == b for a, b in zip(clause[i:i + length], hit[2]))
+                    found.append((-length, i, 1, hit[0], hit[1] or not shared))
                     break
     found.sort()
     taken: list[tuple[int, int, int, bool]] = []
