@@ -149,6 +149,7 @@ QUESTION_WORDS = ("怎么", "怎样", "咋办", "咋个", "如何", "多少", "�
 # Particles and padding that carry no meaning at either end of a clause.
 PADDING = "嗯啊呀嘛哈哦噢喔呢吧啦嘞咯喽呗哒滴噻耶哟诶欸哎唉呃额了~…"
 SEPARATORS = re.compile(r"[\s,，、.。;；!！?？/+|:：\"'“”‘’()（）\[\]【】<>《》]+")
+_CLAUSE = re.compile(r"([^\s,，、.。;；!！?？/+|:：\"'“”‘’()（）\[\]【】<>《》]+)([?？]?)")
 _QUESTION_END = re.compile(r"[吗么]$")
 _EXTRA = str.maketrans({"❶": "1", "❷": "2", "❸": "3", "❹": "4", "❺": "5", "❻": "6", "❼": "7", "❽": "8",
                         "❾": "9", "➀": "1", "➁": "2", "➂": "3", "➃": "4", "➄": "5", "➅": "6", "➆": "7",
@@ -224,10 +225,8 @@ def _build(question: Question) -> _Tables:
     pairs = _negation_pairs(question)
     negative = frozenset(o.code for o in question.options if o.code in pairs and o.label.startswith(("不", "没")))
     yes_code = no_code = None
-    if len(question.options) == 2 and pairs.get(1) == 2:
-        first, second = question.options
-        if second.label.startswith(("不", "没")):
-            yes_code, no_code = 1, 2
+    if len(question.options) == 2 and pairs.get(1) == 2 and 2 in negative:
+        yes_code, no_code = 1, 2  # a yes/no question: 是的 / 没得 answer it
     return _Tables(phrases, max(map(len, phrases), default=0), sounds, max(map(len, sounds), default=0),
                    pairs, negative, yes_code, no_code)
 
@@ -272,11 +271,11 @@ def _is_question(raw_clause: str, question_mark: bool) -> bool:
 def _split_with_questions(text: str) -> list[tuple[str, bool]]:
     """Clauses with whether each is a question (ends with ？ or 吗, or has a question word)."""
     out: list[tuple[str, bool]] = []
-    for match in re.finditer(r"([^\s,，、.。;；!！?？/+|:：]+)([?？]?)", text):
+    for match in _CLAUSE.finditer(text):
         raw, mark = match.group(1), bool(match.group(2))
         clause = _trim(raw) or ("嗯" if "嗯" in raw else "")  # a bare 嗯 is a (weak) yes
         if clause:
-            out.append((clause, _is_question(raw.rstrip(PADDING.replace("吗", "")), mark)))
+            out.append((clause, _is_question(raw.rstrip(PADDING), mark)))
     return out
 
 
