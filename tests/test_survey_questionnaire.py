@@ -59,6 +59,11 @@ def test_next_after_applies_ask_if() -> None:
     assert q.next_after("satisfaction", {**answers, "satisfaction": (2,)}) is None
     assert q.next_after("satisfaction", {**answers, "satisfaction": None}) is None  # not answered
     assert q.next_after("satisfaction", answers) is None
+    # codes read back from JSON storage are lists; a lone code may be stored as an int
+    assert q.next_after("satisfaction", {"satisfaction": [3]}).key == "comment"
+    assert q.next_after("satisfaction", {"satisfaction": 3}).key == "comment"
+    assert q.next_after("satisfaction", {"satisfaction": [1, 2]}) is None
+    assert q.next_after("satisfaction", {"satisfaction": "不满意"}) is None  # text is not a code
     assert q.next_after("comment", {**answers, "satisfaction": (3,), "comment": "路不好"}) is None
     with pytest.raises(KeyError):
         q.next_after("nope", answers)

@@ -101,7 +101,10 @@ class Questionnaire:
                 return question
             on, codes = question.ask_if
             given = answers.get(on)
-            if isinstance(given, tuple) and set(given) & set(codes):
+            if isinstance(given, int) and not isinstance(given, bool):
+                given = (given,)
+            # a list is what the codes become after a round trip through JSON storage
+            if isinstance(given, (tuple, list, set, frozenset)) and set(given) & set(codes):
                 return question
         return None
 
