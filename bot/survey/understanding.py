@@ -126,6 +126,10 @@ YES_WORDS = {"是": False, "是的": False, "对": False, "对的": False, "对�
 NO_WORDS = {"不是": False, "不对": False, "没有": False, "没得": False, "莫得": False, "木有": False,
             "没": False, "不": False, "no": True}
 
+# "是的是的", "没得": a word, maybe repeated, and nothing else. No-words first ("不是" before "是").
+_YES_NO = [(re.compile(rf"(?:{re.escape(word)})+"), weak, yes)
+           for yes, words in ((False, NO_WORDS), (True, YES_WORDS)) for word, weak in words.items()]
+
 # Negations in front of a cue: the degree ones ("不太认识") soften it to a weak counter-reading.
 DEGREE_NEG = ("不是很", "不是太", "不是特别", "不太", "不大", "不怎么", "不咋", "不很", "不是")
 PLAIN_NEG = ("从来没有", "从来没", "从没有", "从没", "没有", "没得", "莫得", "没", "不", "莫", "未", "木有")
@@ -357,15 +361,10 @@ def _phrases(clause: str, tables: _Tables) -> list[tuple[int, int, int, bool]]:
 
 
 def _words(clause: str, question: Question, tables: _Tables, cues: _Cues) -> None:
-    if tables.yes_code is not None:
-        whole = clause
-        for word, weak in YES_WORDS.items():
-            if re.fullmatch(rf"(?:{re.escape(word)})+", whole):
-                (cues.weak if weak else cues.strong).add(tables.yes_code)
-                return
-        for word, weak in NO_WORDS.items():
-            if re.fullmatch(rf"(?:{re.escape(word)})+", whole):
-                (cues.weak if weak else cues.strong).add(tables.no_code)  # type: ignore[arg-type]
+    if tables.yes_code is not None and tables.no_code is not None:
+        for pattern, weak, yes in _YES_NO:
+            if pattern.fullmatch(clause):
+                (cues.weak if weak else cues.strong).add(tables.yes_code if yes else tables.no_code)
                 return
     for start, end, code, weak in _phrases(clause, tables):
         negation = _negation_before(clause, start)
