@@ -143,6 +143,8 @@ def _fail(text: str) -> str:
      "    ask_if: {b: [1]}\n", ["第15行", "题目 c", "文字题 b"]),
     ("  - key: b\n    text: 又一题\n    kind: text\n    ask_if: a\n", ["第12行", "ask_if 应当写成"]),
     ("  - key: b\n    text: 又一题\n    kind: single\n    options: [只有一个]\n", ["第9行", "至少要有两个选项"]),
+    ("  - key: b\n    text: 又一题\n    kind: single\n    options: [认识，不认识]\n",
+     ["第9行", "至少要有两个选项（选项之间要用英文逗号"]),
     ("  - key: b\n    text: 又一题\n    kind: text\n    options: [甲, 乙]\n", ["第12行", "文字题，不能有选项"]),
     ("  - key: b\n    text: '  '\n    kind: text\n", ["第10行", "题目 b的题目不能是空的"]),
     ("  - key: b\n    text: 您认识{name}吗？\n    kind: text\n", ["第10行", "{name}"]),
@@ -156,6 +158,10 @@ def _fail(text: str) -> str:
     ("  - key: b\n    text: 又一题\n    kind: multi\n    options:\n      - {words: [乙]}\n      - 丙\n",
      ["第13行", "缺少 label"]),
     ("  - key: b\n    kind: text\n", ["第9行", "第2题（b）缺少 text"]),
+    ("  - key: b\n    text: 又一题\n    kind: text\n    kind: single\n", ["第12行", "“kind”写了两次"]),
+    ("  - key: b\n    text: [又, 一题]\n    kind: text\n", ["第10行", "题目应当是一段文字"]),
+    ("  - key: b\n    text: 又一题\n    kind: single\n    options: 甲\n", ["第12行", "options 应当是一串选项"]),
+    ("  - key: b\n    text: 又一题\n    kind: text\n    ask_if: {a: [1, 是]}\n", ["第12行", "选项编号（1到2）"]),
     ("  - [b, c]\n", ["第9行", "第2题应当是“名称: 内容”的形式"]),
 ])
 def test_every_check_names_the_line(extra: str, expected: list[str]) -> None:
@@ -174,11 +180,19 @@ def test_every_check_names_the_line(extra: str, expected: list[str]) -> None:
     (BASE.replace("key: test", "key: 测试"), "问卷的 key"),
     (BASE.replace("questions:\n", "questions: []\n").split("  - key")[0], "至少一题"),
     (BASE.replace("title: 测试", "title: 测试\ntitel: x"), "不认识“titel”"),
+    (BASE.replace("title: 测试", "title: ''"), "问卷的 title不能是空的"),
     (BASE.replace("options: [是, 否]", "options: [是, 否"), "第9行格式有误"),
     (BASE + "  - key: b\n\ttext: x\n", "用了Tab缩进"),
 ])
 def test_top_level_checks(text: str, expected: str) -> None:
     assert expected in _fail(text)
+
+
+def test_ask_if_takes_one_code_or_a_list() -> None:
+    q = loads(BASE + "  - key: b\n    text: 为什么？\n    kind: text\n    ask_if: {a: 2}\n"
+                     "  - key: c\n    text: 再说说\n    kind: text\n    ask_if: {a: [2, 1, 2]}\n")
+    assert q.question("b").ask_if == ("a", (2,))
+    assert q.question("c").ask_if == ("a", (1, 2))
 
 
 def test_file_problems_are_sentences(tmp_path: Path) -> None:

@@ -264,7 +264,10 @@ def _question(r: _Reader, node: yaml.Node, index: int, earlier: dict[str, Questi
                     raise _fail(option_node, f"{where}里“{say}”同时写在选项“{seen[say]}”和“{option.label}”下")
                 seen[say] = option.label
     if kind != "text" and len(options) < 2:
-        raise _fail(node, f"{where}是{KIND_NAMES[kind]}题，至少要有两个选项")
+        hint = ""
+        if options and any(mark in options[0].label for mark in "，、；"):
+            hint = "（选项之间要用英文逗号“,”隔开，或者一行写一个）"
+        raise _fail(node, f"{where}是{KIND_NAMES[kind]}题，至少要有两个选项{hint}")
 
     ask_if = None
     if "ask_if" in fields:
