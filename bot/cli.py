@@ -17,6 +17,7 @@ from rich.console import Console
 
 from bot.config import ConfigError, Settings, load_settings
 from bot.jobs_cli import register as register_jobs_commands
+from bot.survey_cli import register as register_survey_commands
 from bot.org_cli import register as register_org_commands
 from bot.users_cli import register as register_users_commands
 from knowledge.cli import register as register_knowledge_commands
@@ -253,6 +254,7 @@ register_org_commands(app)
 register_users_commands(app)
 # 送岗位: jobs add/import/list/close/push/watch/signups/outcome/report.
 register_jobs_commands(app)
+register_survey_commands(app)
 
 
 def main() -> None:

@@ -77,6 +77,13 @@ class Settings(BaseSettings):
     # keyword of that template carries which field of the posting.
     wechat_template_job: str | None = None
     wechat_template_job_fields: str = "title:thing1,employer:thing2,location:thing3,salary:thing4,signup:thing5"
+    # 四问一查 (issue 10): the invitation's template outside the 48-hour window, and its keyword lines.
+    wechat_template_survey: str | None = None
+    wechat_template_survey_fields: str = "title:thing1,count:thing2,signup:thing3"
+    survey_questionnaire: str | None = None  # a YAML file; default: the one shipped (bot/survey/)
+    survey_remind_after: float = Field(default=172800.0, ge=60, le=30 * 86400)  # seconds after the invitation
+    # No invitation, reminder or reply to households in these hours (township clock), "HH:MM-HH:MM".
+    quiet_hours: str = Field(default="21:00-08:00", pattern=r"^\s*\d{1,2}:\d{2}\s*-\s*\d{1,2}:\d{2}\s*$")
     # Sends per window across every worker (Redis-backed; per process without Redis).
     push_rate: str = Field(default="50/second", pattern=r"^\d+\s*/\s*\d*\s*(second|minute|hour|day)s?$")
     push_threads: int = Field(default=16, ge=1, le=128)  # concurrent WeChat calls per process
@@ -122,7 +129,7 @@ class Settings(BaseSettings):
             raise ValueError(f"unknown time zone {value!r} (e.g. Asia/Shanghai)") from None
         return value
 
-    @field_validator("wechat_template_job")
+    @field_validator("wechat_template_job", "wechat_template_survey")
     @classmethod
     def _template_id_shape(cls, value: str | None) -> str | None:
         value = (value or "").strip()
@@ -130,7 +137,7 @@ class Settings(BaseSettings):
             raise ValueError("a template id is the 43-character id from the admin console (letters, digits, - _)")
         return value or None
 
-    @field_validator("wechat_template_job_fields")
+    @field_validator("wechat_template_job_fields", "wechat_template_survey_fields")
     @classmethod
     def _template_fields_shape(cls, value: str) -> str:
         from bot.push_content import parse_template_fields

@@ -147,6 +147,27 @@ def groups_for(
     return [Target(fallback_url, None, "镇工作群")] if fallback_url else []
 
 
+def supervisor_groups(session: Session, household: Household, *, fallback_url: str | None = None) -> list[Target]:
+    """Where a survey alert about this household goes: the groups of its area that the 督查 team is in,
+    else the groups of its area, else the usual routing (``groups_for``)."""
+    from storage.models.org import Team
+
+    village = household.village
+    if village is not None and village.area_id is not None:
+        columns = (MessagingGroup.id, MessagingGroup.name, MessagingGroup.robot_url)
+        area_groups = (select(*columns).join(group_areas, group_areas.c.group_id == MessagingGroup.id)
+                       .where(group_areas.c.area_id == village.area_id,
+                              MessagingGroup.township_id == household.township_id)
+                       .order_by(MessagingGroup.id))
+        supervised = area_groups.join(group_teams, group_teams.c.group_id == MessagingGroup.id).join(
+            Team, Team.id == group_teams.c.team_id).where(Team.name == "督查")
+        for query in (supervised, area_groups):
+            found = _targets(session.execute(query).all())
+            if found:
+                return found
+    return groups_for(session, household, fallback_url=fallback_url)
+
+
 def _targets(rows: Sequence[tuple[int, str, str]]) -> list[Target]:
     seen: dict[str, Target] = {}
     for group_id, name, url in rows:
@@ -170,6 +191,7 @@ def notify(
     *,
     helper_text: str | None = None,
     now: datetime | None = None,
+    targets: list[Target] | None = None,
 ) -> Notice:
     """Queue ``markdown`` (masked) for the groups covering the household or village, in ``session``.
 
@@ -178,9 +200,10 @@ def notify(
     WeCom's 4096 bytes is stored as several rows, each one message. With
     ``helper_text`` the household's helper is told privately too, if they can be.
     """
-    township_id = None if household is not None or village is not None else _township_id(session, services)
-    targets = groups_for(session, household, village, township_id=township_id,
-                         fallback_url=services.settings.wecom_robot_url)
+    if targets is None:
+        township_id = None if household is not None or village is not None else _township_id(session, services)
+        targets = groups_for(session, household, village, township_id=township_id,
+                             fallback_url=services.settings.wecom_robot_url)
     notice = Notice(targets=targets)
     if not targets:
         log.info("no WeCom group covers this notice and SISONG_WECOM_ROBOT_URL is unset: not sent")

@@ -92,6 +92,8 @@ class Purpose(Protocol):
     def result_notice(self, services: "Services", session: "Session", push_id: int) -> "Notice | None":
         """Queue (in ``session``) the township group's notice that this push finished; dispatched after commit."""
 
+    # A purpose may set ``quiet = True``: its rows wait out SISONG_QUIET_HOURS (nobody is written to at night).
+
 
 PURPOSES: dict[str, Purpose] = {}
 
@@ -103,7 +105,8 @@ def register(purpose: Purpose) -> Purpose:
 
 def purpose_of(kind: str) -> Purpose | None:
     if kind not in PURPOSES:
-        importlib.import_module("bot.jobs")  # registers "job"; a survey module would register "survey"
+        for module in ("bot.jobs", "bot.survey.campaigns"):  # they register "job", "survey" and the rest
+            importlib.import_module(module)
     return PURPOSES.get(kind)
 
 
@@ -429,6 +432,8 @@ class Pusher:
             channel, status, reason = choose_channel(row, who, content, now, self.dedupe_window)
             if channel is None:
                 self._settle(row, status or SKIPPED, error=reason)
+            elif self._night(row, now):
+                continue
             elif not self._held(row, channel):
                 assert content is not None
                 ready.append((row, channel, content))
@@ -449,6 +454,19 @@ class Pusher:
             if self._held(row, channel):  # another thread met 45009 / -1 meanwhile: marked, not called
                 continue
             self._call(row, channel, content, fallback=True)
+
+    def _night(self, row: pushes.ClaimedRow, now: datetime) -> bool:
+        """A quiet purpose's row in SISONG_QUIET_HOURS: back, uncounted, until they end."""
+        if not getattr(purpose_of(row.kind), "quiet", False):
+            return False
+        from storage.clock import quiet_until
+
+        settings = self.services.settings
+        until = quiet_until(now, settings.quiet_hours, settings.timezone)
+        if until is None:
+            return False
+        self._back_off(row, None, "夜里不打扰，早上再发", count=False, seconds=(until - now).total_seconds() + 1)
+        return True
 
     def _held(self, row: pushes.ClaimedRow, channel: str) -> bool:
         """Put the row back, uncounted, while the account is paused or the channel's quota is used up."""

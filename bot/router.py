@@ -1,8 +1,9 @@
 """The router: picks the one handler for a message.
 
 Order, first match wins: a menu click's EventKey; an event type; for text,
-a keyword that overrides conversation steps, the follower's conversation step,
-other keywords, the free-text handler; the message type; the fallback. Handlers register themselves with the decorators below, so adding a
+a keyword that overrides conversation steps, the follower's conversation step
+(or a durable step the database knows of: a survey under way), other
+keywords, the free-text handler; the message type; the fallback. Handlers register themselves with the decorators below, so adding a
 handler is one module plus one import line in ``handlers/__init__.py``.
 """
 
@@ -30,6 +31,9 @@ class Router:
     clicks: dict[str, Handler] = field(default_factory=dict)
     events: dict[str, Handler] = field(default_factory=dict)
     states: dict[str, Handler] = field(default_factory=dict)
+    # Conversation steps kept in the database (a survey): (probe, handler), asked when no step is in the
+    # conversation (its TTL ran out, Redis lost it); a probe must be cheap and side-effect free.
+    durable_steps: list[tuple[Callable[[Context], bool], Handler]] = field(default_factory=list)
     keywords: list[_Keyword] = field(default_factory=list)
     types: dict[str, Handler] = field(default_factory=dict)
     default_text: Handler | None = None
@@ -46,6 +50,14 @@ class Router:
 
     def state(self, *states: str) -> Callable[[Handler], Handler]:
         return self._register(self.states, states)
+
+    def durable_step(self, probe: Callable[[Context], bool]) -> Callable[[Handler], Handler]:
+        """Route text to the handler while ``probe`` says the follower is in this (durable) step."""
+        def register(handler: Handler) -> Handler:
+            self.durable_steps.append((probe, handler))
+            return handler
+
+        return register
 
     def message(self, *types: str) -> Callable[[Handler], Handler]:
         return self._register(self.types, types)
@@ -117,12 +129,14 @@ class Router:
                 return self.events[event]
         elif ctx.text is not None:
             state = ctx.conversation.state
-            in_step = bool(state and state in self.states)
+            step = self.states.get(state) if state else None
+            if step is None:
+                step = next((handler for probe, handler in self.durable_steps if probe(ctx)), None)
             for keyword in self.keywords:
-                if (keyword.overrides_state or not in_step) and keyword.pattern.search(ctx.text):
+                if (keyword.overrides_state or step is None) and keyword.pattern.search(ctx.text):
                     return keyword.handler
-            if in_step:
-                return self.states[state]  # type: ignore[index]
+            if step is not None:
+                return step
             if self.default_text is not None:
                 return self.default_text
         if ctx.msg_type in self.types:

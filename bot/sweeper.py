@@ -21,7 +21,8 @@ do the same work twice):
 8. pushes (``bot.push``): rows of a dead sender (heartbeat silent, or lease
    run out) back to pending (or 待确认), finished pushes announced, template
    receipts that came early applied, the sender kicked when rows are due;
-   once a minute, job postings past their deadline closed.
+   once a minute, job postings past their deadline closed and survey
+   reminders queued (``bot.survey.campaigns.queue_reminders``).
 """
 
 from __future__ import annotations
@@ -103,6 +104,7 @@ class Sweeper:
             self._chores_at = time.monotonic()
             done["retagged"] = self._retag()
             done["jobs_expired"] = self._expire_jobs()
+            done["survey_reminders"] = self._survey_reminders()
         if (self._sessions_at is None or time.monotonic() - self._sessions_at >= SESSIONS_EVERY) \
                 and db.breaker.allow():
             self._sessions_at = time.monotonic()
@@ -129,6 +131,16 @@ class Sweeper:
                 return expire_due(session, self.services.settings.timezone)
         except Exception:  # noqa: BLE001
             log.warning("job deadlines not applied", exc_info=True)
+            return 0
+
+    def _survey_reminders(self) -> int:
+        """The one reminder to households that have not finished a survey (in the day only)."""
+        from bot.survey.campaigns import queue_reminders
+
+        try:
+            return queue_reminders(self.services)
+        except Exception:  # noqa: BLE001 - next minute
+            log.warning("survey reminders not queued", exc_info=True)
             return 0
 
     def _retag(self) -> int:

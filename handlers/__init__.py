@@ -24,6 +24,7 @@ from handlers import (  # noqa: E402,F401
     menu,
     more,
     policy_qa,
+    survey,
     too_fast,
     unsubscribe,
     voice,

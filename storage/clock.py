@@ -38,3 +38,25 @@ def next_midnight(now: datetime | None = None, zone: str = "Asia/Shanghai") -> d
     here = now.astimezone(_zone(zone))
     midnight = here.replace(hour=0, minute=0, second=0, microsecond=0)
     return (midnight + timedelta(days=1)).astimezone(timezone.utc)
+
+
+def quiet_until(now: datetime, spec: str, zone: str = "Asia/Shanghai") -> datetime | None:
+    """If ``now`` falls in the quiet hours ``spec`` ("21:00-08:00", township clock, may span midnight),
+    when they end (UTC); None otherwise. Nobody is written to at night."""
+    start_text, end_text = (part.strip() for part in spec.split("-", 1))
+    start_h, start_m = (int(x) for x in start_text.split(":"))
+    end_h, end_m = (int(x) for x in end_text.split(":"))
+    if now.tzinfo is None:
+        now = now.replace(tzinfo=timezone.utc)
+    here = now.astimezone(_zone(zone))
+    minute = here.hour * 60 + here.minute
+    start, end = start_h * 60 + start_m, end_h * 60 + end_m
+    if start == end:
+        return None
+    inside = start <= minute < end if start < end else (minute >= start or minute < end)
+    if not inside:
+        return None
+    ends = here.replace(hour=end_h % 24, minute=end_m, second=0, microsecond=0)
+    if ends <= here:
+        ends += timedelta(days=1)
+    return ends.astimezone(timezone.utc)

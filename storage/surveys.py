@@ -267,9 +267,9 @@ def disposition_column(campaign_id: int) -> Any:
 
 
 def dispositions(session: Session, campaign_id: int) -> dict[str, int]:
-    rows = session.execute(select(disposition_column(campaign_id), func.count())
-                           .where(SurveyResponse.campaign_id == campaign_id)
-                           .group_by(disposition_column(campaign_id))).all()
+    each = (select(disposition_column(campaign_id).label("disposition"))
+            .where(SurveyResponse.campaign_id == campaign_id).subquery())
+    rows = session.execute(select(each.c.disposition, func.count()).group_by(each.c.disposition)).all()
     return {key: int(n) for key, n in rows}
 
 
