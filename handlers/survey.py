@@ -5,7 +5,7 @@ from __future__ import annotations
 from bot.context import Context
 from bot.router import router
 from bot.survey import conversation
-from bot.survey.conversation import START_WORDS, STATE
+from bot.survey.conversation import DECLINE_WORDS, START_WORDS, STATE
 
 
 @router.keyword(*sorted(START_WORDS), overrides_state=True)
@@ -13,6 +13,11 @@ from bot.survey.conversation import START_WORDS, STATE
 def start(ctx: Context) -> str:
     """"开始" (also mid-survey: resumes at the same question) and the menu's 满意度调查."""
     return conversation.begin(ctx)
+
+
+@router.keyword(*sorted(DECLINE_WORDS), overrides_state=True)
+def decline(ctx: Context) -> str:
+    return conversation.decline(ctx)
 
 
 @router.state(STATE)

@@ -415,3 +415,32 @@ def test_cli_start_stats_export_cases_and_visits(client: TestClient, services: S
     assert ("青山村", 2, 2) in [r[:3] for r in summary] and summary[-1][:3] == ("合计", 3, 2)
     visits = list(book["走访"].iter_rows(min_row=2, values_only=True))
     assert visits[0][0] == qing[1].number and visits[0][4:9] == ("达标", "达标", "达标", "不达标", "达标")
+
+
+def test_a_household_may_decline_and_change_its_mind(client: TestClient, services: Services,
+                                                     api: FakeWeChatAPI) -> None:
+    family = data.households(services, "青山村", 1, helper="李帮扶")
+    cid = campaign(services, "青山村")
+    who = member(family[0].openid)
+    assert "不打扰您了" in say(client, who, "不参加")
+    with services.db.session() as session:
+        assert surveys.dispositions(session, cid) == {"refused": 1}
+        session.execute(update(surveys.SurveyCampaign).values(created_at=datetime.now(timezone.utc) - timedelta(days=3)))
+    assert queue_reminders(services) == 0  # no reminder for a refusal
+    assert "第1题" in say(client, who, "开始")
+
+
+def test_two_quick_messages_cannot_both_record_against_one_step(services: Services, api: FakeWeChatAPI) -> None:
+    """Two messages read the same version; the one that writes second is refused, not merged over."""
+    family = data.households(services, "青山村", 1)
+    cid = campaign(services, "青山村")
+    with services.db.session() as one, services.db.session() as two:
+        first = surveys.response_for(one, family[0].openid, campaign_id=cid)
+        second = surveys.response_for(two, family[0].openid, campaign_id=cid)
+        assert first is not None and second is not None and first.version == second.version
+        surveys.save_step(one, first, answers={"know_team": (1,)}, step="know_helper", status="in_progress")
+        one.commit()
+        with pytest.raises(surveys.StaleStep):
+            surveys.save_step(two, second, answers={"know_team": (2,)}, step="know_helper", status="in_progress")
+    row = response(services, family[0].openid, cid)
+    assert surveys.answers_of(row) == {"know_team": (1,)} and row.version == 1

@@ -36,7 +36,7 @@ from storage import pushes, surveys
 from storage.clock import local
 from storage.models.base import utcnow
 from storage.models.org import Household
-from storage.models.surveys import COMPLETED, IN_PROGRESS, INVITED, PAUSED, SurveyCampaign, SurveyResponse
+from storage.models.surveys import COMPLETED, DECLINED, IN_PROGRESS, INVITED, PAUSED, SurveyCampaign, SurveyResponse
 
 if TYPE_CHECKING:
     from bot.context import Context
@@ -47,6 +47,7 @@ STATE = "survey"
 START_WORDS = frozenset({"开始", "开始调查", "满意度调查", "满意度", "调查", "参加", "参加调查", "我参加",
                          "继续调查", "接着答", "开始答题", "答题"})
 # Replying to the invitation with these also starts it, if the invitation is the latest push the follower got.
+DECLINE_WORDS = frozenset({"不参加", "不想参加", "不参加调查", "我不参加", "不做调查", "不想做调查", "不要调查"})
 REPLY_WORDS = frozenset({"1", "１", "好", "好的", "可以", "行", "要得", "嗯", "来", "开始吧", "好嘛"})
 TAKE_OVER_AFTER = timedelta(minutes=30)  # another member may go on with a response left this long
 MAX_RETRIES = 2  # a question is asked again at most twice
@@ -125,8 +126,9 @@ RACED = "您刚才的回答已经收到了，请看上一条消息，按那里�
 
 
 def begin(ctx: "Context") -> str:
-    """"开始", the menu's 满意度调查, or a reply to the invitation: start, resume, or say why not."""
-    response = surveys.response_for(ctx.session, ctx.openid)
+    """"开始", the menu's 满意度调查, or a reply to the invitation: start, resume, or say why not.
+    A household that said it would not take part may still change its mind."""
+    response = surveys.response_for(ctx.session, ctx.openid, statuses=(INVITED, IN_PROGRESS, PAUSED, DECLINED))
     if response is None:
         done = surveys.latest_finished(ctx.session, ctx.openid)
         if done is not None:
@@ -155,6 +157,17 @@ def begin(ctx: "Context") -> str:
                  started_at=response.started_at or utcnow()):
         return RACED
     return _ask(ctx, response, questionnaire, question, lead)
+
+
+def decline(ctx: "Context") -> str:
+    """"不参加": the household's response is 已拒绝 (no reminder); "开始" later still starts it."""
+    response = surveys.response_for(ctx.session, ctx.openid, statuses=(INVITED, PAUSED, IN_PROGRESS))
+    if response is None:
+        return "好的。有问题随时可以问我。"
+    if not _save(ctx, response, status=DECLINED, step=None, pending=None, openid=ctx.openid):
+        return RACED
+    ctx.conversation.enter(None)
+    return "好的，不打扰您了。以后想参加，回复“开始”就行。谢谢您！"
 
 
 def _household_query(openid: str):  # type: ignore[no-untyped-def]
@@ -299,4 +312,4 @@ def _finish(ctx: "Context", response: SurveyResponse, questionnaire: Questionnai
     return thanks + "有问题随时可以问我。"
 
 
-__all__ = ["START_WORDS", "STATE", "begin", "probe", "step"]
+__all__ = ["DECLINE_WORDS", "START_WORDS", "STATE", "begin", "decline", "probe", "step"]
