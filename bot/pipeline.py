@@ -52,10 +52,11 @@ SUCCESS = "success"
 BUSY_TEXT = "系统繁忙，请稍后再试。"
 ERROR_TEXT = "抱歉，刚才出了点小问题，请稍后再试。也可以回复“0”请工作人员帮您。"
 
-# Messages that show a person is there, opening the customer-service window.
-_INTERACTIVE_EVENTS = {"subscribe", "subscribe_scan", "scan", "click", "view", "scancode_push",
-                       "scancode_waitmsg", "pic_sysphoto", "pic_photo_or_album", "pic_weixin",
-                       "location_select"}
+# Events that open WeChat's 48-hour customer-service window (a message the follower sends always does). A
+# menu click, a link or a scan from the menu does not (WeChat allows 3 messages within a minute of those,
+# which is not a window to push into): they update last_seen only, so a push does not try a customer-service
+# message that WeChat would refuse with 45015.
+_INTERACTIVE_EVENTS = {"subscribe", "subscribe_scan", "scan"}
 # Events WeChat sends about our own sends, not from the follower.
 _SYSTEM_EVENTS = {"templatesendjobfinish", "masssendjobfinish", "subscribe_msg_sent_event"}
 # Events whose handlers record the follower themselves.

@@ -188,6 +188,12 @@ def test_message_updates_last_interaction(
     sim.post(client, sim.event("TEMPLATESENDJOBFINISH"))  # not the follower speaking
     again = follower(services, sim.openid)
     assert again is not None and again.last_interaction == first.last_interaction
+    # A menu click is the follower, but it does not open WeChat's 48-hour window: seen, not interacted.
+    time.sleep(0.05)
+    sim.post(client, sim.event("CLICK", event_key="POLICY_QA"))
+    clicked = follower(services, sim.openid)
+    assert clicked is not None and clicked.last_interaction == first.last_interaction
+    assert clicked.last_seen > first.last_seen
 
 
 def test_message_log_records_handler_and_latency(
