@@ -419,9 +419,15 @@ def _posting(session: Session, township_id: int, posting_id: int) -> JobPosting:
 
 def close_posting(session: Session, township_id: int, posting_id: int, *, actor: "User | Principal | None" = None,
                   scope: Scope = EVERYTHING) -> JobPosting:
-    """已关闭: gone from the chat, sign-ups refused, rows of a push still waiting are not sent."""
+    """已关闭: gone from the chat, sign-ups refused, rows of a push still waiting are not sent.
+
+    The township's accounts close any posting; a village or area account only
+    one it published itself (a posting may serve the whole township).
+    """
     scope.check_writable()
     posting = _posting(session, township_id, posting_id)
+    if not scope.everything and posting.created_by != _actor_name(actor):
+        raise OutOfScope("这个岗位不是您发布的，只有发布的人或镇管理员可以关闭。")
     if posting.status == CLOSED:
         raise JobError(f"岗位 {posting_id} 已经关闭了。")
     posting.status, posting.closed_at, posting.updated_at = CLOSED, utcnow(), utcnow()

@@ -167,6 +167,11 @@ def test_a_village_cadre_pushes_only_to_their_village(app_client: TestClient, as
     detail = app_client.get(f"/api/v1/jobs/{job}", headers=cadre).json()
     assert [p["push"] for p in detail["pushes"]] == [mine.json()["push"]]
     assert {r["village"] for r in detail["funnel"]} == {"石桥村"}
+    # The township's posting is not the village cadre's to close; their own is.
+    refused = app_client.post(f"/api/v1/jobs/{job}/close", headers=cadre)
+    assert refused.status_code == 403 and "不是您发布的" in refused.json()["detail"]
+    own = create(app_client, cadre)
+    assert app_client.post(f"/api/v1/jobs/{own}/close", headers=cadre).status_code == 200
 
 
 def test_sign_ups_and_outcomes_are_scoped(app_client: TestClient, as_user: Callable, services: Services) -> None:
