@@ -73,7 +73,7 @@ def invitation_text(campaign: SurveyCampaign, questionnaire: Questionnaire) -> s
 
 
 def reminder_text(campaign: SurveyCampaign) -> str:
-    return (f"【{campaign.title}】\n您好！前两天请您做的满意度调查还没有做完。"
+    return (f"【{campaign.title}】\n您好！之前请您做的满意度调查还没有做完。"
             f"回复“开始”就可以接着答，一两分钟就好。谢谢您！")
 
 
