@@ -214,9 +214,10 @@ class FakeWeChatAPI:
             self._stable_token = None
 
     def reset(self) -> None:
-        """Forget calls, injections, latencies and extra robots; tokens, tags and menu stay."""
+        """Forget calls, injections, latencies, extra robots and media; tokens, tags and menu stay."""
         with self._lock:
             self.calls.clear()
+            self._media.clear()
             self._injected.clear()
             self._latency.clear()
             self._robot_keys.clear()
