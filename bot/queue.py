@@ -1,4 +1,4 @@
-"""The task queue (Huey): outbound sends that must not hold up a webhook reply.
+"""The task queue (Huey): outbound sends and voice transcription, which must not hold up a webhook reply.
 
 ``SqliteHuey`` beside the database on the embedded default, ``RedisHuey`` when
 Redis is configured. Tasks are registered on the instance (not at import) so
@@ -91,16 +91,18 @@ class TaskQueue:
         # claim is the job; if this task vanishes or its worker dies, the sweeper takes the message over.
         self.voice_task = task(name="transcribe_voice")(self._transcribe_voice)
         self._voice: VoiceService | None = None
+        self._voice_lock = threading.Lock()
         self._consumer: _EmbeddedConsumer | None = None
 
     @property
     def voice(self) -> "VoiceService":
         """This process's speech recogniser and its rules (``bot.voice.service``); the model loads on first use."""
-        if self._voice is None:
-            from bot.voice.service import VoiceService
+        with self._voice_lock:  # one per process: two would each load the model
+            if self._voice is None:
+                from bot.voice.service import VoiceService
 
-            self._voice = VoiceService(self.services.settings)
-        return self._voice
+                self._voice = VoiceService(self.services.settings)
+            return self._voice
 
     # -- enqueueing ---------------------------------------------------------
 
