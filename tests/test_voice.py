@@ -19,6 +19,8 @@ from sqlalchemy import select, update
 
 from bot.app import create_app
 from bot.config import Settings
+from bot.context import Context, Conversation
+from bot.router import router
 from bot.services import Services, build_services
 from bot.simulator import WeChatSimulator
 from storage.models import KbUnanswered, MessageLog
@@ -133,6 +135,30 @@ def test_a_transcribed_keyword_routes_like_the_typed_keyword(
     wait_for(lambda: len(sent_texts(api, sim.openid)) == 2)
     handlers = [r.handler for r in inbound(voice_services)]
     assert handlers[-1] is not None and handlers[-1].startswith("binding.")
+
+
+def test_a_transcript_answers_the_conversation_step_it_is_in(
+    voice_client: TestClient, voice_services: Services, api: FakeWeChatAPI, sim: WeChatSimulator,
+) -> None:
+    """A survey question waiting for an answer gets the spoken answer, as it would a typed one."""
+    answers: list[str | None] = []
+
+    def survey_step(ctx: Context) -> str:
+        answers.append(ctx.text)
+        ctx.conversation.enter(None)
+        return "谢谢您的回答。"
+
+    router.states["voice_test_survey"] = survey_step
+    try:
+        conversation = Conversation(voice_services, sim.openid)
+        conversation.enter("voice_test_survey")
+        conversation.save()
+        post_voice(voice_client, sim, api, tone_clip("底保咋个申请"))
+        assert reply_to(api, sim.openid) == "您说的是：“底保咋个申请”\n谢谢您的回答。"
+        assert answers == ["底保咋个申请"]
+        assert Conversation(voice_services, sim.openid).state is None  # the step's own state change was saved
+    finally:
+        del router.states["voice_test_survey"]
 
 
 def test_transcript_is_logged_masked(
