@@ -30,7 +30,7 @@ from sqlalchemy import update
 from sqlalchemy.exc import SQLAlchemyError
 from wechatpy import parse_message
 
-from bot.voice.service import CORRUPT, EXPIRED, HEARD, UNAVAILABLE, VoiceResult
+from bot.voice.service import CORRUPT, EXPIRED, FAILED, HEARD, UNAVAILABLE, VoiceResult
 from bot.wechat_client import WeChatAPIError
 from storage import inbox
 from storage.models.base import utcnow
@@ -111,14 +111,22 @@ def transcribe(services: "Services", row_id: int, owner: str) -> None:
         message = parse_message(held.payload or "")
     except Exception:  # noqa: BLE001 - the payload was parsed once already; a dead letter if not now
         log.exception("voice message payload unreadable")
-        with services.db.bounded(), services.db.session() as session:
-            inbox.give_up(session, row_id, owner, "unreadable")
+        try:
+            with services.db.bounded(), services.db.session() as session:
+                inbox.give_up(session, row_id, owner, "unreadable")
+        except SQLAlchemyError as exc:
+            log.error("unreadable voice message not recorded: %s", type(exc).__name__)
         return
     openid = str(held.openid or "")
     voice = services.queue.voice
-    data, result = _download(services, str(getattr(message, "media_id", "") or ""))
-    if result is None:
-        result = voice.recognise(data)
+    data = b""
+    try:
+        data, result = _download(services, str(getattr(message, "media_id", "") or ""))
+        if result is None:
+            result = voice.recognise(data)
+    except Exception as exc:  # a bug here must still answer the follower and keep the message
+        log.exception("voice message not transcribed")
+        result = VoiceResult(FAILED, detail=f"{type(exc).__name__}: {exc}")
     if data and (result.kind != HEARD or services.settings.keep_voice):
         # A clip that was not understood is the message itself: kept for the cadre who will listen to it.
         result = VoiceResult(result.kind, result.text, result.seconds, result.detail, voice.keep(row_id, data))
