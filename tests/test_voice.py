@@ -23,6 +23,7 @@ from bot.context import Context, Conversation
 from bot.router import router
 from bot.services import Services, build_services
 from bot.simulator import WeChatSimulator
+from bot.voice.engines import EngineError
 from storage.models import KbUnanswered, MessageLog
 from storage.models.messages import RECEIVED
 from tests.conftest import wait_for
@@ -264,11 +265,13 @@ def test_a_slow_recogniser_is_cut_off_at_the_time_limit(
         services.close()
 
 
+@pytest.mark.parametrize("error", [EngineError("model file unreadable"), RuntimeError("onnxruntime: bad alloc")],
+                         ids=["engine_error", "unexpected"])
 def test_a_failing_recogniser_answers_kindly(
     voice_client: TestClient, voice_services: Services, api: FakeWeChatAPI, sim: WeChatSimulator,
-    recogniser: ToneRecogniser,
+    recogniser: ToneRecogniser, error: Exception,
 ) -> None:
-    recogniser.fail = True
+    recogniser.fail = error
     post_voice(voice_client, sim, api, tone_clip("帮助"))
     assert "听不了语音" in reply_to(api, sim.openid)
     (note,) = queued_for_cadres(voice_services)

@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from bot.voice.audio import SAMPLE_RATE, Audio, encode_amr
-from bot.voice.engines import EngineError, Transcript
+from bot.voice.engines import Transcript
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "voice"
 
@@ -115,12 +115,12 @@ def committed_speech() -> dict[str, tuple[bytes, str]]:
 class ToneRecogniser:
     """Stands in for a speech model: the dominant pitch of the audio names a phrase, else nothing heard.
 
-    ``delay`` makes it slow (the time limit); ``fail`` makes it raise (a broken model).
+    ``delay`` makes it slow (the time limit); ``fail`` is an exception it raises (a broken model).
     """
 
     name = "tone-test"
 
-    def __init__(self, delay: float = 0.0, fail: bool = False) -> None:
+    def __init__(self, delay: float = 0.0, fail: Exception | None = None) -> None:
         self.delay = delay
         self.fail = fail
         self.heard: list[float] = []  # the clip lengths it was given, in seconds
@@ -145,8 +145,8 @@ class ToneRecogniser:
         self.heard.append(audio.seconds)
         if self.delay:
             time.sleep(self.delay)
-        if self.fail:
-            raise EngineError("the test recogniser was told to fail")
+        if self.fail is not None:
+            raise self.fail
         return Transcript(text=self.phrase(audio.samples))
 
 
