@@ -104,6 +104,7 @@ class Settings(BaseSettings):
     # for a cadre); where kept clips go: SISONG_VOICE_DIR, else beside the SQLite database, else ./sisong-voice.
     keep_voice: bool = False
     voice_dir: str | None = None
+    voice_retention_days: int = Field(default=30, ge=1, le=3650)  # kept clips older than this are deleted
 
     # The township this deployment serves, and where its people read clocks.
     township: str = Field(default="本镇", min_length=1, max_length=64)

@@ -192,3 +192,16 @@ def test_cer_counts_edits() -> None:
     assert cer("低保怎么申请", "低保申请") == pytest.approx(2 / 6)  # dropped characters
     assert cer("低保怎么申请", "") == 1
     assert corpus_cer([("低保", "低保"), ("看病能报销多少", "看病报销多少")]) == pytest.approx(1 / 9)
+
+
+def test_kept_clips_are_deleted_after_the_retention(tmp_path: Path) -> None:
+    service = VoiceService(load_settings(voice_dir=str(tmp_path), voice_retention_days=30))
+    old = tmp_path / "2000-01-01"
+    old.mkdir()
+    (old / "7.amr").write_bytes(b"#!AMR\n")
+    other = tmp_path / "notes"
+    other.mkdir()  # not a day directory: left alone
+    kept = service.keep(42, tone_clip("帮助"))
+    assert kept is not None and Path(kept).read_bytes() == tone_clip("帮助") and Path(kept).stem == "42"
+    assert not old.exists() and other.exists()
+

@@ -14,7 +14,7 @@ import re
 import threading
 import time
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from bot.config import Settings
@@ -41,6 +41,7 @@ _FILLER = re.compile(r"^[\s嗯啊呃哦噢喂唉哎额诶嘛呢吧呀哈嗨，�
 # How a recogniser may mark non-speech in its text (SenseVoice without ITN, Whisper-style tags).
 _TAGS = re.compile(r"<\|[^|>]*\|>|\[(?:music|音乐|noise|噪音)\]", re.IGNORECASE)
 _MUSIC_EVENTS = {"bgm", "music", "song"}
+_DAY = re.compile(r"\d{4}-\d{2}-\d{2}")  # the kept clips' day directories
 
 
 @dataclass(frozen=True)
@@ -148,14 +149,31 @@ class VoiceService:
     # -- keeping clips -------------------------------------------------------------------
 
     def keep(self, row_id: int, data: bytes) -> str | None:
-        """Write the clip under SISONG_VOICE_DIR as ``YYYY-MM-DD/<inbox row>.amr``; None if it cannot be."""
-        day = datetime.now(timezone.utc).strftime("%Y-%m-%d")
-        path = Path(self.settings.voice_path) / day / f"{row_id}.amr"
+        """Write the clip under SISONG_VOICE_DIR as ``YYYY-MM-DD/<inbox row>.amr``; None if it cannot be.
+
+        Days older than SISONG_VOICE_RETENTION_DAYS are deleted on the way: a
+        household's voice is personal data, kept only as long as a cadre needs it.
+        """
+        now = datetime.now(timezone.utc)
+        root = Path(self.settings.voice_path)
+        path = root / now.strftime("%Y-%m-%d") / f"{row_id}.amr"
         try:
             with self._keep_lock:
                 path.parent.mkdir(parents=True, exist_ok=True)
                 path.write_bytes(data)
+                self._purge(root, now)
         except OSError as exc:
             log.error("voice clip not kept (%s)", type(exc).__name__)
             return None
         return str(path)
+
+    def _purge(self, root: Path, now: datetime) -> None:
+        oldest = (now - timedelta(days=self.settings.voice_retention_days)).strftime("%Y-%m-%d")
+        for day in root.iterdir():
+            if day.is_dir() and _DAY.fullmatch(day.name) and day.name < oldest:
+                for clip in day.glob("*.amr"):
+                    clip.unlink(missing_ok=True)
+                try:
+                    day.rmdir()
+                except OSError:  # something else in it: not ours to delete
+                    log.warning("voice directory %s not empty after purging its clips", day.name)
