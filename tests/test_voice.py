@@ -9,6 +9,7 @@ by the fake Tencent Cloud endpoint behind Tencent's own SDK.
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -20,7 +21,7 @@ from sqlalchemy import select, update
 from bot.app import create_app
 from bot.config import Settings
 from bot.context import Context, Conversation
-from bot.router import router
+from bot.router import _Keyword, router
 from bot.services import Services, build_services
 from bot.simulator import WeChatSimulator
 from bot.voice.engines import EngineError
@@ -276,6 +277,24 @@ def test_a_failing_recogniser_answers_kindly(
     assert "听不了语音" in reply_to(api, sim.openid)
     (note,) = queued_for_cadres(voice_services)
     assert "识别出错" in note
+
+
+def test_a_handler_bug_on_a_transcript_still_apologises_and_keeps_the_words(
+    voice_client: TestClient, voice_services: Services, api: FakeWeChatAPI, sim: WeChatSimulator,
+) -> None:
+    def broken(ctx: Context) -> str:
+        raise RuntimeError("handler bug")
+
+    keyword = _Keyword(re.compile(r"^帮助$"), broken, True)
+    router.keywords.insert(0, keyword)
+    try:
+        post_voice(voice_client, sim, api, tone_clip("帮助"))
+        assert "出了点小问题" in reply_to(api, sim.openid)
+    finally:
+        router.keywords.remove(keyword)
+    (row,) = inbound(voice_services)
+    assert row.status == "failed" and row.text == "帮助"
+    assert queued_for_cadres(voice_services) == ["帮助"]
 
 
 def test_wechat_busy_for_the_download_answers_kindly(

@@ -26,7 +26,7 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 import requests
-from sqlalchemy import update
+from sqlalchemy import select, update
 from sqlalchemy.exc import SQLAlchemyError
 from wechatpy import parse_message
 
@@ -34,6 +34,7 @@ from bot.voice.service import CORRUPT, EXPIRED, FAILED, HEARD, UNAVAILABLE, Voic
 from bot.wechat_client import WeChatAPIError
 from storage import inbox
 from storage.models.base import utcnow
+from storage.models.messages import FAILED as FAILED_ROW
 from storage.models.messages import RECEIVED, MessageLog
 from storage.privacy import mask_text, short_openid
 
@@ -174,5 +175,23 @@ def _answer(services: "Services", message: Any, row_id: int, owner: str, result:
                     )
             Pipeline(services, router).answer_voice(message, row_id, owner, result, Delivery.nobody_waiting(),
                                                     started)
+            _apologise_if_failed(services, row_id, owner, words)
     except Exception:  # the claim's lease runs out and the sweeper answers the message
         log.exception("voice message not answered")
+
+
+def _apologise_if_failed(services: "Services", row_id: int, owner: str, words: str | None) -> None:
+    """A handler that raised on a late answer: the pipeline settles the row ``failed`` with its apology,
+    which only a waiting webhook would carry. Nobody waits for a voice answer, so it is sent here, and
+    the words go to a cadre."""
+    from bot.pipeline import ERROR_TEXT
+
+    with services.db.session() as session:
+        row = session.execute(
+            select(MessageLog.status, MessageLog.openid).where(MessageLog.id == row_id, MessageLog.owner == owner)
+        ).first()
+    if row is None or row.status != FAILED_ROW:
+        return
+    services.queue.send_text(str(row.openid), ERROR_TEXT)
+    if words:
+        services.keep_for_cadre(str(row.openid), mask_text(words))
