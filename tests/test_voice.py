@@ -214,6 +214,24 @@ def test_keep_voice_keeps_the_audio(
         services.close()
 
 
+def test_media_download_from_the_fake_wechat_api(
+    voice_services: Services, api: FakeWeChatAPI,
+) -> None:
+    """media/get as Sisong calls it: binary audio, a token refresh on 40001, 40007 once WeChat dropped it."""
+    from bot.voice.task import _download
+
+    clip = tone_clip("帮助")
+    api.add_media("m-1", clip)
+    data, problem = _download(voice_services, "m-1")
+    assert problem is None and data == clip
+    api.invalidate_tokens()  # the shared token went stale: refreshed once, then the download works
+    data, problem = _download(voice_services, "m-1")
+    assert problem is None and data == clip and len(api.calls_to("token")) == 2
+    api.expire_media("m-1")  # WeChat keeps temporary media 3 days
+    data, problem = _download(voice_services, "m-1")
+    assert data == b"" and problem is not None and problem.kind == "expired" and "40007" in problem.detail
+
+
 # -- every failure: a kind reply, and the message kept for a cadre ------------------------
 
 

@@ -44,8 +44,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-# WeChat's answers for a media id it does not have (any more): 40007 invalid media_id (expired after 3 days).
-MEDIA_GONE = {40007, 46001, 40008}
+# WeChat's answers for a media id it does not have (any more): 40007 invalid media_id (temporary media
+# expire after 3 days), 46001 media data missing.
+MEDIA_GONE = {40007, 46001}
 # A 60-second AMR-NB clip is about 100 KB; anything far larger is not a WeChat voice message.
 MAX_CLIP_BYTES = 4 * 1024 * 1024
 
@@ -76,8 +77,9 @@ def defer(services: "Services", row_id: int, owner: str, delivery: "Delivery") -
     """Give a voice message WeChat did not transcribe to the recogniser; False to answer it here instead.
 
     Called by the pipeline before routing. False when no engine is configured
-    (the voice handler asks to type) or the database would not take the
-    hand-off (the same, rather than a second failure).
+    (the voice handler asks to type), or when the database would not take the
+    hand-off: the message is then routed at once like any other, and the
+    pipeline's own handling of a failing database answers it.
     """
     voice = services.queue.voice
     if not voice.configured:
