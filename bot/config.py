@@ -95,6 +95,26 @@ class Settings(BaseSettings):
     # A sending process beats every second; one silent this long is taken for dead and its rows recovered.
     push_heartbeat_timeout: float = Field(default=5.0, ge=2, le=600)
 
+    # Voice messages (docs/voice.md): which speech recogniser transcribes voice that WeChat did not.
+    # "auto": the local model if SISONG_ASR_MODEL_DIR is set, else Tencent Cloud if its keys are set, else off.
+    asr_engine: Literal["auto", "local", "tencent", "off"] = "auto"
+    asr_model_dir: str | None = None  # a sherpa-onnx model directory (model*.onnx + tokens.txt)
+    asr_model_type: Literal["auto", "paraformer", "sense_voice", "dolphin"] = "auto"
+    asr_threads: int = Field(default=1, ge=1, le=16)  # CPU threads of one local decode
+    asr_secret_id: str | None = None  # Tencent Cloud API key (sentence recognition)
+    asr_secret_key: str | None = None
+    asr_region: str = "ap-guangzhou"
+    asr_endpoint: str = "asr.tencentcloudapi.com"  # host, or http(s)://host:port (tests use a loopback fake)
+    asr_tencent_model: str = "16k_zh_dialect"  # Tencent's engine type: the dialect model covers 西南官话
+    asr_timeout: float = Field(default=30.0, gt=0, le=300)  # time limit of one transcription
+    asr_max_seconds: float = Field(default=60.0, gt=0, le=600)  # WeChat allows 60 s; longer is refused kindly
+    asr_min_confidence: float = Field(default=0.5, ge=0, le=1)  # below it (when the engine says) ask again
+    # Keep the audio of transcribed voice messages (clips that could not be understood are always kept
+    # for a cadre); where kept clips go: SISONG_VOICE_DIR, else beside the SQLite database, else ./sisong-voice.
+    keep_voice: bool = False
+    voice_dir: str | None = None
+    voice_retention_days: int = Field(default=30, ge=1, le=3650)  # kept clips older than this are deleted
+
     # The township this deployment serves, and where its people read clocks.
     township: str = Field(default="本镇", min_length=1, max_length=64)
     timezone: str = "Asia/Shanghai"
@@ -184,6 +204,18 @@ class Settings(BaseSettings):
         return self
 
     @model_validator(mode="after")
+    def _asr_engine_is_complete(self) -> "Settings":
+        """A chosen engine must have what it needs, or the first voice message would find out."""
+        if self.asr_engine == "local" and not self.asr_model_dir:
+            raise ValueError("SISONG_ASR_MODEL_DIR: required when SISONG_ASR_ENGINE=local")
+        if self.asr_engine == "tencent" and not (self.asr_secret_id and self.asr_secret_key):
+            raise ValueError("SISONG_ASR_SECRET_ID: SISONG_ASR_SECRET_ID and SISONG_ASR_SECRET_KEY are required "
+                             "when SISONG_ASR_ENGINE=tencent")
+        if self.asr_model_dir and self.asr_choice == "local" and not Path(self.asr_model_dir).is_dir():
+            raise ValueError(f"SISONG_ASR_MODEL_DIR: no such directory {self.asr_model_dir}")
+        return self
+
+    @model_validator(mode="after")
     def _database_waits_fit_the_deadline(self) -> "Settings":
         """A hung database must cost less than WeChat's wait, so "系统繁忙" still arrives in time."""
         if self.db_timeout >= self.reply_deadline:
@@ -227,6 +259,27 @@ class Settings(BaseSettings):
         if db is not None:
             return db.with_name(db.stem + "-spool")
         return Path("sisong-spool")
+
+    @property
+    def asr_choice(self) -> str:
+        """The engine that transcribes voice ("local", "tencent" or "off"), from SISONG_ASR_ENGINE."""
+        if self.asr_engine != "auto":
+            return self.asr_engine
+        if self.asr_model_dir:
+            return "local"
+        if self.asr_secret_id and self.asr_secret_key:
+            return "tencent"
+        return "off"
+
+    @property
+    def voice_path(self) -> Path:
+        """Where kept voice clips go: configured, else beside the SQLite database, else ./sisong-voice."""
+        if self.voice_dir:
+            return Path(self.voice_dir)
+        db = self.sqlite_path
+        if db is not None:
+            return db.with_name(db.stem + "-voice")
+        return Path("sisong-voice")
 
     @property
     def queue_file(self) -> Path:

@@ -13,6 +13,7 @@ from storage.state import get_json, set_json
 
 if TYPE_CHECKING:
     from bot.services import Services
+    from bot.voice.service import VoiceResult
 
 
 @dataclass
@@ -92,6 +93,9 @@ class Context:
     too_fast: bool = False
     # Effects that must happen only if the unit of work commits (notices, sends).
     effects: list[Callable[[], None]] = field(default_factory=list)
+    # A voice message we transcribed ourselves (bot.voice): what was heard (then ``text`` holds it and the
+    # reply starts with it) or why nothing was (the voice handler answers). None for everything else.
+    voice: "VoiceResult | None" = None
 
     def after_commit(self, effect: Callable[[], None]) -> None:
         """Run ``effect`` once this message's unit of work has committed, never before.

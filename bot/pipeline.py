@@ -29,6 +29,7 @@ import threading
 import time
 from collections.abc import Callable
 from datetime import datetime, timezone
+from typing import TYPE_CHECKING
 
 from sqlalchemy.exc import SQLAlchemyError
 from wechatpy import parse_message
@@ -45,6 +46,9 @@ from bot.textfit import MORE_HINT, split_pages
 from storage import followers, inbox
 from storage.db import is_outage
 from storage.models.messages import ANSWERED, BUSY, FAILED, OWED, RECEIVED
+
+if TYPE_CHECKING:
+    from bot.voice.service import VoiceResult
 
 log = logging.getLogger(__name__)
 
@@ -178,6 +182,15 @@ class Pipeline:
                 return
             self._answer(message, row.id, owner, _words_of(message), Delivery.nobody_waiting(), time.perf_counter())
 
+    def answer_voice(self, message: BaseMessage, row_id: int, owner: str, voice: "VoiceResult",
+                     delivery: Delivery, started: float) -> None:
+        """The transcription task's answer to a voice message it holds the claim of (``bot.voice.task``).
+
+        What was heard is routed exactly like typed text and the reply starts
+        with it; a failure goes to the voice handler (``ctx.voice`` says why).
+        """
+        self._answer(message, row_id, owner, voice.text if voice.heard else None, delivery, started, voice=voice)
+
     # -- claim -------------------------------------------------------------------
 
     def _process(self, message: BaseMessage, raw_xml: str, delivery: Delivery) -> None:
@@ -256,7 +269,9 @@ class Pipeline:
     # -- the answer ----------------------------------------------------------------
 
     def _answer(self, message: BaseMessage, row_id: int, owner: str, words: str | None,
-                delivery: Delivery, started: float) -> None:
+                delivery: Delivery, started: float, voice: "VoiceResult | None" = None) -> None:
+        if words is None and voice is None and message.type == "voice" and self._defer_voice(row_id, owner, delivery):
+            return
         openid = str(message.source or "")
         ctx = Context(
             message=message,
@@ -264,6 +279,7 @@ class Pipeline:
             services=self.services,
             conversation=Conversation(self.services, openid),
             text=words,
+            voice=voice,
         )
         name, outcome, status = "unresolved", "ok", ANSWERED
         text: str | None = None
@@ -321,6 +337,12 @@ class Pipeline:
         elif not offered and text is not None:
             self._owe(row_id, text, openid)
 
+    def _defer_voice(self, row_id: int, owner: str, delivery: Delivery) -> bool:
+        """Voice that WeChat did not transcribe goes to the recogniser in the task queue (``bot.voice.task``)."""
+        from bot.voice.task import defer
+
+        return defer(self.services, row_id, owner, delivery)
+
     @staticmethod
     def _save_conversation(ctx: Context) -> None:
         try:
@@ -376,12 +398,13 @@ class Pipeline:
 
     def _shape(self, ctx: Context, result: object) -> str | None:
         """Turn what a handler returned into the reply text, paging long text behind "更多"."""
+        echo = ctx.voice.echo() if ctx.voice is not None else ""  # "您说的是：……" before a transcript's answer
         if result is None or result == SUCCESS or isinstance(result, EmptyReply):
-            return None
+            return echo.strip() or None
         if isinstance(result, BaseReply):
             content = getattr(result, "content", None)
-            return str(content) if content else None
-        text = str(result)
+            return echo + str(content) if content else (echo.strip() or None)
+        text = echo + str(result)
         pages = split_pages(text)
         if len(pages) > 1:
             ctx.conversation.set(more_pages=pages[1:])

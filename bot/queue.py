@@ -1,4 +1,4 @@
-"""The task queue (Huey): outbound sends that must not hold up a webhook reply.
+"""The task queue (Huey): outbound sends and voice transcription, which must not hold up a webhook reply.
 
 ``SqliteHuey`` beside the database on the embedded default, ``RedisHuey`` when
 Redis is configured. Tasks are registered on the instance (not at import) so
@@ -27,6 +27,7 @@ from storage.redis_client import REDIS_DOWN, redis_pool
 
 if TYPE_CHECKING:
     from bot.services import Services
+    from bot.voice.service import VoiceService
 
 log = logging.getLogger(__name__)
 
@@ -86,7 +87,22 @@ class TaskQueue:
         self.replies_task = task(name="deliver_replies")(self._deliver_replies)
         # Pushes (bot.push): the rows are the work; the task only wakes this process's sender.
         self.push_task = task(name="push_kick")(self._push_kick)
+        # A voice message WeChat did not transcribe (bot.voice.task). No queue retries: the inbox row's
+        # claim is the job; if this task vanishes or its worker dies, the sweeper takes the message over.
+        self.voice_task = task(name="transcribe_voice")(self._transcribe_voice)
+        self._voice: VoiceService | None = None
+        self._voice_lock = threading.Lock()
         self._consumer: _EmbeddedConsumer | None = None
+
+    @property
+    def voice(self) -> "VoiceService":
+        """This process's speech recogniser and its rules (``bot.voice.service``); the model loads on first use."""
+        with self._voice_lock:  # one per process: two would each load the model
+            if self._voice is None:
+                from bot.voice.service import VoiceService
+
+                self._voice = VoiceService(self.services.settings)
+            return self._voice
 
     # -- enqueueing ---------------------------------------------------------
 
@@ -124,6 +140,10 @@ class TaskQueue:
     def push_kick(self) -> None:
         """Wake a push sender (in whichever process consumes the queue) for rows that are due."""
         self.enqueue(self.push_task)
+
+    def transcribe_voice(self, row_id: int, owner: str) -> None:
+        """Transcribe and answer the voice message of inbox row ``row_id``, whose claim ``owner`` holds."""
+        self.enqueue(self.voice_task, row_id, owner)
 
     # -- task bodies --------------------------------------------------------
 
@@ -204,6 +224,11 @@ class TaskQueue:
 
     def _push_kick(self) -> None:
         self.services.pusher.kick()
+
+    def _transcribe_voice(self, row_id: int, owner: str) -> None:
+        from bot.voice.task import transcribe
+
+        transcribe(self.services, row_id, owner)
 
     def _deliver_replies(self, openid: str) -> None:
         from bot.private_replies import deliver_now

@@ -26,6 +26,10 @@ What is modelled, because Sisong's behaviour depends on it:
   like WeChat's servers (the bench: 20,000 sends without a connection each);
   ``GET /__fake__/deliveries`` serves the counts to a fake in another process.
 
+* temporary media (``media/get``): clips a test adds with ``add_media`` are
+  served as binary (``audio/amr`` for voice), as WeChat does; an unknown or
+  expired (``expire_media``) media id answers 40007 "invalid media_id".
+
 Everything else answers ``{"errcode": 0, "errmsg": "ok"}`` and is recorded.
 """
 
@@ -102,6 +106,7 @@ class FakeWeChatAPI:
         self._tags: dict[int, dict[str, Any]] = {}
         self._tag_members: dict[int, set[str]] = defaultdict(set)
         self._menu: dict | None = None
+        self._media: dict[str, tuple[bytes, str]] = {}  # media_id -> (content, content type)
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
 
@@ -209,9 +214,10 @@ class FakeWeChatAPI:
             self._stable_token = None
 
     def reset(self) -> None:
-        """Forget calls, injections, latencies and extra robots; tokens, tags and menu stay."""
+        """Forget calls, injections, latencies, extra robots and media; tokens, tags and menu stay."""
         with self._lock:
             self.calls.clear()
+            self._media.clear()
             self._injected.clear()
             self._latency.clear()
             self._robot_keys.clear()
@@ -229,6 +235,27 @@ class FakeWeChatAPI:
         """Tokens currently accepted."""
         with self._lock:
             return set(self._valid_tokens)
+
+    def add_media(self, media_id: str, content: bytes, content_type: str = "audio/amr") -> None:
+        """Serve ``content`` for ``media/get?media_id=...`` (a follower's voice clip, say)."""
+        with self._lock:
+            self._media[media_id] = (content, content_type)
+
+    def expire_media(self, media_id: str) -> None:
+        """WeChat keeps temporary media 3 days: after that ``media/get`` answers 40007."""
+        with self._lock:
+            self._media.pop(media_id, None)
+
+    def media_answer(self, query: dict[str, str]) -> tuple[bytes, str] | dict:
+        """``media/get``: the clip, or WeChat's JSON error (bad token, unknown or expired media id)."""
+        with self._lock:
+            token_ok = query.get("access_token") in self._valid_tokens
+            media = self._media.get(query.get("media_id", ""))
+        if not token_ok:
+            return dict(INVALID_TOKEN)
+        if media is None:
+            return {"errcode": 40007, "errmsg": "invalid media_id hint: [fake]"}
+        return media
 
     # ------------------------------------------------------------------ request handling
 
@@ -436,6 +463,13 @@ class _Handler(BaseHTTPRequestHandler):
         if injected is not None and "__fake_status__" in injected:
             self._send(int(injected["__fake_status__"]), {"error": "bad gateway"})
             return
+        if injected is None and method == "GET" and endpoint == "media/get":
+            media = self.api.media_answer(query)
+            if isinstance(media, tuple):
+                self._send_bytes(*media)
+                return
+            self._send(200, media)
+            return
         if injected is not None:
             answer = injected
         else:
@@ -452,3 +486,14 @@ class _Handler(BaseHTTPRequestHandler):
             self.wfile.write(data)
         except (BrokenPipeError, ConnectionResetError):
             pass  # the client gave up (e.g. its timeout was shorter than our latency)
+
+    def _send_bytes(self, content: bytes, content_type: str) -> None:
+        self.send_response(200)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Disposition", 'attachment; filename="media.amr"')
+        self.send_header("Content-Length", str(len(content)))
+        self.end_headers()
+        try:
+            self.wfile.write(content)
+        except (BrokenPipeError, ConnectionResetError):
+            pass
