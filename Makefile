@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 $(BIN)/sisong: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e ".[test]"
+	$(BIN)/pip install --quiet -e ".[test,voice]"
 	touch $(BIN)/sisong
 
 install: $(BIN)/sisong
