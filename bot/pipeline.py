@@ -335,7 +335,10 @@ class Pipeline:
         if status == OWED:
             self.services.queue.send_reply(row_id)
         elif not offered and text is not None:
-            self._owe(row_id, text, openid)
+            if status == FAILED:  # a failed row is final, never owed: its apology goes out directly
+                self.services.queue.send_text(openid, text)
+            else:
+                self._owe(row_id, text, openid)
 
     def _defer_voice(self, row_id: int, owner: str, delivery: Delivery) -> bool:
         """Voice that WeChat did not transcribe goes to the recogniser in the task queue (``bot.voice.task``)."""

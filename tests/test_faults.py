@@ -263,6 +263,28 @@ def test_sweeper_answers_a_message_whose_worker_died(services: Services, api, ba
     assert Sweeper(services, Pipeline(services, router)).sweep()["resumed"] == 0
 
 
+def test_a_handler_bug_on_a_resumed_message_still_apologises(services: Services, api, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """Nobody waits on the webhook when the sweeper resumes a message: a handler that raises then must still
+    leave the follower an apology (a failed row is never owed, so it cannot go the owed way)."""
+    import handlers  # noqa: F401
+    from bot.pipeline import Pipeline
+
+    def broken(ctx):  # type: ignore[no-untyped-def]
+        raise RuntimeError("a bug")
+
+    resolve = router.resolve
+    monkeypatch.setattr(router, "resolve", lambda ctx: broken if ctx.text == "帮助" else resolve(ctx))
+    services.queue.start_embedded()
+    sim = WeChatSimulator(TOKEN, APPID, openid="oResumedBug0000000000001")
+    xml = sim.text("帮助", msg_id=9300004)
+    _abandon(services, sim, xml, 9300004)
+    assert Sweeper(services, Pipeline(services, router)).sweep()["resumed"] == 1
+    (sent,) = wait_for(lambda: api.calls_to("message/custom/send"), timeout=10)
+    assert sent.json["touser"] == sim.openid and sent.json["text"]["content"] == ERROR_TEXT
+    (row,) = rows(services)
+    assert row.status == "failed"
+
+
 def test_a_retry_takes_over_a_dead_workers_claim(client: TestClient, services: Services, api) -> None:  # type: ignore[no-untyped-def]
     sim = WeChatSimulator(TOKEN, APPID, openid="oRetryTakes0000000000001")
     xml = sim.text("帮助", msg_id=9300002)
