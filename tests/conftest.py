@@ -139,10 +139,21 @@ def reset_server_stores() -> None:
             conn.execute(text("CREATE SCHEMA public"))
         _schema_rebuilt = True
     db.upgrade()
-    # The pioneer teams are seeded by a migration: they are structure, not test data.
-    tables = ", ".join(t.name for t in reversed(Base.metadata.sorted_tables) if t.name != "teams")
-    with db.engine.begin() as conn:
-        conn.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+    # The pioneer teams are seeded by a migration: they are structure, not test data. DELETE (children
+    # first) and restarting the sequences, not TRUNCATE: for tables this small it is 10-20 ms instead of
+    # 150-450 ms (TRUNCATE makes new files for 44 tables), and every server test pays it.
+    tables = [t.name for t in reversed(Base.metadata.sorted_tables) if t.name != "teams"]
+    with db.engine.connect() as conn:
+        sequences = [row[0] for row in conn.execute(text(
+            "SELECT sequence_name FROM information_schema.sequences WHERE sequence_schema = 'public'"))]
+    raw = db.engine.raw_connection()
+    try:
+        with raw.cursor() as cur:
+            cur.execute("".join(f"DELETE FROM {t};" for t in tables)
+                        + "".join(f"ALTER SEQUENCE {s} RESTART;" for s in sequences))
+        raw.commit()
+    finally:
+        raw.close()
     db.dispose()
     redis.Redis.from_url(REDIS_URL).flushdb()
 
