@@ -213,6 +213,9 @@ def test_a_policy_question_mid_survey_is_answered_then_the_survey_goes_on(
     assert "我们接着第3题" in reply and "您家接受过哪些帮扶措施" in reply
     assert "补助" in reply.split("我们接着")[0]
     assert "第4题" in say(client, who, "3")
+    # An answer with a question riding on it: both are taken.
+    both = say(client, who, "满意，危房改造补助标准是多少？")
+    assert "您的回答记下了" in both and "问卷答完了" in both and "补助" in both.split("您的回答记下了")[0]
 
 
 def test_wechat_retries_never_record_an_answer_twice(client: TestClient, services: Services,

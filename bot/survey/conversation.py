@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 from bot.survey.campaigns import KIND, alert_cases, campaign_questionnaire
 from bot.survey.questionnaire import Question, Questionnaire
-from bot.survey.understanding import read_answer, read_yes_no
+from bot.survey.understanding import question_part, read_answer, read_yes_no
 from storage import pushes, surveys
 from storage.clock import local
 from storage.models.base import utcnow
@@ -221,8 +221,13 @@ def step(ctx: "Context") -> str:
             return _ask(ctx, response, questionnaire, question, "好的，请您再选一次。\n")
     reading = read_answer(question, text)
     if reading.outcome == "answer":
+        asked = question_part(text) if question.kind != "text" else None
+        policy = _policy_answer(ctx, asked) if asked else None
+        # "认识，低保补贴什么时候发？": the answer is recorded and the question answered too.
+        prefix = f"{policy}\n\n您的回答记下了。" if policy is not None else ""
         return _record(ctx, response, questionnaire, question, answers,
-                       reading.text if question.kind == "text" else reading.codes)
+                       reading.text if question.kind == "text" else reading.codes,
+                       lead="\n" if prefix else "好的。\n", prefix=prefix)
     if reading.outcome == "confirm":
         if not _save(ctx, response, pending=json.dumps(list(reading.codes)), openid=ctx.openid):
             return RACED
@@ -285,14 +290,15 @@ def _ask_helper_to_call(ctx: "Context", response: SurveyResponse, questionnaire:
 
 
 def _record(ctx: "Context", response: SurveyResponse, questionnaire: Questionnaire, question: Question,
-            answers: dict[str, Any], value: Any, lead: str = "好的。\n") -> str:
+            answers: dict[str, Any], value: Any, lead: str = "好的。\n", prefix: str = "") -> str:
     answers = {**answers, question.key: value}
     following = questionnaire.next_after(question.key, answers)
     if following is None:
-        return _finish(ctx, response, questionnaire, answers)
+        done = _finish(ctx, response, questionnaire, answers)
+        return f"{prefix}\n{done}" if prefix and done != RACED else done
     if not _save(ctx, response, answers=answers, step=following.key, tries=0, pending=None, openid=ctx.openid):
         return RACED
-    return _ask(ctx, response, questionnaire, following, lead)
+    return prefix + _ask(ctx, response, questionnaire, following, lead)
 
 
 def _finish(ctx: "Context", response: SurveyResponse, questionnaire: Questionnaire,

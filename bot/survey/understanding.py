@@ -283,6 +283,16 @@ def _split_with_questions(text: str) -> list[tuple[str, bool]]:
     return out
 
 
+def question_part(message: str) -> str | None:
+    """The household's own question riding on an answer ("认识，低保补贴什么时候发？" → "低保补贴什么时候发"):
+    the question clauses, when the message also has clauses that are not questions; None otherwise."""
+    clauses = _split_with_questions(_normalize(message or ""))
+    asked = [clause for clause, is_question in clauses if is_question]
+    if not asked or len(asked) == len(clauses):
+        return None
+    return "，".join(asked)
+
+
 def _numbers(clause: str, question: Question, cues: _Cues) -> bool:
     """Codes from a clause that is only a numbered choice ("1", "第一个", "选2", "一三五", "1到3")."""
     n = len(question.options)
