@@ -177,23 +177,19 @@ def _answer(services: "Services", message: Any, row_id: int, owner: str, result:
                     )
             Pipeline(services, router).answer_voice(message, row_id, owner, result, Delivery.nobody_waiting(),
                                                     started)
-            _apologise_if_failed(services, row_id, owner, words)
+            _keep_words_if_failed(services, row_id, owner, words)
     except Exception:  # the claim's lease runs out and the sweeper answers the message
         log.exception("voice message not answered")
 
 
-def _apologise_if_failed(services: "Services", row_id: int, owner: str, words: str | None) -> None:
-    """A handler that raised on a late answer: the pipeline settles the row ``failed`` with its apology,
-    which only a waiting webhook would carry. Nobody waits for a voice answer, so it is sent here, and
-    the words go to a cadre."""
-    from bot.pipeline import ERROR_TEXT
-
+def _keep_words_if_failed(services: "Services", row_id: int, owner: str, words: str | None) -> None:
+    """A handler that raised on a late answer: the pipeline settles the row ``failed`` and sends its
+    apology (nobody waits on the webhook); the words the follower said go to a cadre here."""
     with services.db.session() as session:
         row = session.execute(
             select(MessageLog.status, MessageLog.openid).where(MessageLog.id == row_id, MessageLog.owner == owner)
         ).first()
     if row is None or row.status != FAILED_ROW:
         return
-    services.queue.send_text(str(row.openid), ERROR_TEXT)
     if words:
         services.keep_for_cadre(str(row.openid), mask_text(words))
