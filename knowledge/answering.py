@@ -79,7 +79,7 @@ def article_pages(snapshot: Snapshot, topic: str | None) -> list[str]:
 
 def _source(article: ArticleRecord, score: float) -> Source:
     chapter = article.chapter_label or article.chapter_title
-    return Source(article.document, chapter, article.label, article.title, round(score, 4))
+    return Source(article.document, chapter, article.cited_label, article.title, round(score, 4))
 
 
 @dataclass

@@ -28,17 +28,23 @@ IMPLIED_CUE_SHARE = 0.5  # where to go and what to bring, for a "how" question
 
 
 def citation(article: ArticleRecord) -> str:
+    """《青山县…汇编》第二章 第六条 危房改造补助标准; 《云溪县…实施方案》三、（二）评议公示."""
     parts = []
-    if article.chapter_label and article.chapter_label != article.label:
+    label = article.cited_label
+    if article.chapter_label and article.chapter_label != article.label and not label.startswith(article.chapter_label):
         parts.append(article.chapter_label)
     elif article.chapter_title and not article.chapter_label:
         parts.append(article.chapter_title)
-    if article.label:
-        parts.append(article.label)
-    if article.title:
+    if label:
+        parts.append(label)
+    if article.title and article.title != label:
         parts.append(article.title)
     document = f"《{article.document}》" if article.document else ""
-    return document + " ".join(parts)
+    # Labels that end in punctuation (三、（二）, 12．) need no space before the title.
+    text = ""
+    for part in parts:
+        text += part if not text or text[-1] in "、．.）)" else " " + part
+    return document + text
 
 
 def mentions(sentence: str, term: str) -> bool:

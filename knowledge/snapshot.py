@@ -7,7 +7,7 @@ so a question being answered in another thread never sees half an update.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -39,6 +39,31 @@ class ArticleRecord:
     label: str
     title: str
     text: str
+    cite: str = ""  # the label an answer cites, when the label alone is not unique in its document
+
+    @property
+    def cited_label(self) -> str:
+        """How the article is cited: 第六条; 三、（二） where every 一、 restarts its （一）; 12．"""
+        return self.cite or self.label
+
+
+def cited_labels(articles: list[ArticleRecord]) -> list[ArticleRecord]:
+    """Give each article the label a reader can find it by.
+
+    A compilation's 实施方案 numbers （一）（二） afresh under every 一、, so "（二）" alone
+    names several sections: those are cited with their chapter, as people write them,
+    "三、（二）". Labels unique in their document (第六条, a booklet's 12．) stay as they are.
+    """
+    counts: dict[tuple[str, str], int] = {}
+    for a in articles:
+        counts[(a.document, a.label)] = counts.get((a.document, a.label), 0) + 1
+    out = []
+    for a in articles:
+        repeated = counts[(a.document, a.label)] > 1
+        if a.label and repeated and a.chapter_label and a.chapter_label != a.label:
+            a = replace(a, cite=f"{a.chapter_label}{a.label}")
+        out.append(a)
+    return out
 
 
 @dataclass
@@ -93,7 +118,7 @@ def load_snapshot(db: Database, segmenter: Segmenter, synonyms_file: Path | None
         synonym_rows = [SynonymRecord(r.id, r.phrase, r.expansion)
                         for r in session.execute(select(KbSynonym)).scalars().all()]
 
-    articles = [ArticleRecord(*row) for row in rows]
+    articles = cited_labels([ArticleRecord(*row) for row in rows])
     positions = {a.id: i for i, a in enumerate(articles)}
     missing = [int(p) for p in index.passage_ids if int(p) not in passage_rows]
     if missing:
