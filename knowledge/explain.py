@@ -182,7 +182,7 @@ def explain(snapshot: Snapshot, db: Database, question: str, min_confidence: flo
             article = topic_article(snapshot, answer.topic)
             if article is not None:
                 explanation.cited = ExplainedCandidate(
-                    article.id, article.document, article.chapter_label or article.chapter_title, article.label,
+                    article.id, article.document, article.chapter_label or article.chapter_title, article.cited_label,
                     article.title, 0.0, 1.0, 1.0, 1.0, True, [], [], "")
     best = explanation.candidates[0] if explanation.candidates else None
     explanation.reason = _reason(answer, route, min_confidence, best, explanation.faq, unknown)
@@ -207,7 +207,7 @@ def _candidates(snapshot: Snapshot, db: Database, trace: Trace, answer: Answer) 
         matched = {id(c) for c in candidate.matched}
         passage_id = best.get(candidate.position, (0, 0.0))[0]
         out.append(ExplainedCandidate(
-            article.id, article.document, article.chapter_label or article.chapter_title, article.label,
+            article.id, article.document, article.chapter_label or article.chapter_title, article.cited_label,
             article.title, round(candidate.score, 4), round(trace.boosts.get(candidate.position, 1.0), 4),
             round(candidate.coverage, 4), round(candidate.rank_score, 4), article_topic(article.id) == cited_topic,
             _words([c for c in topics if id(c) in matched]), _words([c for c in topics if id(c) not in matched]),

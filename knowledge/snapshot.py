@@ -50,17 +50,18 @@ class ArticleRecord:
 def cited_labels(articles: list[ArticleRecord]) -> list[ArticleRecord]:
     """Give each article the label a reader can find it by.
 
-    A compilation's 实施方案 numbers （一）（二） afresh under every 一、, so "（二）" alone
-    names several sections: those are cited with their chapter, as people write them,
-    "三、（二）". Labels unique in their document (第六条, a booklet's 12．) stay as they are.
+    A compilation's 实施方案 numbers （一）（二） afresh under every 一、, so "（二）" is
+    cited with its part, as people write it: "三、（二）". Other labels are cited alone when
+    they are unique in their document (第六条, a booklet's 12．) and with their part when not.
     """
     counts: dict[tuple[str, str], int] = {}
     for a in articles:
         counts[(a.document, a.label)] = counts.get((a.document, a.label), 0) + 1
     out = []
     for a in articles:
+        sub_item = a.label.startswith(("（", "(")) and a.chapter_label.endswith(("、", "．", "."))
         repeated = counts[(a.document, a.label)] > 1
-        if a.label and repeated and a.chapter_label and a.chapter_label != a.label:
+        if a.label and (sub_item or repeated) and a.chapter_label and a.chapter_label != a.label:
             a = replace(a, cite=f"{a.chapter_label}{a.label}")
         out.append(a)
     return out
@@ -132,7 +133,8 @@ def load_snapshot(db: Database, segmenter: Segmenter, synonyms_file: Path | None
         return load_snapshot(db, segmenter, synonyms_file, _repaired=True)
     passage_article = np.array([positions[passage_rows[int(p)]] for p in index.passage_ids], dtype=np.int64)
     synonyms = file_synonyms(synonyms_file).merged(table_from_rows(synonym_rows))
-    text = HandbookText([a.text for a in articles], [a.title for a in articles], segmenter.words)
+    text = HandbookText([a.text for a in articles], [f"{a.title} {a.chapter_title} {a.document}" for a in articles],
+                        segmenter.words)
     faq_entries = [FaqEntry(r[0], r[1], r[2], core(r[1])) for r in faq_rows]
     return Snapshot(
         generation=generation,

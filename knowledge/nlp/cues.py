@@ -123,3 +123,24 @@ def question_cues(question: str) -> set[str]:
 
 def sentence_cue_hits(sentence: str, wanted: set[str]) -> int:
     return sum(1 for cue in CUES if cue.name in wanted and cue.sentence.search(sentence))
+
+
+# Whether an article states the kind of fact a question asks for at all: an amount, a time,
+# a place to go, the papers. Stricter than the sentence patterns above (those pick among the
+# sentences of an article already chosen); used to order the shortlist ("危房改造的钱好久到卡上"
+# belongs to the section that says when the money is paid, not the one with the amount).
+FACT_PATTERNS: dict[str, re.Pattern[str]] = {
+    "amount": re.compile(r"\d[\d.,]*\s*(万元|元|%|％|个百分点|度)|[一二三四五六七八九十两百千]+(万元|元)|全额|免除|免费|不收|不出.{0,3}费"),
+    "when": re.compile(
+        r"\d+\s*月(?!\d*元)|\d+\s*[日号](?!元)|\d+\s*(个)?(工作日|小时|天|个月)|[一二三四五六七八九十两]+(个)?(工作日|小时|天|个月)"
+        r"|每月|每季度|每学期|春季|秋季|年底|月底|次月|按月|按季度|开工后|完工后|验收合格后|到期前|之日起|以内|内(办结|发放|到账|拨付)"),
+    "where": re.compile(
+        r"(到|向|找|在).{0,16}(办理|申请|申领|领取|登记|报名|咨询|反映|提出|申报|缴纳|备案)|村民委员会|村委会|乡镇|街道|县.{0,8}(局|中心|所|站|残联|银行)"
+        r"|窗口|网点|银行|服务站|服务中心|卫生院|小程序|网站|热线|电话|\d{4}-?\d{7}|\d{5}"),
+    "materials": re.compile(r"提供|携带|带上|(?<![携地纽皮])带(?![动来领头薪])|材料|身份证|户口簿|证明|申请表|照片|复印件|授权书|学生证|录取通知书"),
+}
+
+
+def fact_kinds(text: str) -> frozenset[str]:
+    """The kinds of fact (amount, when, where, materials) ``text`` states."""
+    return frozenset(kind for kind, pattern in FACT_PATTERNS.items() if pattern.search(text))
