@@ -130,7 +130,7 @@ def sentence_cue_hits(sentence: str, wanted: set[str]) -> int:
 # sentences of an article already chosen); used to order the shortlist ("危房改造的钱好久到卡上"
 # belongs to the section that says when the money is paid, not the one with the amount).
 FACT_PATTERNS: dict[str, re.Pattern[str]] = {
-    "amount": re.compile(r"\d[\d.,]*\s*(万元|元|%|％|个百分点|度)|[一二三四五六七八九十两百千]+(万元|元)|全额|免除|免费|不收|不出.{0,3}费"),
+    "amount": re.compile(r"\d[\d.,]*\s*(万元|元|%|％|个百分点|度|平方米)|[一二三四五六七八九十两百千]+(万元|元)|全额|免除|免费|不收|不出.{0,3}费"),
     "when": re.compile(
         r"\d+\s*月(?!\d*元)|\d+\s*[日号](?!元)|\d+\s*(个)?(工作日|小时|天|个月)|[一二三四五六七八九十两]+(个)?(工作日|小时|天|个月)"
         r"|每月|每季度|每学期|春季|秋季|年底|月底|次月|按月|按季度|开工后|完工后|验收合格后|到期前|之日起|以内|内(办结|发放|到账|拨付)"),
@@ -139,6 +139,21 @@ FACT_PATTERNS: dict[str, re.Pattern[str]] = {
         r"|窗口|网点|银行|服务站|服务中心|卫生院|小程序|网站|热线|电话|\d{4}-?\d{7}|\d{5}"),
     "materials": re.compile(r"提供|携带|带上|(?<![携地纽皮])带(?![动来领头薪])|材料|身份证|户口簿|证明|申请表|照片|复印件|授权书|学生证|录取通知书"),
 }
+
+
+# The question side: only words that ask for the fact ("补好多", "几号发", "去哪办", "要带啥"),
+# not topic words that happen to name money (补助, 补贴, 标准 are what many questions are about).
+FACT_QUESTIONS: dict[str, re.Pattern[str]] = {
+    "amount": re.compile(r"多少|好多|几多|多钱|几成|比例|几个点|最高|最多|多大|好大|几亩|几头|几只|额度"),
+    "when": CUES[3].question,
+    "where": CUES[2].question,
+    "materials": re.compile(r"材料|资料|手续|证件|带啥|带什么|带哪些|要带|啥证明|什么证明|几张|照片|填啥|填什么"),
+}
+
+
+def asked_facts(question: str) -> frozenset[str]:
+    """The kinds of fact (amount, when, where, materials) a question asks for."""
+    return frozenset(kind for kind, pattern in FACT_QUESTIONS.items() if pattern.search(question))
 
 
 def fact_kinds(text: str) -> frozenset[str]:

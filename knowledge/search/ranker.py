@@ -13,20 +13,19 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from knowledge.nlp.cues import FACT_PATTERNS, fact_kinds
+from knowledge.nlp.cues import asked_facts, fact_kinds
 from knowledge.search.index import PassageIndex
 from knowledge.search.query import Concept, Query
 from knowledge.search.senses import HandbookText, bounded
 
 
 SHORTLIST = 10
-FACT_CUES = frozenset(FACT_PATTERNS)
 PART_CREDIT = 0.5  # the article has 证明 where the question said 出生证明
 EXPANSION_PIECE_CREDIT = 0.25  # the article has only a piece of a synonym's words (保障 of 最低生活保障)
 ALL_PIECES_CREDIT = 0.8  # every part of a word the handbook lacks, apart (特困…供养 for 特困供养)
 UNMATCHED_KNOWN = 0.35  # cost of a handbook word the article lacks, relative to its weight
 COVERAGE_BASE = 0.2  # a candidate covering none of the question keeps this share of its score
-FACT_FIT = 0.5  # an article stating the kind of fact asked for (a time for "好久到账") ranks this much higher
+FACT_FIT = 0.3  # an article stating the kind of fact asked for (a time for "好久到账") ranks this much higher
 
 
 def _covered_share(word: str, pieces: list[str]) -> float:
@@ -179,7 +178,7 @@ class Ranker:
                 scores[position] *= factor
         shortlist = np.argsort(-scores, kind="stable")[:SHORTLIST]
         out = []
-        asked = query.cues & FACT_CUES
+        asked = asked_facts(query.text)
         for position in shortlist:
             if scores[position] <= 0:
                 break
