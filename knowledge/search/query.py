@@ -341,6 +341,10 @@ class QueryAnalyzer:
             factor = UNKNOWN_SINGLE
         else:
             frequency = self.segmenter.frequency(concept.surface)
+            if not frequency:
+                # Not a word of its own ("停了", "换个"): as everyday as its most everyday part.
+                frequency = max((self.segmenter.frequency(t) for t in concept.terms if len(t) < len(concept.surface)),
+                                default=0)
             factor = UNKNOWN_RARE if frequency < RARE_BELOW else UNKNOWN_COMMON if frequency < COMMON_BELOW else UNKNOWN_EVERYDAY
             if concept.salience == FUNCTION_WORD:
                 factor *= 0.5
