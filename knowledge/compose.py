@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 
-from knowledge.nlp.cues import sentence_cue_hits
+from knowledge.nlp.cues import asked_facts, fact_kinds, sentence_cue_hits
 from knowledge.nlp.sentences import split_sentences
 from knowledge.search.query import Query
 from knowledge.snapshot import ArticleRecord
@@ -19,7 +19,7 @@ _WORDLIKE = re.compile(r"[\u3400-\u9fffa-z0-9]{2}")
 FOOTER = "回复“详细”看全文 / 回复“0”转人工"
 FAQ_FOOTER = "回复“0”转人工"
 PAGE_BYTES = 2048
-MAX_SENTENCES = 3
+MAX_SENTENCES = 2  # the asked fact and at most one sentence that completes it
 CUE_BONUS = 0.8  # per matched cue, relative to the rarest handbook word's weight
 FOLLOW_SHARE = 0.12  # a further sentence must add at least this share of the best one's score
 ALSO_RELEVANT = 0.5  # ... or be nearly as relevant as the best one on its own
@@ -84,19 +84,96 @@ def _contributions(sentence: str, query: Query, unit: float, title: str = "") ->
     return parts
 
 
-def excerpt(article: ArticleRecord, query: Query, max_chars: int, unit: float) -> str:
-    """The few sentences of the article that answer the question, in its order.
+_LIST_QUESTION = re.compile(r"(有|都有|还有|能有|享受)(啥|啥子|什么|哪些|些啥|些什么|哪几)|哪些|哪几|几种|几项")
+_LIST_ITEM = re.compile(r"^\s*(（\d{1,2}）|\(\d{1,2}\)|\d{1,2}[.．、]|[①②③④⑤⑥⑦⑧⑨⑩]|[一二三四五六七八九]是)")
+LIST_CHARS = 160  # a list of measures may run a little longer than one fact
+ITEM_CHARS = 48
+_CIRCLED = "①②③④⑤⑥⑦⑧⑨⑩"
 
-    The best sentence first; then only sentences that add something the chosen
-    ones lack (another part of the question, or the amount/papers/place asked
-    for), so an answer is short and still complete.
+
+def _list_items(article: ArticleRecord) -> list[str]:
+    """The measures an article lists: its numbered lines ("（1）…", "一是…"), else the clauses
+    after a colon that enumerates ("根据风险类型落实帮扶：有劳动能力的…，因病的…，因灾的…")."""
+    lines = [line.strip() for line in article.text.splitlines() if line.strip()]
+    numbered = [_LIST_ITEM.sub("", line).strip() for line in lines if _LIST_ITEM.match(line)]
+    if len(numbered) >= 2:
+        return numbered
+    for sentence in split_sentences(article.text, clause_split_over=10**9):
+        head, colon, rest = sentence.partition("：")
+        if colon and len(head) <= 40:
+            clauses = [c.strip("，,；;。 ") for c in re.split(r"[；;]|，(?=[^，；]{4,}(?:的|时))", rest) if c.strip("，,；;。 ")]
+            if len(clauses) >= 3:
+                return clauses
+    return []
+
+
+def _shorten(item: str, limit: int = ITEM_CHARS) -> str:
+    """One list item, cut at a clause end when it is long (the amount stays: it comes first or is kept)."""
+    item = item.rstrip("；;，,。")
+    if len(item) <= limit:
+        return item
+    clauses = re.split(r"(?<=[，,；;])", item)
+    out = ""
+    for clause in clauses:
+        if out and len(out) + len(clause) > limit:
+            break
+        out += clause
+    return out.rstrip("；;，,")
+
+
+def _list_answer(article: ArticleRecord, query: Query) -> str | None:
+    """"有啥补助" about an article that lists several measures: the measures, numbered and short."""
+    if not _LIST_QUESTION.search(query.text):
+        return None
+    items = _list_items(article)
+    if len(items) < 2:
+        return None
+    out = ""
+    for n, item in enumerate(items[:len(_CIRCLED)]):
+        piece = f"{_CIRCLED[n]}{_shorten(item)}；"
+        if out and len(out) + len(piece) > LIST_CHARS:
+            out += "等。"
+            return out
+        out += piece
+    return out[:-1] + "。"
+
+
+def answer_units(text: str) -> list[str]:
+    """What an answer is made of: sentences, and the clauses of long ones (a list of amounts
+    "D级…每户补助4万元；C级…1.8万元" is answered with the one clause asked about)."""
+    units = []
+    for sentence in split_sentences(text):
+        parts = [p for p in re.split(r"(?<=[；;])", sentence) if p.strip()] if len(sentence) > SHORT_UNIT else [sentence]
+        units.extend(p.strip() for p in parts)
+    return units
+
+
+SHORT_UNIT = 60  # sentences longer than this are answered clause by clause
+
+
+def excerpt(article: ArticleRecord, query: Query, max_chars: int, unit: float) -> str:
+    """The asked fact first, in one or two short sentences of the article.
+
+    The best sentence (or clause of a long one) comes first, whatever its place in the
+    article: a household asking "啥时候到账" reads the date before anything else. A second
+    one follows only if it adds something the first lacks (another part of the question,
+    or the amount/papers/place asked for) and the reply stays within ``max_chars``. A
+    question about what measures there are ("有啥补助") is answered with the list.
     """
-    sentences = split_sentences(article.text)
+    listed = _list_answer(article, query)
+    if listed is not None:
+        return listed
+    sentences = answer_units(article.text)
     if not sentences:
         return article.title
     contributions = [_contributions(s, query, unit, article.title) for s in sentences]
     totals = [sum(c.values()) for c in contributions]
-    first = max(range(len(sentences)), key=lambda i: (totals[i], -i))
+    # The asked fact first: for "领多少", "啥时候", "去哪办", "要带啥", the best sentence that states
+    # such a fact, when one is about the question at all.
+    asked = asked_facts(query.text) | (query.cues & {"materials", "where", "when"})
+    stating = [i for i in range(len(sentences)) if totals[i] > 0 and asked & fact_kinds(sentences[i])]
+    pool = stating or list(range(len(sentences)))
+    first = max(pool, key=lambda i: (totals[i], -i))
     chosen = [first]
     covered = dict(contributions[first])
     length = len(sentences[first])
@@ -124,16 +201,17 @@ def excerpt(article: ArticleRecord, query: Query, max_chars: int, unit: float) -
         for k, v in contributions[i].items():
             covered[k] = max(covered.get(k, 0.0), v)
         length += len(sentences[i])
-    chosen.sort()
+    # The best first; what it needs (a sentence before it that it continues) in the article's order.
+    rest = sorted(chosen[1:])
+    order = [chosen[0]] + rest
     pieces = []
-    for n, i in enumerate(chosen):
+    for i in order:
         sentence = sentences[i]
-        ends_run = n == len(chosen) - 1 or chosen[n + 1] != i + 1
-        if ends_run and sentence.endswith(("；", ";", "，", ",", "：", ":")):
+        if sentence.endswith(("；", ";", "，", ",", "：", ":")):
             sentence = sentence[:-1] + "。"
+        elif not sentence.endswith(("。", "！", "？", "!", "?", "”", "）", ")")):
+            sentence += "。"
         pieces.append(sentence)
-        if ends_run and n != len(chosen) - 1:
-            pieces.append("……")
     return "".join(pieces)
 
 
