@@ -127,7 +127,10 @@ def _list_answer(article: ArticleRecord, query: Query) -> str | None:
         return None
     items = _list_items(article)
     if len(items) < 2:
-        return None
+        # No numbered measures: the article's sentences are its measures ("入学资助…；还可以…助学贷款").
+        items = [u for u in split_sentences(article.text) if not u.endswith(("：", ":"))]
+        if not 2 <= len(items) <= 4 or sum(len(u) for u in items) > LIST_CHARS:
+            return None
     out = ""
     for n, item in enumerate(items[:len(_CIRCLED)]):
         piece = f"{_CIRCLED[n]}{_shorten(item)}；"
@@ -193,6 +196,7 @@ def excerpt(article: ArticleRecord, query: Query, max_chars: int, unit: float) -
     while len(chosen) < MAX_SENTENCES and best > 0:
         options = [(round(gain(i), 6), affinity(i), totals[i], -i, i) for i in range(len(sentences))
                    if i not in chosen and length + len(sentences[i]) <= max_chars
+                   and not sentences[i].endswith(("：", ":"))  # "具体标准如下：" introduces, says nothing
                    and (gain(i) >= best * FOLLOW_SHARE or totals[i] >= best * ALSO_RELEVANT)]
         if not options:
             break
