@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from knowledge import compose, replies
 from knowledge.answers import Answer, Source
 from knowledge.nlp.cn_numbers import parse_cn_number
+from knowledge.nlp.sentences import split_sentences
 from knowledge.nlp.cues import CUE_TITLE_TERMS
 from knowledge.search.faq_match import core
 from knowledge.search.query import Query
@@ -98,6 +99,7 @@ class Trace:
     candidates: list[Candidate] = field(default_factory=list)  # the whole shortlist, best first
     boosts: dict[int, float] = field(default_factory=dict)  # article position -> factor applied to its score
     context: str | None = None  # the previous article's words a follow-up was read with
+    sentences: list[str] = field(default_factory=list)  # what the reply quotes of the cited article
 
 
 class Responder:
@@ -169,8 +171,13 @@ class Responder:
         if self.trace is not None:
             self.trace.route, self.trace.query = "article_number", query
         body = compose.excerpt(article, query, self.answer_chars, self._unit)
+        self._quoted(body)
         return Answer(compose.answer_text(article, body), [_source(article, 1.0)],
                       topic=article_topic(article.id), confidence=1.0, kind="article")
+
+    def _quoted(self, body: str) -> None:
+        if self.trace is not None:
+            self.trace.sentences = split_sentences(body)
 
     @property
     def _unit(self) -> float:
@@ -241,6 +248,7 @@ class Responder:
             return self._no_answer(query, last_topic)
         article = self.snapshot.articles[best.position]
         body = compose.excerpt(article, query, self.answer_chars, self._unit)
+        self._quoted(body)
         sources = [_source(self.snapshot.articles[c.position], c.score) for c in candidates[:SOURCES]]
         return Answer(compose.answer_text(article, body), sources, topic=article_topic(article.id),
                       confidence=round(best.coverage, 4), kind=kind)

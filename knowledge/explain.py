@@ -82,6 +82,7 @@ class Explanation:
     homophones: list[dict[str, str]] = field(default_factory=list)  # {"heard", "meant"}
     candidates: list[ExplainedCandidate] = field(default_factory=list)
     context: str | None = None  # the previous topic a follow-up was read with
+    sentences: list[str] = field(default_factory=list)  # the sentences of the cited article the reply quotes
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -154,7 +155,8 @@ def explain(snapshot: Snapshot, db: Database, question: str, min_confidence: flo
     route = _route(answer, trace)
     explanation = Explanation(question, answer.text, answer.kind, route, ROUTE_NAMES.get(route, route),
                               answer.handover, "",
-                              round(answer.confidence, 4), min_confidence, context=trace.context)
+                              round(answer.confidence, 4), min_confidence, context=trace.context,
+                              sentences=list(trace.sentences))
     if route == "faq" and answer.topic:
         entry = snapshot.faq_by_id.get(int(answer.topic.split(":", 1)[1]))
         if entry is not None:

@@ -20,8 +20,10 @@ class KnowledgeSettings(BaseSettings):
 
     # An extra synonym file cadres edit, read on top of knowledge/data/synonyms.txt.
     kb_synonyms_file: Path | None = None
-    # How often (seconds) a worker checks whether the knowledge base changed.
-    kb_reload_seconds: float = Field(default=3.0, ge=0)
+    # How often (seconds) a worker checks whether the knowledge base changed. 0 (the default):
+    # before every question, one indexed one-row read, so a synonym or FAQ a cadre adds answers
+    # the very next question in every worker. Raise it only to spare a busy database that read.
+    kb_reload_seconds: float = Field(default=0.0, ge=0)
     # Below this share of the question covered by the best article, hand over to a person.
     kb_min_confidence: float = Field(default=0.6, ge=0, le=1)
     # Target length of an answer's excerpt, in characters: the asked fact in one or two short
