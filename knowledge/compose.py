@@ -152,6 +152,8 @@ def answer_units(text: str) -> list[str]:
 
 
 SHORT_UNIT = 60  # sentences longer than this are answered clause by clause
+# A table row as the importer writes it: "品种：茶叶；奖补标准：每亩500元；最低规模：2亩。"
+_TABLE_ROW = re.compile(r"^[^：；。]{1,16}：[^；。]+(；[^：；。]{1,16}：[^；。]+)+。?$")
 
 
 def excerpt(article: ArticleRecord, query: Query, max_chars: int, unit: float) -> str:
@@ -193,11 +195,20 @@ def excerpt(article: ArticleRecord, query: Query, max_chars: int, unit: float) -
     def affinity(i: int) -> int:
         return len(pairs[i] & set().union(*(pairs[j] for j in chosen)))
 
+    def topic_gain(i: int) -> float:
+        return sum(max(0.0, v - covered.get(k, 0.0)) for k, v in contributions[i].items() if k.startswith("c"))
+
+    def allowed(i: int) -> bool:
+        if sentences[i].endswith(("：", ":")):
+            return False  # "具体标准如下：" introduces, says nothing
+        if _TABLE_ROW.match(sentences[first]) and _TABLE_ROW.match(sentences[i]):
+            # The row that matches the question, not its neighbours ("茶叶" asked: not 魔芋, 中药材).
+            return topic_gain(i) >= best * FOLLOW_SHARE
+        return gain(i) >= best * FOLLOW_SHARE or totals[i] >= best * ALSO_RELEVANT
+
     while len(chosen) < MAX_SENTENCES and best > 0:
         options = [(round(gain(i), 6), affinity(i), totals[i], -i, i) for i in range(len(sentences))
-                   if i not in chosen and length + len(sentences[i]) <= max_chars
-                   and not sentences[i].endswith(("：", ":"))  # "具体标准如下：" introduces, says nothing
-                   and (gain(i) >= best * FOLLOW_SHARE or totals[i] >= best * ALSO_RELEVANT)]
+                   if i not in chosen and length + len(sentences[i]) <= max_chars and allowed(i)]
         if not options:
             break
         i = max(options)[-1]
