@@ -30,8 +30,6 @@ CUE_TOPIC_TITLE_BOOST = 1.6
 PROCEDURE_CUES = frozenset({"how", "where", "materials"})
 SINGLE_CHAR_TOPIC = 0.7  # only words, not lone characters, name a topic in a title
 SOURCES = 3  # articles cited in an answer's sources
-# A message that opens by carrying on from the last answer ("那要多久", "那在县外住院呢", "还有呢").
-_CONTINUES = re.compile(r"^(那|那么|那要|那我|那个|那还|还有|另外|再问|如果是|要是)")
 _ARTICLE_REF = re.compile(r"第([零〇一二两三四五六七八九十百千\d０-９]+)条")
 
 
@@ -198,7 +196,7 @@ class Responder:
         or whose words the previous article has too ("要几张照片" after 残疾证)."""
         if len(core(question)) > FOLLOW_UP_MAX_CHARS:
             return False
-        if not self._has_topic(query) or _CONTINUES.match(question.strip()):
+        if not self._has_topic(query):
             return True
         if not alone or alone[0].coverage < self.min_confidence:
             return True

@@ -24,7 +24,9 @@ CUE_BONUS = 0.8  # per matched cue, relative to the rarest handbook word's weigh
 FOLLOW_SHARE = 0.12  # a further sentence must add at least this share of the best one's score
 ALSO_RELEVANT = 0.5  # ... or be nearly as relevant as the best one on its own
 TITLE_WORD_SHARE = 0.7  # a question word that is in the article's title tells its sentences apart less
-IMPLIED_CUE_SHARE = 0.5  # where to go and what to bring, for a "how" question
+IMPLIED_CUE_SHARE = 0.5
+WEAK_CUE_SHARE = 0.3  # "能不能" beside a question for an amount, a time or a place
+OWN_WORDS = 1.0  # the weight of a question's own word found as written  # where to go and what to bring, for a "how" question
 
 
 def citation(article: ArticleRecord) -> str:
@@ -70,12 +72,18 @@ def _contributions(sentence: str, query: Query, unit: float, title: str = "") ->
         for term, weight in concept.terms.items():
             if (len(term) >= 2 or concept.surface == term) and mentions(sentence, term):
                 best = max(best, weight * (TITLE_WORD_SHARE if term in title else 1.0))
+        if len(concept.surface) >= 2 and concept.start >= 0 and concept.surface in sentence:
+            # The household's own words, as written ("考上大学"), say more than what a rule adds.
+            best = max(best, OWN_WORDS * (TITLE_WORD_SHARE if concept.surface in title else 1.0))
         if best:
             scale = 0.3 if concept.from_context else 1.0
             parts[f"c{n}"] = best * max(concept.focus, 0.5 * unit) * scale * (0.5 if concept.aspect else 1.0)
+    facts = asked_facts(query.text)
     for cue in query.cues:
         if sentence_cue_hits(sentence, {cue}):
-            parts[f"q{cue}"] = CUE_BONUS * unit
+            # "有补助没" asks whether there is money and how much: the amount, not who may.
+            share = WEAK_CUE_SHARE if cue == "eligibility" and facts & {"amount", "when", "where"} else 1.0
+            parts[f"q{cue}"] = CUE_BONUS * unit * share
     if "how" in query.cues:
         # "咋个办" is answered by the procedure: where to go and what to bring are part of it.
         for cue in ("where", "materials"):

@@ -75,7 +75,7 @@ CUE_TITLE_TERMS: dict[str, tuple[str, ...]] = {
 
 # Words that only name an aspect; a question made of them alone is a follow-up.
 ASPECT_WORDS = frozenset(
-    "材料 资料 手续 证明 证件 条件 标准 程序 流程 时间 多久 地方 部门 办理 申请 申报 报名 领取 钱 补助 补贴 "
+    "材料 资料 手续 证明 证件 条件 标准 程序 流程 时间 多久 地方 部门 办理 申请 申报 报名 领取 钱 补助 补贴 资助 奖补 "
     "元 年龄 周岁 要求 规定 费用 一年 一个月 每月 每年 本人 工作日 期限".split()
 )
 
@@ -138,13 +138,16 @@ FACT_PATTERNS: dict[str, re.Pattern[str]] = {
         r"(到|向|找|在).{0,16}(办理|申请|申领|领取|登记|报名|咨询|反映|提出|申报|缴纳|备案)|村民委员会|村委会|乡镇|街道|县.{0,8}(局|中心|所|站|残联|银行)"
         r"|窗口|网点|银行|服务站|服务中心|卫生院|小程序|网站|热线|电话|\d{4}-?\d{7}|\d{5}"),
     "materials": re.compile(r"提供|携带|带上|(?<![携地纽皮])带(?![动来领头薪])|材料|身份证|户口簿|证明|申请表|照片|复印件|授权书|学生证|录取通知书"),
+    "age": re.compile(r"\d+\s*周?岁"),
 }
 
 
 # The question side: only words that ask for the fact ("补好多", "几号发", "去哪办", "要带啥"),
 # not topic words that happen to name money (补助, 补贴, 标准 are what many questions are about).
 FACT_QUESTIONS: dict[str, re.Pattern[str]] = {
-    "amount": re.compile(r"多少|好多|几多|多钱|几成|比例|几个点|最高|最多|多大|好大|几亩|几头|几只|额度"),
+    "amount": re.compile(r"多少|好多|几多|多钱|几成|比例|几个点|最高|最多|多大|好大|几亩|几头|几只|额度"
+                         r"|有.{0,4}(补助|补贴|资助|奖补|奖励|津贴)(没|不|吗|嘛|没得|没有)|补不补|给不给钱"),
+    "age": re.compile(r"\d{2,3}(多|来)?(岁|周岁|了)|年纪|岁数|多大年纪|超龄|年龄"),
     "when": CUES[3].question,
     "where": CUES[2].question,
     "materials": re.compile(r"材料|资料|手续|证件|带啥|带什么|带哪些|要带|啥证明|什么证明|几张|照片|填啥|填什么"),
