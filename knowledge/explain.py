@@ -16,9 +16,9 @@ from typing import Any
 
 from sqlalchemy import select
 
-from knowledge import replies
-from knowledge.answering import Responder, Trace, article_topic, topic_article
-from knowledge.answers import Answer
+from knowledge import fixed_replies
+from knowledge.responder import Responder, Trace, article_topic, topic_article
+from knowledge.result import Answer
 from knowledge.search.faq_match import DICE_MIN
 from knowledge.search.query import Concept
 from knowledge.snapshot import Snapshot
@@ -93,9 +93,9 @@ def _route(answer: Answer, trace: Trace) -> str:
         return answer.kind
     if trace.route:
         return trace.route
-    if answer.text == replies.TOO_LONG:
+    if answer.text == fixed_replies.TOO_LONG:
         return "too_long"
-    if answer.text == replies.EMPTY_KB:
+    if answer.text == fixed_replies.EMPTY_KB:
         return "empty"
     return "search"
 
@@ -117,7 +117,7 @@ def _reason(answer: Answer, route: str, min_confidence: float, best: ExplainedCa
     if route == "article_number":
         return "问题里写了条号，直接回答这一条。"
     if route == "too_long":
-        return f"问题超过 {replies.LONG_QUESTION} 字，一下子答不全，转给工作人员。"
+        return f"问题超过 {fixed_replies.LONG_QUESTION} 字，一下子答不全，转给工作人员。"
     if route == "empty":
         return "政策库里还没有任何条文，转给工作人员。"
     if route == "smalltalk":
@@ -127,7 +127,7 @@ def _reason(answer: Answer, route: str, min_confidence: float, best: ExplainedCa
     if route == "detail":
         return "“详细”是看上一条的全文。"
     if route == "clarify":
-        if answer.text == replies.NEED_TOPIC_FOR_DETAIL:
+        if answer.text == fixed_replies.NEED_TOPIC_FOR_DETAIL:
             return "还没有问过政策问题，不知道要看哪一条的全文。"
         return "问题里只有“要什么材料”“多少钱”这类问法，没有说是哪项政策，先请群众说具体些，不转人工。"
     if best is None:

@@ -13,8 +13,8 @@ import threading
 import time
 from pathlib import Path
 
-from knowledge.answering import Responder, article_pages
-from knowledge.answers import Answer, Source
+from knowledge.responder import Responder, article_pages
+from knowledge.result import Answer, Source
 from knowledge.explain import Explanation, explain
 from knowledge.ingest.importer import SAMPLE_HANDBOOK, import_files
 from knowledge.nlp.tokenizer import Segmenter, default_segmenter, normalize_text

@@ -13,7 +13,7 @@ import bm25s
 import jieba
 import numpy as np
 
-from knowledge.answers import Answer, Source
+from knowledge.result import Answer, Source
 from knowledge.snapshot import ArticleRecord
 
 _WORD = re.compile(r"[\u3400-\u9fffA-Za-z0-9]")

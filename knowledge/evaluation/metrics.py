@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from knowledge.answers import Answer, Source
+from knowledge.result import Answer, Source
 from knowledge.evaluation.dataset import EvalItem
 
 

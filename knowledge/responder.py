@@ -12,8 +12,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from knowledge import compose, replies
-from knowledge.answers import Answer, Source
+from knowledge import fixed_replies, reply_text
+from knowledge.result import Answer, Source
 from knowledge.nlp.cn_numbers import parse_cn_number
 from knowledge.nlp.sentences import split_sentences
 from knowledge.nlp.cues import CUE_TITLE_TERMS
@@ -70,12 +70,12 @@ def _whole(snapshot: Snapshot, topic: str | None) -> tuple[str, str] | None:
         entry = snapshot.faq_by_id.get(parsed[1])
         return (f"常见问题：{entry.question}", entry.answer) if entry else None
     article = topic_article(snapshot, topic)
-    return (compose.citation(article), article.text) if article is not None else None
+    return (reply_text.citation(article), article.text) if article is not None else None
 
 
 def article_pages(snapshot: Snapshot, topic: str | None) -> list[str]:
     whole = _whole(snapshot, topic)
-    return compose.paginate(*whole) if whole is not None else []
+    return reply_text.paginate(*whole) if whole is not None else []
 
 
 def _source(article: ArticleRecord, score: float) -> Source:
@@ -112,27 +112,27 @@ class Responder:
 
     def respond(self, question: str, last_topic: str | None) -> Answer:
         question = (question or "").strip()
-        if not replies.has_text(question):
-            return Answer(replies.NO_TEXT, topic=last_topic, kind="smalltalk")
-        kind = replies.kind_of(question)
+        if not fixed_replies.has_text(question):
+            return Answer(fixed_replies.NO_TEXT, topic=last_topic, kind="smalltalk")
+        kind = fixed_replies.kind_of(question)
         if kind == "human":
-            return Answer(replies.HANDOVER, handover=True, topic=last_topic, kind="handover")
+            return Answer(fixed_replies.HANDOVER, handover=True, topic=last_topic, kind="handover")
         if kind == "detail":
             return self._detail(last_topic)
         if kind == "greeting":
-            return Answer(replies.GREETING, topic=last_topic, kind="smalltalk")
+            return Answer(fixed_replies.GREETING, topic=last_topic, kind="smalltalk")
         if kind == "thanks":
-            return Answer(replies.THANKS, topic=last_topic, kind="smalltalk")
-        if len(question) > replies.LONG_QUESTION:
-            return Answer(replies.TOO_LONG, handover=True, topic=last_topic, kind="unanswerable")
+            return Answer(fixed_replies.THANKS, topic=last_topic, kind="smalltalk")
+        if len(question) > fixed_replies.LONG_QUESTION:
+            return Answer(fixed_replies.TOO_LONG, handover=True, topic=last_topic, kind="unanswerable")
         faq = self.snapshot.faqs.match(question)
         if faq is not None:
             entry, score = faq
             source = Source("常见问题", "", "", entry.question, round(score, 4))
-            return Answer(compose.faq_text(entry.answer), [source], topic=faq_topic(entry.id),
+            return Answer(reply_text.faq_text(entry.answer), [source], topic=faq_topic(entry.id),
                           confidence=score, kind="faq")
         if self.snapshot.empty:
-            return Answer(replies.EMPTY_KB, handover=True, topic=last_topic, kind="unanswerable")
+            return Answer(fixed_replies.EMPTY_KB, handover=True, topic=last_topic, kind="unanswerable")
         direct = self._by_article_number(question, last_topic)
         if direct is not None:
             return direct
@@ -143,7 +143,7 @@ class Responder:
     def _detail(self, last_topic: str | None) -> Answer:
         whole = _whole(self.snapshot, last_topic)
         if whole is None:
-            return Answer(replies.NEED_TOPIC_FOR_DETAIL, topic=last_topic, kind="clarify")
+            return Answer(fixed_replies.NEED_TOPIC_FOR_DETAIL, topic=last_topic, kind="clarify")
         article = topic_article(self.snapshot, last_topic)
         sources = [_source(article, 1.0)] if article else []
         # The whole article in one piece, as written (the handler pages it; may exceed 2048 bytes).
@@ -168,9 +168,9 @@ class Responder:
         article = same[0]
         if self.trace is not None:
             self.trace.route, self.trace.query = "article_number", query
-        body = compose.excerpt(article, query, self.answer_chars, self._unit)
+        body = reply_text.excerpt(article, query, self.answer_chars, self._unit)
         self._quoted(body)
-        return Answer(compose.answer_text(article, body), [_source(article, 1.0)],
+        return Answer(reply_text.answer_text(article, body), [_source(article, 1.0)],
                       topic=article_topic(article.id), confidence=1.0, kind="article")
 
     def _quoted(self, body: str) -> None:
@@ -216,7 +216,7 @@ class Responder:
         previous = topic_article(self.snapshot, last_topic)
         kind = "article"
         if previous is None and not self._has_topic(query) and not query.unknown_topic:
-            return Answer(replies.CLARIFY, topic=last_topic, kind="clarify")  # "要什么材料": of what?
+            return Answer(fixed_replies.CLARIFY, topic=last_topic, kind="clarify")  # "要什么材料": of what?
         if previous is not None and self._is_follow_up(question, query, candidates, previous):
             context = f"{previous.title} {previous.chapter_title}".strip() or previous.label
             contextual = analyzer.analyse(question, context=context)
@@ -245,10 +245,10 @@ class Responder:
         if best.coverage < self.min_confidence:
             return self._no_answer(query, last_topic)
         article = self.snapshot.articles[best.position]
-        body = compose.excerpt(article, query, self.answer_chars, self._unit)
+        body = reply_text.excerpt(article, query, self.answer_chars, self._unit)
         self._quoted(body)
         sources = [_source(self.snapshot.articles[c.position], c.score) for c in candidates[:SOURCES]]
-        return Answer(compose.answer_text(article, body), sources, topic=article_topic(article.id),
+        return Answer(reply_text.answer_text(article, body), sources, topic=article_topic(article.id),
                       confidence=round(best.coverage, 4), kind=kind)
 
     def _cue_title_boost(self, query: Query) -> dict[int, float]:
@@ -275,5 +275,5 @@ class Responder:
     def _no_answer(self, query: Query, last_topic: str | None) -> Answer:
         if not query.topic_concepts:
             # Only "要什么材料", "多少钱": ask which policy, do not bother a person yet.
-            return Answer(replies.CLARIFY, topic=last_topic, kind="clarify")
-        return Answer(replies.UNANSWERABLE, handover=True, topic=last_topic, kind="unanswerable")
+            return Answer(fixed_replies.CLARIFY, topic=last_topic, kind="clarify")
+        return Answer(fixed_replies.UNANSWERABLE, handover=True, topic=last_topic, kind="unanswerable")
