@@ -219,6 +219,8 @@ class Responder:
             return Answer(fixed_replies.CLARIFY, topic=last_topic, kind="clarify")  # "要什么材料": of what?
         if previous is not None and self._is_follow_up(question, query, candidates, previous):
             context = f"{previous.title} {previous.chapter_title}".strip() or previous.label
+            if self.snapshot.ranker.compilation:
+                context = f"{context} {previous.document}"  # a compilation's documents are its topics
             contextual = analyzer.analyse(question, context=context)
             # A question with no topic of its own ("找哪个申请") is about the previous chapter.
             own_topic = self._has_topic(query)
@@ -229,6 +231,10 @@ class Responder:
                 if a.document == previous.document and a.chapter_label == previous.chapter_label
                 and a.chapter_title == previous.chapter_title
             }
+            if self.snapshot.ranker.compilation:
+                for i, a in enumerate(self.snapshot.articles):
+                    if a.document == previous.document:
+                        boost.setdefault(i, factor ** 0.5)
             for position, extra in cue_boost.items():
                 boost[position] = boost.get(position, 1.0) * extra
             followed = ranker.rank(contextual, k=keep, boost=boost)

@@ -83,6 +83,12 @@ class Snapshot:
         return not self.articles
 
 
+def _document_numbers(articles: list[ArticleRecord]) -> list[int]:
+    """Each article's document as a number (documents are told apart by title)."""
+    numbers: dict[str, int] = {}
+    return [numbers.setdefault(a.document, len(numbers)) for a in articles]
+
+
 def file_synonyms(extra: Path | None) -> SynonymTable:
     paths = [SHIPPED_SYNONYMS] + ([extra] if extra is not None and extra.exists() else [])
     return SynonymTable.from_files(paths)
@@ -142,7 +148,7 @@ def load_snapshot(db: Database, segmenter: Segmenter, synonyms_file: Path | None
         positions=positions,
         index=index,
         analyzer=QueryAnalyzer(segmenter, synonyms, index, text),
-        ranker=Ranker(index, passage_article, len(articles), text),
+        ranker=Ranker(index, passage_article, len(articles), text, _document_numbers(articles)),
         faqs=FaqMatcher(faq_entries),
         faq_by_id={e.id: e for e in faq_entries},
     )

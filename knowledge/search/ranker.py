@@ -21,7 +21,9 @@ from knowledge.search.senses import HandbookText, bounded
 
 SHORTLIST = 10
 PART_CREDIT = 0.5  # the article has 证明 where the question said 出生证明
-EXPANSION_PIECE_CREDIT = 0.25  # the article has only a piece of a synonym's words (保障 of 最低生活保障)
+EXPANSION_PIECE_CREDIT = 0.25
+DOCUMENT_CREDIT = 0.4  # a compilation's section lacks the word, another section of its document has it
+COMPILATION_DOCUMENTS = 3  # this many documents or more: a compilation, whose documents are topics  # the article has only a piece of a synonym's words (保障 of 最低生活保障)
 ALL_PIECES_CREDIT = 0.8  # every part of a word the handbook lacks, apart (特困…供养 for 特困供养)
 UNMATCHED_KNOWN = 0.35  # cost of a handbook word the article lacks, relative to its weight
 COVERAGE_BASE = 0.2  # a candidate covering none of the question keeps this share of its score
@@ -55,9 +57,14 @@ class Candidate:
 
 class Ranker:
     def __init__(self, index: PassageIndex, passage_article: np.ndarray, article_count: int,
-                 text: HandbookText | None = None) -> None:
+                 text: HandbookText | None = None, article_document: list[int] | None = None) -> None:
         self.index = index
         self.text = text
+        # In a compilation (several policy documents), each article's document: a section of a
+        # 实施方案 is read with its document ("二、（一）农户自主申报" is about 返贫 and 大病 too).
+        documents = article_document or []
+        self.article_document = np.asarray(documents, dtype=np.int64)
+        self.compilation = len(set(documents)) >= COMPILATION_DOCUMENTS
         # What kinds of fact each article states (computed once per snapshot, a regex per kind).
         self.facts = [fact_kinds(t) for t in text.texts] if text is not None else []
         self._known_sense: dict[str, bool] = {}
@@ -81,6 +88,14 @@ class Ranker:
             return self.text is not None and len(term) >= 2 and position in self.text.articles_with(term)
         return bool(np.isin(self.index.postings(tid), self.article_passages[position], assume_unique=True).any())
 
+    def _in_document(self, position: int, term: str) -> bool:
+        """Another article of the same document has ``term`` (compilations only)."""
+        tid = self.index.term_id(term)
+        if tid is None or not len(self.article_document):
+            return False
+        articles = self.passage_article[self.index.postings(tid)]
+        return bool((self.article_document[articles] == self.article_document[position]).any())
+
     def _same_sense(self, position: int, term: str, papers_asked: bool) -> bool:
         """The article uses ``term`` as the question does (see senses.py)."""
         return papers_asked or self.text is None or not self.text.only_as_paper(position, term)
@@ -99,6 +114,8 @@ class Ranker:
             return 1.0
         pieces = [t for t in concept.terms if t not in concept.heads and self._has(position, t, papers_asked)]
         if not pieces:
+            if self.compilation and concept.known and any(self._in_document(position, t) for t in concept.heads):
+                return DOCUMENT_CREDIT
             return 0.0
         if concept.known:
             # 危房 where the question said 危房改造: the same thing, less precisely. A piece of what a
