@@ -27,7 +27,7 @@ COMPILATION_DOCUMENTS = 3  # this many documents or more: a compilation, whose d
 ALL_PIECES_CREDIT = 0.8  # every part of a word the handbook lacks, apart (特困…供养 for 特困供养)
 UNMATCHED_KNOWN = 0.35  # cost of a handbook word the article lacks, relative to its weight
 COVERAGE_BASE = 0.2  # a candidate covering none of the question keeps this share of its score
-FACT_FIT = 0.3  # an article stating the kind of fact asked for (a time for "好久到账") ranks this much higher
+FACT_FIT = 0.6  # an article stating the kind of fact asked for (a time for "好久到账") ranks this much higher
 
 
 def _covered_share(word: str, pieces: list[str]) -> float:
