@@ -200,7 +200,8 @@ class Responder:
             return True
         if not alone or alone[0].coverage < self.min_confidence:
             return True
-        coverage, _ = self.snapshot.ranker.coverage(self.snapshot.positions[previous.id], query)
+        # Only what the previous article itself says: "那C级的呢" after the D级 section is a new section.
+        coverage, _ = self.snapshot.ranker.coverage(self.snapshot.positions[previous.id], query, documents=False)
         return coverage >= self.min_confidence
 
     def _search(self, question: str, last_topic: str | None) -> Answer:

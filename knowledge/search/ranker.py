@@ -103,7 +103,7 @@ class Ranker:
     def _has(self, position: int, term: str, papers_asked: bool) -> bool:
         return self._present(position, term) and self._same_sense(position, term, papers_asked)
 
-    def credit(self, position: int, concept: Concept, papers_asked: bool = True) -> float:
+    def credit(self, position: int, concept: Concept, papers_asked: bool = True, documents: bool = True) -> float:
         """1 if the article has a whole word for the concept, PART_CREDIT if only a piece of one.
 
         Unless the question asks which papers to bring, a word the article only
@@ -112,9 +112,12 @@ class Ranker:
         papers_asked = papers_asked or concept.from_context
         if any(self._has(position, t, papers_asked) for t in concept.heads):
             return 1.0
-        pieces = [t for t in concept.terms if t not in concept.heads and self._has(position, t, papers_asked)]
+        # A lone character (分 of 分几回) is in every article: only pieces of two or more count.
+        pieces = [t for t in concept.terms
+                  if t not in concept.heads and len(t) >= 2 and self._has(position, t, papers_asked)]
         if not pieces:
-            if self.compilation and concept.known and any(self._in_document(position, t) for t in concept.heads):
+            if (documents and self.compilation and concept.known
+                    and any(self._in_document(position, t) for t in concept.heads)):
                 return DOCUMENT_CREDIT
             return 0.0
         if concept.known:
@@ -158,7 +161,7 @@ class Ranker:
                 return True
         return False
 
-    def coverage(self, position: int, query: Query) -> tuple[float, list[Concept]]:
+    def coverage(self, position: int, query: Query, documents: bool = True) -> tuple[float, list[Concept]]:
         """Share of the question's weight the article covers.
 
         A word the handbook uses elsewhere but this article lacks (老人, 时间) is
@@ -170,7 +173,7 @@ class Ranker:
         got = total = 0.0
         matched = []
         for concept in concepts:
-            credit = self.credit(position, concept, papers_asked)
+            credit = self.credit(position, concept, papers_asked, documents)
             if credit:
                 matched.append(concept)
             known = self.known_sense(concept, papers_asked)
