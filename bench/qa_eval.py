@@ -26,7 +26,6 @@ import argparse
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -35,31 +34,15 @@ sys.path.insert(0, str(ROOT))
 import storage.models.knowledge  # noqa: E402,F401  (registers the tables before migrations)
 from knowledge.evaluation.baseline import PlainBaseline  # noqa: E402
 from knowledge.evaluation.dataset import EvalItem, load_items  # noqa: E402
+from knowledge.evaluation.handbooks import HANDBOOKS, HELD_OUT, ShippedHandbook as Handbook  # noqa: E402
 from knowledge.evaluation.metrics import Metrics, evaluate  # noqa: E402
 from knowledge.evaluation.synthetic import synthetic_docx, synthetic_markdown  # noqa: E402
 from knowledge.ingest.importer import import_files  # noqa: E402
 from knowledge.service import SAMPLE_HANDBOOK, KnowledgeBase  # noqa: E402
 from storage.db import Database  # noqa: E402
 
-DATA = ROOT / "tests" / "data"
-HANDBOOKS_DIR = ROOT / "knowledge" / "data" / "handbooks"
 TARGETS = ("targets (held-out): hit@1 ≥ 0.90, facts ≥ 0.85, abstention ≥ 0.85, answer rate ≥ 0.92; "
            "p50 ≤ 2 ms (500 articles), 200-page docx ≤ 10 s")
-HELD_OUT = ("holdout", "holdout2", "holdout3", "heldout")
-
-
-@dataclass(frozen=True)
-class Handbook:
-    name: str
-    files: tuple[Path, ...]
-    questions: Path
-
-
-HANDBOOKS = (
-    Handbook("qingshan", (SAMPLE_HANDBOOK,), DATA / "qa_eval.jsonl"),
-    Handbook("yunxi", (HANDBOOKS_DIR / "yunxi_compilation.md",), DATA / "qa_eval_yunxi.jsonl"),
-    Handbook("shiqiao", (HANDBOOKS_DIR / "shiqiao_qa_booklet.md",), DATA / "qa_eval_shiqiao.jsonl"),
-)
 
 
 def fresh_db(directory: Path, name: str) -> Database:
