@@ -24,12 +24,16 @@ from knowledge.snapshot import ArticleRecord, Snapshot
 
 FOLLOW_UP_MAX_CHARS = 20
 SAME_CHAPTER_BOOST = 1.15
+CONTINUES_CHAPTER_BOOST = 1.5
 NO_TOPIC_CHAPTER_BOOST = 2.0
 CUE_TITLE_BOOST = 1.25
 CUE_TOPIC_TITLE_BOOST = 1.6
 PROCEDURE_CUES = frozenset({"how", "where", "materials"})
 SINGLE_CHAR_TOPIC = 0.7  # only words, not lone characters, name a topic in a title
 SOURCES = 3  # articles cited in an answer's sources
+# A message that opens by carrying on from the last answer ("那要多久", "那在县外住院呢").
+_CONTINUES = re.compile(r"^(那|那么|那要|那我|那个|那还|那如果|还有|另外)")
+GROUP_LIMIT = 60  # articles of the previous chapter/document checked for a follow-up
 _ARTICLE_REF = re.compile(r"第([零〇一二两三四五六七八九十百千\d０-９]+)条")
 
 
@@ -201,8 +205,17 @@ class Responder:
         if not alone or alone[0].coverage < self.min_confidence:
             return True
         # Only what the previous article itself says: "那C级的呢" after the D级 section is a new section.
-        coverage, _ = self.snapshot.ranker.coverage(self.snapshot.positions[previous.id], query, documents=False)
-        return coverage >= self.min_confidence
+        ranker = self.snapshot.ranker
+        coverage, _ = ranker.coverage(self.snapshot.positions[previous.id], query, documents=False)
+        if coverage >= self.min_confidence:
+            return True
+        if _CONTINUES.match(question.strip()):
+            # "那要多久能批下来" after "低保咋个申请": it carries on, and the same chapter (in a
+            # compilation, the same document) answers it, so it is about that, not about anything else.
+            group = [i for i, a in enumerate(self.snapshot.articles) if a.document == previous.document
+                     and (ranker.compilation or a.chapter_label == previous.chapter_label)][:GROUP_LIMIT]
+            return any(ranker.coverage(i, query, documents=False)[0] >= self.min_confidence for i in group)
+        return False
 
     def _search(self, question: str, last_topic: str | None) -> Answer:
         analyzer, ranker = self.snapshot.analyzer, self.snapshot.ranker
@@ -225,7 +238,9 @@ class Responder:
             contextual = analyzer.analyse(question, context=context)
             # A question with no topic of its own ("找哪个申请") is about the previous chapter.
             own_topic = self._has_topic(query)
-            factor = SAME_CHAPTER_BOOST if own_topic else NO_TOPIC_CHAPTER_BOOST
+            # "那C级的呢" after "D级危房补多少": the same part of the document, asked the same way.
+            factor = ((CONTINUES_CHAPTER_BOOST if _CONTINUES.match(question.strip()) else SAME_CHAPTER_BOOST)
+                      if own_topic else NO_TOPIC_CHAPTER_BOOST)
             boost = {
                 i: factor
                 for i, a in enumerate(self.snapshot.articles)
@@ -238,7 +253,8 @@ class Responder:
                         boost.setdefault(i, factor ** 0.5)
             for position, extra in cue_boost.items():
                 boost[position] = boost.get(position, 1.0) * extra
-            followed = ranker.rank(contextual, k=keep, boost=boost)
+            # The previous document is the context already: its other sections earn no extra credit.
+            followed = ranker.rank(contextual, k=keep, boost=boost, documents=False)
             if followed:
                 query, candidates, kind = contextual, followed, "followup"
                 if not own_topic and not query.unknown_topic:

@@ -184,7 +184,8 @@ class Ranker:
             total += weight * credit + (missing * UNMATCHED_KNOWN if known else missing)
         return (got / total if total > 0 else 0.0), matched
 
-    def rank(self, query: Query, k: int = 3, boost: dict[int, float] | None = None) -> list[Candidate]:
+    def rank(self, query: Query, k: int = 3, boost: dict[int, float] | None = None,
+             documents: bool = True) -> list[Candidate]:
         """Top ``k`` articles: BM25 shortlist, re-ordered by how much of the question each covers.
 
         BM25 rewards repeating one word; an article that mentions every part of the
@@ -202,7 +203,7 @@ class Ranker:
         for position in shortlist:
             if scores[position] <= 0:
                 break
-            coverage, matched = self.coverage(int(position), query)
+            coverage, matched = self.coverage(int(position), query, documents)
             fit = len(asked & self.facts[int(position)]) / len(asked) if asked and self.facts else 0.0
             out.append(Candidate(int(position), float(scores[position]), coverage, matched, fit))
         out.sort(key=lambda c: c.rank_score, reverse=True)
