@@ -289,10 +289,11 @@ class Responder:
                  for h in c.heads if len(h) >= 2}
         procedure = {w for cue in query.cues & PROCEDURE_CUES for w in CUE_TITLE_TERMS[cue]}
         boost = {}
-        for i, article in enumerate(self.snapshot.articles):
-            if any(w in article.title for w in words):
-                named = any(w in article.title for w in procedure) and any(h in article.title for h in topic)
-                boost[i] = CUE_TOPIC_TITLE_BOOST if named else CUE_TITLE_BOOST
+        articles = self.snapshot.articles
+        for i in sorted(set().union(*(self.snapshot.titles_with(w) for w in words))):
+            title = articles[i].title
+            named = any(w in title for w in procedure) and any(h in title for h in topic)
+            boost[i] = CUE_TOPIC_TITLE_BOOST if named else CUE_TITLE_BOOST
         return boost
 
     def _no_answer(self, query: Query, last_topic: str | None) -> Answer:

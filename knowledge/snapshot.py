@@ -7,7 +7,7 @@ so a question being answered in another thread never sees half an update.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -77,10 +77,18 @@ class Snapshot:
     ranker: Ranker
     faqs: FaqMatcher
     faq_by_id: dict[int, FaqEntry]
+    _titles: dict[str, frozenset[int]] = field(default_factory=dict, repr=False)
 
     @property
     def empty(self) -> bool:
         return not self.articles
+
+    def titles_with(self, word: str) -> frozenset[int]:
+        """Positions of the articles whose title contains ``word`` (the few cue words, memoized)."""
+        found = self._titles.get(word)
+        if found is None:
+            found = self._titles[word] = frozenset(i for i, a in enumerate(self.articles) if word in a.title)
+        return found
 
 
 def _document_numbers(articles: list[ArticleRecord]) -> list[int]:

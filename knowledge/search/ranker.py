@@ -70,6 +70,13 @@ class Ranker:
         self._known_sense: dict[str, bool] = {}
         self.passage_article = passage_article.astype(np.int64)
         self.article_count = article_count
+        # Which terms each article has, as one set of article * V + term: "does article a have
+        # term t" is asked thousands of times a question and must be a set lookup.
+        counts = np.diff(index.indptr)
+        terms = np.repeat(np.arange(len(counts), dtype=np.int64), counts)
+        self._vocab_size = max(1, len(counts))
+        pairs = self.passage_article[index.indices] * self._vocab_size + terms if len(terms) else terms
+        self._article_terms = set(pairs.tolist())
         order = np.argsort(self.passage_article, kind="stable")
         bounds = np.searchsorted(self.passage_article[order], np.arange(article_count + 1))
         self.article_passages = [order[bounds[i]:bounds[i + 1]] for i in range(article_count)]
@@ -86,7 +93,7 @@ class Ranker:
         if tid is None:
             # A phrase jieba cuts into several words (偿还旧债): does the text have it?
             return self.text is not None and len(term) >= 2 and position in self.text.articles_with(term)
-        return bool(np.isin(self.index.postings(tid), self.article_passages[position], assume_unique=True).any())
+        return position * self._vocab_size + tid in self._article_terms
 
     def _in_document(self, position: int, term: str) -> bool:
         """Another article of the same document has ``term`` (compilations only)."""
