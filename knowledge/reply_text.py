@@ -120,13 +120,19 @@ def _shorten(item: str, limit: int = ITEM_CHARS) -> str:
     item = item.rstrip("；;，,。")
     if len(item) <= limit:
         return item
-    clauses = re.split(r"(?<=[，,；;])", item)
-    out = ""
-    for clause in clauses:
-        if out and len(out) + len(clause) > limit:
+    clauses = re.split(r"(?<=[，,；;：:])", item)
+    # The clauses that state a fact (an amount, a time) are the point of the item: keep them,
+    # and the others in their order while there is room.
+    keep = {n for n, clause in enumerate(clauses) if re.search(r"\d", clause)}
+    room = limit - sum(len(clauses[n]) for n in keep)
+    for n, clause in enumerate(clauses):
+        if n not in keep and len(clause) <= room:
+            keep.add(n)
+            room -= len(clause)
+        elif n not in keep:
             break
-        out += clause
-    return out.rstrip("；;，,")
+    out = "".join(clauses[n] for n in sorted(keep)) if keep else clauses[0]
+    return out.rstrip("；;，,：:")
 
 
 def _list_answer(article: ArticleRecord, query: Query) -> str | None:
