@@ -28,8 +28,8 @@ from storage.db import Database
 
 ROOT = Path(__file__).resolve().parent.parent
 PG_URL = os.environ.get("SISONG_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
-# Households say 猪圈圈; the sample handbook says 圈舍 (第十九条, what a loan may pay for).
-QUESTION = "贷款能拿来修猪圈圈不"
+# Households say 牲口屋; the sample handbook says 圈舍 (第十九条, what a loan may pay for).
+QUESTION = "贷款能拿来修牲口屋不"
 FAQ_QUESTION = "合作社的分红啥时候发"
 FAQ_ANSWER = "合作社分红每年腊月二十前发到一卡通，具体问村委会。"
 
@@ -90,7 +90,7 @@ def test_a_synonym_and_an_faq_answer_the_next_question_in_every_worker(database:
         assert worker.answer(QUESTION).handover
 
         knowledge_cli.set_db_factory(lambda: db)  # the cadre's `sisong synonym add`, on the same database
-        result = CliRunner().invoke(knowledge_cli.app, ["synonym", "add", "猪圈圈", "圈舍"])
+        result = CliRunner().invoke(knowledge_cli.app, ["synonym", "add", "牲口屋", "圈舍"])
         assert result.exit_code == 0, result.output
 
         after = other_process.ask(QUESTION)  # the very next question, no wait, no restart
