@@ -56,11 +56,12 @@ class ExplainedCandidate:
     bm25: float  # its best passage's BM25 score, times the boost
     boost: float  # 1.0, or the factor for a title naming what is asked (申请, 标准...)
     coverage: float  # share of the question's weight the article covers (0..1)
-    score: float  # what the shortlist is ordered by: bm25 × (0.2 + 0.8 × coverage)
+    score: float  # what the shortlist is ordered by: bm25 × (0.2 + 0.8 × coverage²) × (1 + 0.6 × fact fit)
     cited: bool
     matched: list[str]  # the question's words it covers
     missing: list[str]  # the question's words it does not
     passage: str  # its best passage
+    fact_fit: float = 0.0  # share of the kinds of fact asked for (amount, time, place…) the article states
 
 
 @dataclass
@@ -213,6 +214,6 @@ def _candidates(snapshot: Snapshot, db: Database, trace: Trace, answer: Answer) 
             article.title, round(candidate.score, 4), round(trace.boosts.get(candidate.position, 1.0), 4),
             round(candidate.coverage, 4), round(candidate.rank_score, 4), article_topic(article.id) == cited_topic,
             _words([c for c in topics if id(c) in matched]), _words([c for c in topics if id(c) not in matched]),
-            texts.get(passage_id, ""),
+            texts.get(passage_id, ""), round(candidate.fit, 4),
         ))
     return out

@@ -139,6 +139,7 @@ FACT_PATTERNS: dict[str, re.Pattern[str]] = {
         r"|窗口|网点|银行|服务站|服务中心|卫生院|小程序|网站|热线|电话|\d{4}-?\d{7}|\d{5}"),
     "materials": re.compile(r"提供|携带|带上|(?<![携地纽皮])带(?![动来领头薪])|材料|身份证|户口簿|证明|申请表|照片|复印件|授权书|学生证|录取通知书"),
     "age": re.compile(r"\d+\s*周?岁"),
+    "times": re.compile(r"[一两二三四五六七八九十\d]+次|一次性|只.{0,6}一次|每年.{0,6}次"),
 }
 
 
@@ -148,6 +149,7 @@ FACT_QUESTIONS: dict[str, re.Pattern[str]] = {
     "amount": re.compile(r"多少|好多|几多|多钱|几成|比例|几个点|最高|最多|多大|好大|几亩|几头|几只|额度"
                          r"|有.{0,4}(补助|补贴|资助|奖补|奖励|津贴)(没|不|吗|嘛|没得|没有)|补不补|给不给钱"),
     "age": re.compile(r"\d{2,3}(多|来)?(岁|周岁|了)|年纪|岁数|多大年纪|超龄|年龄"),
+    "times": re.compile(r"几回|几次|几趟|多少次|好多次|几道|几轮"),
     "when": CUES[3].question,
     "where": CUES[2].question,
     "materials": re.compile(r"材料|资料|手续|证件|带啥|带什么|带哪些|要带|啥证明|什么证明|几张|照片|填啥|填什么"),
@@ -155,10 +157,10 @@ FACT_QUESTIONS: dict[str, re.Pattern[str]] = {
 
 
 def asked_facts(question: str) -> frozenset[str]:
-    """The kinds of fact (amount, when, where, materials) a question asks for."""
+    """The kinds of fact (amount, when, where, materials, age, times) a question asks for."""
     return frozenset(kind for kind, pattern in FACT_QUESTIONS.items() if pattern.search(question))
 
 
 def fact_kinds(text: str) -> frozenset[str]:
-    """The kinds of fact (amount, when, where, materials) ``text`` states."""
+    """The kinds of fact (amount, when, where, materials, age, times) ``text`` states."""
     return frozenset(kind for kind, pattern in FACT_PATTERNS.items() if pattern.search(text))

@@ -47,12 +47,17 @@ class Candidate:
     coverage: float
     matched: list[Concept]
     fit: float = 0.0  # share of the kinds of fact asked for (amount, time, place, papers) the article states
+    # Coverage by the article's own words: in a compilation ``coverage`` also credits words other
+    # sections of its document have, which says the handbook covers the question, not which
+    # section answers it; the order uses this one.
+    own_coverage: float | None = None
 
     @property
     def rank_score(self) -> float:
         """What the shortlist is ordered by: the score, discounted for what the article does not cover,
         raised when the article states the kind of fact asked for."""
-        return self.score * (COVERAGE_BASE + (1 - COVERAGE_BASE) * self.coverage) * (1 + FACT_FIT * self.fit)
+        coverage = self.coverage if self.own_coverage is None else self.own_coverage
+        return self.score * (COVERAGE_BASE + (1 - COVERAGE_BASE) * coverage ** 2) * (1 + FACT_FIT * self.fit)
 
 
 class Ranker:
@@ -211,8 +216,9 @@ class Ranker:
             if scores[position] <= 0:
                 break
             coverage, matched = self.coverage(int(position), query, documents)
+            own = self.coverage(int(position), query, False)[0] if documents and self.compilation else None
             fit = len(asked & self.facts[int(position)]) / len(asked) if asked and self.facts else 0.0
-            out.append(Candidate(int(position), float(scores[position]), coverage, matched, fit))
+            out.append(Candidate(int(position), float(scores[position]), coverage, matched, fit, own))
         out.sort(key=lambda c: c.rank_score, reverse=True)
         return out[:k]
 
