@@ -28,7 +28,9 @@ CONTINUES_CHAPTER_BOOST = 1.5
 NO_TOPIC_CHAPTER_BOOST = 2.0
 CUE_TITLE_BOOST = 1.25
 CUE_TOPIC_TITLE_BOOST = 1.6
+DOCUMENT_TOPIC_BOOST = 1.3
 PROCEDURE_CUES = frozenset({"how", "where", "materials"})
+PROCEDURE_WORDS = frozenset("申请 申报 报名 办理 登记 领取 申领 验收 审批 审核 备案 鉴定 评定 公示".split())
 SINGLE_CHAR_TOPIC = 0.7  # only words, not lone characters, name a topic in a title
 SOURCES = 3  # articles cited in an answer's sources
 # A message that opens by carrying on from the last answer ("那要多久", "那在县外住院呢").
@@ -221,6 +223,8 @@ class Responder:
         analyzer, ranker = self.snapshot.analyzer, self.snapshot.ranker
         query = analyzer.analyse(question)
         cue_boost = self._cue_title_boost(query)
+        for position, factor in self._document_boost(query).items():
+            cue_boost[position] = cue_boost.get(position, 1.0) * factor
         # Explaining shows the whole shortlist; the answer only ever uses the first SOURCES.
         keep = SHORTLIST if self.trace is not None else SOURCES
         candidates = ranker.rank(query, k=keep, boost=cue_boost)
@@ -283,18 +287,38 @@ class Responder:
         ("农村最低生活保障对象 … 可以申请低保").
         """
         words = {w for cue in query.cues for w in CUE_TITLE_TERMS.get(cue, ())}
-        if not words:
+        # The procedure the household names ("啥时候报名", "哪个来验收") is what a title says too,
+        # for an article about the question's topic.
+        named_steps = {h for c in query.concepts if not c.from_context for h in c.heads} & PROCEDURE_WORDS - words
+        if not words and not named_steps:
             return {}
         topic = {h for c in query.topic_concepts if c.known and c.salience >= SINGLE_CHAR_TOPIC
                  for h in c.heads if len(h) >= 2}
         procedure = {w for cue in query.cues & PROCEDURE_CUES for w in CUE_TITLE_TERMS[cue]}
         boost = {}
-        articles = self.snapshot.articles
+        articles, texts = self.snapshot.articles, self.snapshot.analyzer.text
         for i in sorted(set().union(*(self.snapshot.titles_with(w) for w in words))):
             title = articles[i].title
             named = any(w in title for w in procedure) and any(h in title for h in topic)
             boost[i] = CUE_TOPIC_TITLE_BOOST if named else CUE_TITLE_BOOST
+        for i in sorted(set().union(*(self.snapshot.titles_with(w) for w in named_steps))):
+            about = texts is None or any(h in texts.texts[i] or h in texts.titles[i] for h in topic - named_steps)
+            if i not in boost and about:
+                boost[i] = CUE_TITLE_BOOST
         return boost
+
+    def _document_boost(self, query: Query) -> dict[int, float]:
+        """In a compilation, the sections of a document whose title names the question's topic
+        (《…农村低保和临时救助工作规程》 for "低保公示几天"): the document is about it, while the
+        word may be in passing in many others ("低保户" in every list of who qualifies)."""
+        if not self.snapshot.ranker.compilation:
+            return {}
+        topic = {h for c in query.topic_concepts if c.known and c.salience >= SINGLE_CHAR_TOPIC
+                 for h in c.heads if len(h) >= 2}
+        if not topic:
+            return {}
+        titles = {a.document for a in self.snapshot.articles if any(h in a.document for h in topic)}
+        return {i: DOCUMENT_TOPIC_BOOST for i, a in enumerate(self.snapshot.articles) if a.document in titles}
 
     def _no_answer(self, query: Query, last_topic: str | None) -> Answer:
         if not query.topic_concepts:
