@@ -143,7 +143,7 @@ def _list_answer(article: ArticleRecord, query: Query) -> str | None:
     if len(items) < 2:
         # No numbered measures: the article's sentences are its measures ("入学资助…；还可以…助学贷款").
         items = [u for u in split_sentences(article.text) if not u.endswith(("：", ":"))]
-        if not 2 <= len(items) <= 4 or sum(len(u) for u in items) > LIST_CHARS:
+        if not 2 <= len(items) <= 4 or sum(len(u) for u in items) > LIST_CHARS or max(map(len, items)) > 60:
             return None
     out = ""
     for n, item in enumerate(items[:len(_CIRCLED)]):
@@ -158,11 +158,20 @@ def _list_answer(article: ArticleRecord, query: Query) -> str | None:
 def answer_units(text: str) -> list[str]:
     """What an answer is made of: sentences, and the clauses of long ones (a list of amounts
     "D级…每户补助4万元；C级…1.8万元" is answered with the one clause asked about)."""
+    return [unit for unit, _ in _units(text)]
+
+
+def _units(text: str) -> list[tuple[str, int]]:
+    """(unit, the number of the sentence it comes from)."""
     units = []
-    for sentence in split_sentences(text):
+    for n, sentence in enumerate(split_sentences(text)):
         parts = [p for p in re.split(r"(?<=[；;])", sentence) if p.strip()] if len(sentence) > SHORT_UNIT else [sentence]
-        units.extend(p.strip() for p in parts)
+        units.extend((p.strip(), n) for p in parts)
     return units
+
+
+def _topic_part(parts: dict[str, float]) -> float:
+    return sum(v for k, v in parts.items() if k.startswith("c"))
 
 
 SHORT_UNIT = 60  # sentences longer than this are answered clause by clause
@@ -182,7 +191,8 @@ def excerpt(article: ArticleRecord, query: Query, max_chars: int, unit: float) -
     listed = _list_answer(article, query)
     if listed is not None:
         return listed
-    sentences = answer_units(article.text)
+    units = _units(article.text)
+    sentences = [unit for unit, _ in units]
     if not sentences:
         return article.title
     contributions = [_contributions(s, query, unit, article.title) for s in sentences]
@@ -193,6 +203,23 @@ def excerpt(article: ArticleRecord, query: Query, max_chars: int, unit: float) -
     stating = [i for i in range(len(sentences)) if totals[i] > 0 and asked & fact_kinds(sentences[i])]
     pool = stating or list(range(len(sentences)))
     first = max(pool, key=lambda i: (totals[i], -i))
+    # A clause whose sibling clauses say the same thing about the question ("开工后拨付40%；验收
+    #合格后拨付剩余60%" for "啥时候到账") is answered with its whole sentence, when that is short
+    # enough; a sibling about another case ("D级…" when C级 was asked) is left out.
+    siblings = [i for i, (_, n) in enumerate(units) if n == units[first][1]]
+    if len(siblings) > 1 and asked and all(fact_kinds(sentences[i]) and
+                                 _topic_part(contributions[i]) >= 0.9 * _topic_part(contributions[first])
+                                 for i in siblings):
+        whole = "".join(sentences[i] for i in siblings)
+        if len(whole) <= max_chars:
+            for i in siblings[1:]:
+                for k, v in contributions[i].items():
+                    contributions[siblings[0]][k] = max(contributions[siblings[0]].get(k, 0.0), v)
+            sentences[siblings[0]] = whole
+            totals[siblings[0]] = sum(contributions[siblings[0]].values())
+            for i in siblings[1:]:
+                sentences[i], contributions[i], totals[i] = "", {}, 0.0
+            first = siblings[0]
     chosen = [first]
     covered = dict(contributions[first])
     length = len(sentences[first])
@@ -213,7 +240,7 @@ def excerpt(article: ArticleRecord, query: Query, max_chars: int, unit: float) -
         return sum(max(0.0, v - covered.get(k, 0.0)) for k, v in contributions[i].items() if k.startswith("c"))
 
     def allowed(i: int) -> bool:
-        if sentences[i].endswith(("：", ":")):
+        if not sentences[i] or sentences[i].endswith(("：", ":")):
             return False  # "具体标准如下：" introduces, says nothing
         if _TABLE_ROW.match(sentences[first]) and _TABLE_ROW.match(sentences[i]):
             # The row that matches the question, not its neighbours ("茶叶" asked: not 魔芋, 中药材).
