@@ -65,8 +65,8 @@ def test_beats_plain_jieba_bm25(results: tuple[Metrics, Metrics]) -> None:
 # it is asserted as it stands, so it cannot slide further unnoticed: see docs/knowledge.md.
 HELD_OUT_FLOORS = {
     #            hit@1  facts  abstention  answer rate
-    "qingshan": (0.90, 0.88, 0.88, 0.97),
-    "yunxi": (0.74, 0.74, 0.66, 0.90),
+    "qingshan": (0.89, 0.87, 0.90, 0.97),
+    "yunxi": (0.76, 0.76, 0.66, 0.92),
     "shiqiao": (0.94, 0.94, 0.40, 0.94),
 }
 
