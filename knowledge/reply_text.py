@@ -1,9 +1,11 @@
 """Writing the reply: the few sentences that answer, the citation, and the full-article pages.
 
-A household asked one thing; the reply quotes the sentences of the article
-that answer it (the amount for "多少钱", the papers for "要带啥"), keeps them in
-the article's order so they read naturally, names where they come from so a
-cadre can check, and says how to get more.
+A household asked one thing, often on an old phone: the reply quotes the
+sentence of the article that states it first (the amount for "多少钱", the date
+for "啥时候到卡上", the papers for "要带啥"), adds at most one that completes it,
+answers "有啥补助" with the article's list of measures and a table with its
+matching row, names where it comes from so a cadre can check, and says how to
+get more.
 """
 
 from __future__ import annotations
@@ -24,9 +26,9 @@ CUE_BONUS = 0.8  # per matched cue, relative to the rarest handbook word's weigh
 FOLLOW_SHARE = 0.12  # a further sentence must add at least this share of the best one's score
 ALSO_RELEVANT = 0.5  # ... or be nearly as relevant as the best one on its own
 TITLE_WORD_SHARE = 0.7  # a question word that is in the article's title tells its sentences apart less
-IMPLIED_CUE_SHARE = 0.5
+IMPLIED_CUE_SHARE = 0.5  # where to go and what to bring, for a "how" question
 WEAK_CUE_SHARE = 0.3  # "能不能" beside a question for an amount, a time or a place
-OWN_WORDS = 1.0  # the weight of a question's own word found as written  # where to go and what to bring, for a "how" question
+OWN_WORDS = 1.0  # the weight of a question's own word found as written
 
 
 def citation(article: ArticleRecord) -> str:

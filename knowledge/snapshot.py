@@ -39,7 +39,7 @@ class ArticleRecord:
     label: str
     title: str
     text: str
-    cite: str = ""  # the label an answer cites, when the label alone is not unique in its document
+    cite: str = ""  # the label an answer cites when the label alone does not name it: 三、（二）
 
     @property
     def cited_label(self) -> str:
