@@ -4,7 +4,7 @@ Public API (see docs/knowledge.md): ``KnowledgeBase``, ``Answer``, ``Source``,
 ``ensure_sample_loaded``, ``promote_unanswered``.
 """
 
-from knowledge.answers import Answer, Source
+from knowledge.result import Answer, Source
 from knowledge.service import KnowledgeBase, ensure_sample_loaded, promote_unanswered
 
 __all__ = ["Answer", "KnowledgeBase", "Source", "ensure_sample_loaded", "promote_unanswered"]

@@ -28,6 +28,7 @@ from storage.clock import iso_local, local
 from storage.privacy import mask_text
 from knowledge.ingest.importer import HandbookImportError, ImportReport, import_files
 from knowledge.ingest.undo import UndoError, undo_last_import
+from knowledge.explain import Explanation
 from knowledge.service import KnowledgeBase, ensure_sample_loaded
 from knowledge.store.handbook import list_documents
 from knowledge.store.faq import FaqError, add_faq, answer_message, list_faqs, promote_unanswered, remove_faq
@@ -165,11 +166,32 @@ def handbook_list() -> None:
 def ask(
     question: Annotated[Optional[str], typer.Argument(help="问题；配合 --json 省略时，从标准输入每行读一个问题")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="每个问题输出一行 JSON")] = False,
+    explain: Annotated[bool, typer.Option("--explain", help="同时说明为什么这样答：读懂的词、候选条文和分数、选用的句子")] = False,
 ) -> None:
     """像群众一样提问，看助手怎么回答（知识库为空时先载入示例汇编）。"""
     db = get_db()
     ensure_sample_loaded(db)
     kb = KnowledgeBase.open(db)
+
+    def one(line: str) -> None:
+        if explain:
+            explanation = kb.explain(line)
+            if as_json:
+                print(json.dumps(explanation.to_json(), ensure_ascii=False), flush=True)
+            else:
+                _print_explanation(explanation)
+            return
+        answer = kb.answer(line)
+        if as_json:
+            print(json.dumps(answer.to_json(line), ensure_ascii=False), flush=True)
+            return
+        console.print(answer.text, markup=False, highlight=False)
+        if answer.sources:
+            console.print("[dim]来源：" + "；".join(
+                f"{_cited(s.document, s.article or s.title)}（{s.score:g}）" for s in answer.sources) + "[/dim]")
+        if answer.handover:
+            console.print("[yellow]（将转人工）[/yellow]")
+
     if question is None:
         if not as_json:
             errors.print("请给出问题，例如：sisong ask \"低保咋个申请\"；或用 --json 从标准输入读取。")
@@ -177,18 +199,44 @@ def ask(
         for line in sys.stdin:
             line = line.strip()
             if line:
-                print(json.dumps(kb.answer(line).to_json(line), ensure_ascii=False), flush=True)
+                one(line)
         return
-    answer = kb.answer(question)
-    if as_json:
-        print(json.dumps(answer.to_json(question), ensure_ascii=False))
-        return
-    console.print(answer.text, markup=False, highlight=False)
-    if answer.sources:
-        console.print("[dim]来源：" + "；".join(
-            f"{s.article or s.title}（{s.score:g}）" for s in answer.sources) + "[/dim]")
-    if answer.handover:
-        console.print("[yellow]（将转人工）[/yellow]")
+    one(question)
+
+
+def _cited(document: str, label: str) -> str:
+    return f"《{document}》{label}" if document else label
+
+
+def _print_explanation(e: Explanation) -> None:
+    """试一试 in a terminal: the reply, then why, in the order a cadre reads it."""
+    console.print(e.reply, markup=False, highlight=False)
+    console.print(f"\n[bold]怎么答的：[/bold]{e.route_name}{'（转人工）' if e.handover else ''}。{e.reason}",
+                  highlight=False)
+    if e.concepts:
+        console.print("[bold]读懂的词：[/bold]", highlight=False)
+        for c in e.concepts:
+            tags = "（问法）" if c.asks else ("（汇编里没有）" if not c.in_handbook else "")
+            extra = f"；同义词加的：{'、'.join(c.from_synonyms)}" if c.from_synonyms else ""
+            console.print(f"  {c.words}{tags} → 搜 {'、'.join(c.means)}{extra}；分量 {c.weight:.2f}",
+                          markup=False, highlight=False)
+    if e.cues:
+        console.print(f"[bold]问题类型：[/bold]{'、'.join(e.cues)}", highlight=False)
+    for h in e.homophones:
+        console.print(f"同音纠错：{h['heard']} → {h['meant']}", markup=False, highlight=False)
+    if e.candidates:
+        table = Table(title=f"候选条文（覆盖至少 {e.min_confidence:.0%} 才回答）")
+        for column in ("条文", "相关度", "覆盖", "排序分", "对上的", "没对上的"):
+            table.add_column(column)
+        for c in e.candidates:
+            mark = "✔ " if c.cited else ""
+            table.add_row(f"{mark}{c.label} {c.title}《{c.document}》", f"{c.bm25:.2f}",
+                          f"{c.coverage:.0%}", f"{c.score:.2f}", "、".join(c.matched), "、".join(c.missing))
+        console.print(table)
+    if e.sentences:
+        console.print("[bold]选用的句子：[/bold]", highlight=False)
+        for sentence in e.sentences:
+            console.print(f"  · {sentence}", markup=False, highlight=False)
 
 
 # -- FAQ -----------------------------------------------------------------------------------

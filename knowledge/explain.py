@@ -16,9 +16,9 @@ from typing import Any
 
 from sqlalchemy import select
 
-from knowledge import replies
-from knowledge.answering import Responder, Trace, article_topic, topic_article
-from knowledge.answers import Answer
+from knowledge import fixed_replies
+from knowledge.responder import Responder, Trace, article_topic, topic_article
+from knowledge.result import Answer
 from knowledge.search.faq_match import DICE_MIN
 from knowledge.search.query import Concept
 from knowledge.snapshot import Snapshot
@@ -56,11 +56,12 @@ class ExplainedCandidate:
     bm25: float  # its best passage's BM25 score, times the boost
     boost: float  # 1.0, or the factor for a title naming what is asked (申请, 标准...)
     coverage: float  # share of the question's weight the article covers (0..1)
-    score: float  # what the shortlist is ordered by: bm25 × (0.2 + 0.8 × coverage)
+    score: float  # what the shortlist is ordered by: bm25 × (0.2 + 0.8 × coverage²) × (1 + 0.6 × fact fit)
     cited: bool
     matched: list[str]  # the question's words it covers
     missing: list[str]  # the question's words it does not
     passage: str  # its best passage
+    fact_fit: float = 0.0  # share of the kinds of fact asked for (amount, time, place…) the article states
 
 
 @dataclass
@@ -82,6 +83,7 @@ class Explanation:
     homophones: list[dict[str, str]] = field(default_factory=list)  # {"heard", "meant"}
     candidates: list[ExplainedCandidate] = field(default_factory=list)
     context: str | None = None  # the previous topic a follow-up was read with
+    sentences: list[str] = field(default_factory=list)  # the sentences of the cited article the reply quotes
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -92,9 +94,9 @@ def _route(answer: Answer, trace: Trace) -> str:
         return answer.kind
     if trace.route:
         return trace.route
-    if answer.text == replies.TOO_LONG:
+    if answer.text == fixed_replies.TOO_LONG:
         return "too_long"
-    if answer.text == replies.EMPTY_KB:
+    if answer.text == fixed_replies.EMPTY_KB:
         return "empty"
     return "search"
 
@@ -116,7 +118,7 @@ def _reason(answer: Answer, route: str, min_confidence: float, best: ExplainedCa
     if route == "article_number":
         return "问题里写了条号，直接回答这一条。"
     if route == "too_long":
-        return f"问题超过 {replies.LONG_QUESTION} 字，一下子答不全，转给工作人员。"
+        return f"问题超过 {fixed_replies.LONG_QUESTION} 字，一下子答不全，转给工作人员。"
     if route == "empty":
         return "政策库里还没有任何条文，转给工作人员。"
     if route == "smalltalk":
@@ -126,7 +128,7 @@ def _reason(answer: Answer, route: str, min_confidence: float, best: ExplainedCa
     if route == "detail":
         return "“详细”是看上一条的全文。"
     if route == "clarify":
-        if answer.text == replies.NEED_TOPIC_FOR_DETAIL:
+        if answer.text == fixed_replies.NEED_TOPIC_FOR_DETAIL:
             return "还没有问过政策问题，不知道要看哪一条的全文。"
         return "问题里只有“要什么材料”“多少钱”这类问法，没有说是哪项政策，先请群众说具体些，不转人工。"
     if best is None:
@@ -154,7 +156,8 @@ def explain(snapshot: Snapshot, db: Database, question: str, min_confidence: flo
     route = _route(answer, trace)
     explanation = Explanation(question, answer.text, answer.kind, route, ROUTE_NAMES.get(route, route),
                               answer.handover, "",
-                              round(answer.confidence, 4), min_confidence, context=trace.context)
+                              round(answer.confidence, 4), min_confidence, context=trace.context,
+                              sentences=list(trace.sentences))
     if route == "faq" and answer.topic:
         entry = snapshot.faq_by_id.get(int(answer.topic.split(":", 1)[1]))
         if entry is not None:
@@ -182,7 +185,7 @@ def explain(snapshot: Snapshot, db: Database, question: str, min_confidence: flo
             article = topic_article(snapshot, answer.topic)
             if article is not None:
                 explanation.cited = ExplainedCandidate(
-                    article.id, article.document, article.chapter_label or article.chapter_title, article.label,
+                    article.id, article.document, article.chapter_label or article.chapter_title, article.cited_label,
                     article.title, 0.0, 1.0, 1.0, 1.0, True, [], [], "")
     best = explanation.candidates[0] if explanation.candidates else None
     explanation.reason = _reason(answer, route, min_confidence, best, explanation.faq, unknown)
@@ -207,10 +210,10 @@ def _candidates(snapshot: Snapshot, db: Database, trace: Trace, answer: Answer) 
         matched = {id(c) for c in candidate.matched}
         passage_id = best.get(candidate.position, (0, 0.0))[0]
         out.append(ExplainedCandidate(
-            article.id, article.document, article.chapter_label or article.chapter_title, article.label,
+            article.id, article.document, article.chapter_label or article.chapter_title, article.cited_label,
             article.title, round(candidate.score, 4), round(trace.boosts.get(candidate.position, 1.0), 4),
             round(candidate.coverage, 4), round(candidate.rank_score, 4), article_topic(article.id) == cited_topic,
             _words([c for c in topics if id(c) in matched]), _words([c for c in topics if id(c) not in matched]),
-            texts.get(passage_id, ""),
+            texts.get(passage_id, ""), round(candidate.fit, 4),
         ))
     return out

@@ -13,15 +13,15 @@ import threading
 import time
 from pathlib import Path
 
-from knowledge.answering import Responder, article_pages
-from knowledge.answers import Answer, Source
+from knowledge.responder import Responder, article_pages
+from knowledge.result import Answer, Source
 from knowledge.explain import Explanation, explain
 from knowledge.ingest.importer import SAMPLE_HANDBOOK, import_files
 from knowledge.nlp.tokenizer import Segmenter, default_segmenter, normalize_text
 from knowledge.settings import KnowledgeSettings, get_knowledge_settings
 from knowledge.snapshot import Snapshot, load_snapshot
 from knowledge.store.faq import promote_unanswered as _promote
-from knowledge.store.state import current_generation
+from knowledge.store.state import read_generation
 from knowledge.store.unanswered import record_unanswered as _record
 from sqlalchemy import select
 from storage.db import Database
@@ -101,8 +101,7 @@ class KnowledgeBase:
                 return snapshot  # another thread checked while this one waited
             self._checked_at = now
             try:
-                with self.db.session() as session:
-                    generation = current_generation(session)
+                generation = read_generation(self.db.engine)
             except Exception:  # database briefly unavailable: keep answering from memory
                 if snapshot is None:
                     raise

@@ -20,12 +20,15 @@ class KnowledgeSettings(BaseSettings):
 
     # An extra synonym file cadres edit, read on top of knowledge/data/synonyms.txt.
     kb_synonyms_file: Path | None = None
-    # How often (seconds) a worker checks whether the knowledge base changed.
-    kb_reload_seconds: float = Field(default=3.0, ge=0)
+    # How often (seconds) a worker checks whether the knowledge base changed. 0 (the default):
+    # before every question, one indexed one-row read, so a synonym or FAQ a cadre adds answers
+    # the very next question in every worker. Raise it only to spare a busy database that read.
+    kb_reload_seconds: float = Field(default=0.0, ge=0)
     # Below this share of the question covered by the best article, hand over to a person.
     kb_min_confidence: float = Field(default=0.6, ge=0, le=1)
-    # Target length of an answer's excerpt, in characters.
-    kb_answer_chars: int = Field(default=300, ge=60, le=600)
+    # Target length of an answer's excerpt, in characters: the asked fact in one or two short
+    # sentences an elderly reader takes in at a glance on a phone.
+    kb_answer_chars: int = Field(default=120, ge=60, le=600)
 
 
 @lru_cache(maxsize=1)

@@ -7,7 +7,7 @@ so a question being answered in another thread never sees half an update.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -39,6 +39,32 @@ class ArticleRecord:
     label: str
     title: str
     text: str
+    cite: str = ""  # the label an answer cites when the label alone does not name it: 三、（二）
+
+    @property
+    def cited_label(self) -> str:
+        """How the article is cited: 第六条; 三、（二） where every 一、 restarts its （一）; 12．"""
+        return self.cite or self.label
+
+
+def cited_labels(articles: list[ArticleRecord]) -> list[ArticleRecord]:
+    """Give each article the label a reader can find it by.
+
+    A compilation's 实施方案 numbers （一）（二） afresh under every 一、, so "（二）" is
+    cited with its part, as people write it: "三、（二）". Other labels are cited alone when
+    they are unique in their document (第六条, a booklet's 12．) and with their part when not.
+    """
+    counts: dict[tuple[str, str], int] = {}
+    for a in articles:
+        counts[(a.document, a.label)] = counts.get((a.document, a.label), 0) + 1
+    out = []
+    for a in articles:
+        sub_item = a.label.startswith(("（", "(")) and a.chapter_label.endswith(("、", "．", "."))
+        repeated = counts[(a.document, a.label)] > 1
+        if a.label and (sub_item or repeated) and a.chapter_label and a.chapter_label != a.label:
+            a = replace(a, cite=f"{a.chapter_label}{a.label}")
+        out.append(a)
+    return out
 
 
 @dataclass
@@ -51,10 +77,24 @@ class Snapshot:
     ranker: Ranker
     faqs: FaqMatcher
     faq_by_id: dict[int, FaqEntry]
+    _titles: dict[str, frozenset[int]] = field(default_factory=dict, repr=False)
 
     @property
     def empty(self) -> bool:
         return not self.articles
+
+    def titles_with(self, word: str) -> frozenset[int]:
+        """Positions of the articles whose title contains ``word`` (the few cue words, memoized)."""
+        found = self._titles.get(word)
+        if found is None:
+            found = self._titles[word] = frozenset(i for i, a in enumerate(self.articles) if word in a.title)
+        return found
+
+
+def _document_numbers(articles: list[ArticleRecord]) -> list[int]:
+    """Each article's document as a number (documents are told apart by title)."""
+    numbers: dict[str, int] = {}
+    return [numbers.setdefault(a.document, len(numbers)) for a in articles]
 
 
 def file_synonyms(extra: Path | None) -> SynonymTable:
@@ -93,7 +133,7 @@ def load_snapshot(db: Database, segmenter: Segmenter, synonyms_file: Path | None
         synonym_rows = [SynonymRecord(r.id, r.phrase, r.expansion)
                         for r in session.execute(select(KbSynonym)).scalars().all()]
 
-    articles = [ArticleRecord(*row) for row in rows]
+    articles = cited_labels([ArticleRecord(*row) for row in rows])
     positions = {a.id: i for i, a in enumerate(articles)}
     missing = [int(p) for p in index.passage_ids if int(p) not in passage_rows]
     if missing:
@@ -107,7 +147,8 @@ def load_snapshot(db: Database, segmenter: Segmenter, synonyms_file: Path | None
         return load_snapshot(db, segmenter, synonyms_file, _repaired=True)
     passage_article = np.array([positions[passage_rows[int(p)]] for p in index.passage_ids], dtype=np.int64)
     synonyms = file_synonyms(synonyms_file).merged(table_from_rows(synonym_rows))
-    text = HandbookText([a.text for a in articles], [a.title for a in articles], segmenter.words)
+    text = HandbookText([a.text for a in articles], [f"{a.title} {a.chapter_title} {a.document}" for a in articles],
+                        segmenter.words)
     faq_entries = [FaqEntry(r[0], r[1], r[2], core(r[1])) for r in faq_rows]
     return Snapshot(
         generation=generation,
@@ -115,7 +156,7 @@ def load_snapshot(db: Database, segmenter: Segmenter, synonyms_file: Path | None
         positions=positions,
         index=index,
         analyzer=QueryAnalyzer(segmenter, synonyms, index, text),
-        ranker=Ranker(index, passage_article, len(articles), text),
+        ranker=Ranker(index, passage_article, len(articles), text, _document_numbers(articles)),
         faqs=FaqMatcher(faq_entries),
         faq_by_id={e.id: e for e in faq_entries},
     )

@@ -190,8 +190,8 @@ def test_an_article_number_in_digits_finds_the_article_written_in_chinese(kb: Kn
 
 
 def test_detail_is_the_whole_article_as_written_in_one_piece(tmp_path: Path) -> None:
-    from knowledge.answering import topic_article
-    from knowledge.compose import citation
+    from knowledge.responder import topic_article
+    from knowledge.reply_text import citation
     from knowledge.ingest.importer import import_files
 
     sentence = "符合条件的农户可以向村委会提出申请，由乡镇审核后报县里审批并按月发放补助资金。"

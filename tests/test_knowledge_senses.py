@@ -14,7 +14,7 @@ from __future__ import annotations
 import pytest
 
 from knowledge import KnowledgeBase, ensure_sample_loaded
-from knowledge.compose import mentions
+from knowledge.reply_text import mentions
 from knowledge.nlp.cues import asks_papers, question_cues
 from knowledge.nlp.synonyms import SynonymTable
 from knowledge.search.senses import HandbookText, paper_spans

@@ -13,7 +13,7 @@ import bm25s
 import jieba
 import numpy as np
 
-from knowledge.answers import Answer, Source
+from knowledge.result import Answer, Source
 from knowledge.snapshot import ArticleRecord
 
 _WORD = re.compile(r"[\u3400-\u9fffA-Za-z0-9]")
@@ -40,6 +40,6 @@ class PlainBaseline:
             return Answer("这个问题我还答不上来。", handover=True, kind="unanswerable")
         top = self.articles[int(order[0])]
         sources = [Source(self.articles[int(i)].document, self.articles[int(i)].chapter_label,
-                          self.articles[int(i)].label, self.articles[int(i)].title, float(scores[i]))
+                          self.articles[int(i)].cited_label, self.articles[int(i)].title, float(scores[i]))
                    for i in order if scores[i] > 0]
         return Answer(top.text[:300], sources, topic=str(top.id))

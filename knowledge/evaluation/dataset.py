@@ -1,6 +1,8 @@
 """The evaluation set format: one JSON object per line.
 
 ``{"id", "question", "articles": ["第六条"], "facts": ["3.5万元"], "handover": false, "context": "…"}``
+``document`` (optional) names the document the cited article must belong to; ``kind`` the kind of
+question (amount, when, where, materials, how, eligibility, list, table, followup, unanswerable).
 ``split`` says when a question was written (dev, holdout, holdout2, holdout3: see docs/knowledge.md). ``articles`` lists acceptable article labels, ``facts`` strings the reply must contain, ``context`` an
 earlier question whose topic the question follows up on; ``handover: true`` marks questions the
 handbook cannot answer.
@@ -21,7 +23,9 @@ class EvalItem:
     facts: tuple[str, ...]
     handover: bool
     context: str | None = None
-    split: str = "dev"  # dev: written first and tuned on; holdout*: written later, first run recorded in the docs
+    split: str = "dev"
+    document: str | None = None  # the document the answer must cite (a compilation has several)
+    kind: str = ""  # amount | when | where | materials | how | eligibility | list | table | followup | unanswerable | other  # dev: written first and tuned on; holdout*: written later, first run recorded in the docs
 
 
 def load_items(path: Path) -> list[EvalItem]:
@@ -32,5 +36,6 @@ def load_items(path: Path) -> list[EvalItem]:
         raw = json.loads(line)
         items.append(EvalItem(int(raw.get("id", number)), raw["question"], tuple(raw.get("articles", ())),
                               tuple(raw.get("facts", ())), bool(raw.get("handover", False)), raw.get("context"),
-                              raw.get("split", "dev")))
+                              raw.get("split", "dev"), raw.get("document"),
+                              raw.get("kind") or ("unanswerable" if raw.get("handover") else "")))
     return items

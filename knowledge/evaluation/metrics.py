@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from knowledge.answers import Answer
+from knowledge.result import Answer, Source
 from knowledge.evaluation.dataset import EvalItem
 
 
@@ -30,13 +30,18 @@ class Outcome:
     def labels(self) -> list[str]:
         return [] if self.answer.handover else [s.article for s in self.answer.sources]
 
+    def _right(self, source: Source) -> bool:
+        """The cited article is the expected one (and in the expected document, when the set names it)."""
+        return source.article in self.item.articles and (self.item.document is None
+                                                         or source.document == self.item.document)
+
     @property
     def hit1(self) -> bool:
-        return bool(self.labels) and self.labels[0] in self.item.articles
+        return not self.answer.handover and bool(self.answer.sources) and self._right(self.answer.sources[0])
 
     @property
     def hit3(self) -> bool:
-        return any(label in self.item.articles for label in self.labels[:3])
+        return not self.answer.handover and any(self._right(s) for s in self.answer.sources[:3])
 
     @property
     def facts_ok(self) -> bool:

@@ -25,7 +25,7 @@ from sqlalchemy.orm import Session
 from knowledge.ingest import errors
 from knowledge.ingest.errors import HandbookFileError
 from knowledge.ingest.readers import SUPPORTED, read_bytes, read_file
-from knowledge.ingest.structure import ParsedDocument, parse_structure
+from knowledge.ingest.structure import ParsedArticle, ParsedDocument, parse_structure
 from knowledge.ingest.undo import ImportRecorder, forget_undo
 from knowledge.nlp.sentences import chunk_sentences, split_sentences
 from knowledge.nlp.tokenizer import DATA_DIR, Segmenter, default_segmenter
@@ -154,30 +154,56 @@ def parse_files(paths: Sequence[Path | HandbookUpload], progress: Progress | Non
     return parsed
 
 
-def _insert_document(session: Session, item: ParsedFile) -> tuple[int, int]:
+def part_hash(content_hash: str, part: int) -> str:
+    """The key of the ``part``-th document of a compilation file: its first document carries
+    the file's own hash (what "same file again" looks up), the others one derived from it."""
+    return content_hash if part == 0 else hashlib.sha256(f"{content_hash}#{part}".encode()).hexdigest()
+
+
+def _parts(doc: ParsedDocument) -> list[tuple[str, list[ParsedArticle]]]:
+    """The file's documents in order: (title, articles). One for an ordinary handbook; one per
+    通知/方案/办法 for a compilation, each stored as its own document so answers cite it by name."""
+    parts: list[tuple[str, list[ParsedArticle]]] = []
+    for article in doc.articles:
+        title = article.document or doc.title
+        if not parts or parts[-1][0] != title:
+            parts.append((title, []))
+        parts[-1][1].append(article)
+    return parts
+
+
+def _insert_document(session: Session, item: ParsedFile) -> tuple[list[int], int]:
     doc = item.document
-    row = KbDocument(
-        name=doc.name, title=doc.title, content_hash=item.content_hash, size_bytes=item.size,
-        chapters=doc.chapters, articles=len(doc.articles),
-        warnings=json.dumps(doc.warnings, ensure_ascii=False),
-    )
-    session.add(row)
-    session.flush()
-    articles = [
-        KbArticle(document_id=row.id, seq=seq, chapter_label=a.chapter_label, chapter_title=a.chapter_title,
-                  label=a.label, title=a.title, text=a.text)
-        for seq, a in enumerate(doc.articles, 1)
-    ]
-    session.add_all(articles)
-    session.flush()
-    passages = [
-        KbPassage(article_id=article.id, seq=seq, text=chunk)
-        for article in articles
-        for seq, chunk in enumerate(split_passages(article.text), 1)
-    ]
-    session.add_all(passages)
-    session.flush()
-    return row.id, len(passages)
+    parts = _parts(doc)
+    ids: list[int] = []
+    passage_count = 0
+    for n, (title, part_articles) in enumerate(parts):
+        chapters = doc.chapters if len(parts) == 1 else len(
+            {(a.chapter_label, a.chapter_title) for a in part_articles if a.chapter_label or a.chapter_title})
+        row = KbDocument(
+            name=doc.name, title=title[:255], content_hash=part_hash(item.content_hash, n), size_bytes=item.size,
+            chapters=chapters, articles=len(part_articles),
+            warnings=json.dumps(doc.warnings if n == 0 else [], ensure_ascii=False),
+        )
+        session.add(row)
+        session.flush()
+        articles = [
+            KbArticle(document_id=row.id, seq=seq, chapter_label=a.chapter_label, chapter_title=a.chapter_title,
+                      label=a.label, title=a.title, text=a.text)
+            for seq, a in enumerate(part_articles, 1)
+        ]
+        session.add_all(articles)
+        session.flush()
+        passages = [
+            KbPassage(article_id=article.id, seq=seq, text=chunk)
+            for article in articles
+            for seq, chunk in enumerate(split_passages(article.text), 1)
+        ]
+        session.add_all(passages)
+        session.flush()
+        ids.append(row.id)
+        passage_count += len(passages)
+    return ids, passage_count
 
 
 def _audit_detail(report: ImportReport) -> str:
@@ -207,7 +233,9 @@ def write_documents(
     recorder = ImportRecorder(session)
     existing = session.execute(select(KbDocument)).scalars().all()
     by_hash = {d.content_hash: d for d in existing}
-    by_name = {d.name: d for d in existing}
+    by_name: dict[str, list[KbDocument]] = {}
+    for d in existing:  # a compilation file is several documents under one name
+        by_name.setdefault(d.name, []).append(d)
     kept: set[int] = set()
     reports: list[FileReport] = []
     changed = False
@@ -215,22 +243,24 @@ def write_documents(
         doc = item.document
         same = by_hash.get(item.content_hash)
         if same is not None:
-            kept.add(same.id)
+            siblings = [d for d in by_name.get(same.name, [same])]
+            kept.update(d.id for d in siblings)
             passages = session.execute(
-                select(KbPassage.id).join(KbArticle).where(KbArticle.document_id == same.id)
+                select(KbPassage.id).join(KbArticle).where(KbArticle.document_id.in_([d.id for d in siblings]))
             ).all()
-            reports.append(FileReport(doc.name, doc.title, "unchanged", same.chapters, same.articles,
-                                      len(passages), doc.warnings))
+            reports.append(FileReport(doc.name, doc.title, "unchanged", sum(d.chapters for d in siblings),
+                                      sum(d.articles for d in siblings), len(passages), doc.warnings))
         else:
             status = "imported"
-            previous = by_name.get(doc.name)
-            if previous is not None and previous.id not in kept:
-                recorder.before_delete([previous.id])
-                delete_documents(session, [previous.id])
+            previous = [d for d in by_name.get(doc.name, []) if d.id not in kept]
+            if previous:
+                recorder.before_delete([d.id for d in previous])
+                delete_documents(session, [d.id for d in previous])
                 status = "updated"
-            new_id, passages = _insert_document(session, item)
-            recorder.added(new_id)
-            kept.add(new_id)
+            new_ids, passages = _insert_document(session, item)
+            for new_id in new_ids:
+                recorder.added(new_id)
+            kept.update(new_ids)
             changed = True
             reports.append(FileReport(doc.name, doc.title, status, doc.chapters, len(doc.articles),
                                       passages, doc.warnings))

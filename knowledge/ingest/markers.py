@@ -46,3 +46,21 @@ def find_marker(text: str) -> Marker | None:
 
 def starts_with_marker(text: str) -> bool:
     return find_marker(text) is not None
+
+
+# A policy document's own title inside a compilation: "云溪县农村低保和临时救助工作规程",
+# "关于做好2025年……工作的通知", "……实施方案（试行）". Compilations (政策文件汇编) put several
+# such documents one after another, each numbered 一、（一）1. afresh.
+DOCUMENT_TITLE = re.compile(
+    r"^(?!.*[。；;，,：:！？!?]$).{4,70}?"
+    r"(通知|实施方案|工作方案|方案|办法|细则|实施意见|意见|规定|规程|指南|须知|决定|规划|措施|制度|通告|公告|政策问答|问答)"
+    r"([（(](试行|修订|暂行|\d{4}年修订|征求意见稿)[）)])?$"
+)
+# The issuing number under a title: 云住建发〔2025〕8号, 县政办发[2024]3号.
+DOCUMENT_NUMBER = re.compile(r"^[\u4e00-\u9fff]{1,12}[〔\[【(（]\s*\d{4}\s*[〕\]】)）]\s*\d{1,4}\s*号$")
+
+
+def looks_like_document_title(text: str) -> bool:
+    """A line that names a policy document (and is not a numbered heading inside one)."""
+    text = text.strip()
+    return find_marker(text) is None and bool(DOCUMENT_TITLE.match(text))

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 
-from knowledge.ingest.markers import starts_with_marker
+from knowledge.ingest.markers import DOCUMENT_NUMBER, looks_like_document_title, starts_with_marker
 
 _ENDS_PARAGRAPH = re.compile(r"[。！？!?；;：:”」』）)]$")
 MIN_WRAPPED_LINE = 16  # shorter lines are headings or last lines, never wrapped text
@@ -23,11 +23,13 @@ def reflow(lines: list[str]) -> list[str]:
         if not line:
             previous_open = False
             continue
-        if previous_open and not starts_with_marker(line):
+        if previous_open and not starts_with_marker(line) and not DOCUMENT_NUMBER.match(line):
             joiner = " " if paragraphs[-1][-1:].isascii() and line[:1].isascii() else ""
             paragraphs[-1] = paragraphs[-1] + joiner + line
         else:
             paragraphs.append(line)
         last = paragraphs[-1]
-        previous_open = len(line) >= MIN_WRAPPED_LINE and not _ENDS_PARAGRAPH.search(last)
+        # A document's title in a compilation is a line of its own, however long.
+        previous_open = (len(line) >= MIN_WRAPPED_LINE and not _ENDS_PARAGRAPH.search(last)
+                         and not looks_like_document_title(last))
     return paragraphs

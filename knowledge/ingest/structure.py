@@ -14,7 +14,7 @@ import re
 from dataclasses import dataclass, field
 
 from knowledge.ingest.blocks import Block, RawDocument
-from knowledge.ingest.markers import Marker, find_marker
+from knowledge.ingest.markers import DOCUMENT_NUMBER, Marker, find_marker, looks_like_document_title
 
 TITLE_MAX = 30  # a "heading" longer than this is a sentence, not a title
 # Column widths in storage/models/knowledge.py: longer values are cut here, at parse time.
@@ -31,6 +31,10 @@ _LEVELS: tuple[tuple[str, tuple[str, ...]], ...] = (
 )
 _BRACKET_TITLE = re.compile(r"^[【\[]([^】\]]{1,40})[】\]]\s*(.*)$", re.S)
 _FIRST_CLAUSE = re.compile(r"^(.{1,30}?)[。：:]\s*(.*)$", re.S)
+# A question-and-answer booklet: "12．问：危房改造补多少？答：……" (the answer often on the next line).
+_QUESTION = re.compile(r"^(?:问\s*[:：]\s*)?(.{2,80}[？?])\s*$", re.S)
+_ANSWER = re.compile(r"^答\s*[:：]\s*")
+QA_SHARE = 0.6  # numbered items that are mostly questions are the units of a 问答 booklet
 
 
 @dataclass
@@ -41,6 +45,7 @@ class ParsedArticle:
     title: str
     text: str
     number: int | None = None
+    document: str = ""  # the policy document it belongs to, in a compilation of several ("" = the file's title)
 
 
 @dataclass
@@ -62,6 +67,12 @@ def split_heading(kind: str, rest: str) -> tuple[str, str]:
     bracket = _BRACKET_TITLE.match(rest)
     if bracket:
         return bracket.group(1).strip(), bracket.group(2).strip()
+    if is_question(rest):
+        pieces = re.split(r"答\s*[:：]", rest, maxsplit=1)
+        asked, answer = pieces[0], (pieces[1] if len(pieces) > 1 else "")
+        question = _QUESTION.match(asked.strip())
+        if question:
+            return question.group(1).strip(), answer.strip()
     if len(rest) <= TITLE_MAX and not re.search(r"[。；;，,]", rest):
         return rest.rstrip("：:"), ""
     if kind != "article":
@@ -70,6 +81,12 @@ def split_heading(kind: str, rest: str) -> tuple[str, str]:
         if clause and not re.search(r"[，,；;]", clause.group(1)):
             return clause.group(1).strip(), clause.group(2).strip()
     return "", rest
+
+
+def is_question(rest: str) -> bool:
+    """A heading that asks ("问：低保咋个申请？"): the unit of a 问答 booklet."""
+    rest = rest.strip()
+    return rest.startswith(("问：", "问:")) or bool(re.match(r"^[^。；;]{2,80}?[？?]", rest))
 
 
 @dataclass
@@ -81,6 +98,10 @@ class _Classified:
 def _choose_levels(items: list[_Classified]) -> tuple[str | None, str | None]:
     markers = [i.marker for i in items if i.marker is not None]
     kinds = {m.kind for m in markers}
+    numbered = [m for m in markers if m.kind == "num_item"]
+    if numbered and "article" not in kinds and sum(is_question(m.rest) for m in numbered) >= QA_SHARE * len(numbered):
+        # A 问答 booklet: each numbered question with its answer is a unit, under 一、 headings if any.
+        return "num_item", next((k for k in ("chapter", "cn_item") if k in kinds), None)
     for article_kind, chapter_kinds in _LEVELS:
         if article_kind in kinds:
             candidates = [k for k in chapter_kinds if k in kinds]
@@ -128,6 +149,8 @@ class _Builder:
             return
         article, self.current = self.current, None
         article.text = "\n".join(self.lines).strip() or article.title
+        if article.title.endswith(("？", "?")):
+            article.text = _ANSWER.sub("", article.text)  # a booklet's "答：" says nothing
         self.lines = []
         if not article.text:
             self.warnings.append(f"{article.label or '一个条目'}没有内容，已跳过")
@@ -187,7 +210,7 @@ def _numbering_warnings(articles: list[ParsedArticle], per_chapter: bool) -> lis
     return warnings
 
 
-def parse_structure(raw: RawDocument) -> ParsedDocument:
+def _parse_one(raw: RawDocument) -> ParsedDocument:
     items = [
         _Classified(b, None if b.table_row else find_marker(b.text))
         for b in raw.blocks
@@ -281,3 +304,44 @@ def _restarts_per_chapter(articles: list[ParsedArticle]) -> bool:
 
 def _looks_like_title(text: str, marker: Marker | None) -> bool:
     return marker is None and len(text) <= 40 and not re.search(r"[。；;！？]$|[，,]", text)
+
+
+def _document_starts(blocks: list[Block]) -> list[int]:
+    """Where each policy document of a compilation begins: its title line (two at least)."""
+    starts = [i for i, b in enumerate(blocks)
+              if not b.table_row and b.heading != 0 and looks_like_document_title(b.text)]
+    # A title must head some text of its own (not a line in a list of titles, such as a 目录).
+    starts = [i for n, i in enumerate(starts) if (starts[n + 1] if n + 1 < len(starts) else len(blocks)) - i >= 2]
+    return starts if len(starts) >= 2 else []
+
+
+def parse_structure(raw: RawDocument) -> ParsedDocument:
+    """The file's structure; a compilation of several documents (通知, 实施方案, 办法 one after
+    another, each numbered 一、（一） afresh) is parsed document by document, and every article
+    keeps the title of the document it belongs to, which is what an answer cites."""
+    blocks = [b for b in raw.blocks if not DOCUMENT_NUMBER.match(b.text.strip())]
+    starts = _document_starts(blocks)
+    if not starts:
+        return _parse_one(RawDocument(raw.name, raw.content, blocks, raw.title_hint, list(raw.warnings)))
+    head = blocks[:starts[0]]
+    title = next((clean_title(b.text) for b in head if b.heading == 0), "") or clean_title(raw.title_hint or "")
+    if not title and head and _looks_like_title(head[0].text, find_marker(head[0].text)):
+        title = clean_title(head[0].text)
+    articles: list[ParsedArticle] = []
+    warnings = list(raw.warnings)
+    chapters = 0
+    preamble = "\n".join(b.text.strip() for b in head if b.heading != 0 and clean_title(b.text) != title).strip()
+    if len(preamble) >= 20:
+        articles.append(ParsedArticle("", "", "", "说明", preamble))
+    for n, start in enumerate(starts):
+        end = starts[n + 1] if n + 1 < len(starts) else len(blocks)
+        name = clean_title(blocks[start].text)[:NAME_MAX]
+        part = _parse_one(RawDocument(raw.name, b"", [Block(name, heading=0)] + blocks[start + 1:end]))
+        chapters += part.chapters
+        for article in part.articles:
+            article.document = name
+            articles.append(article)
+        warnings.extend(f"《{name}》{w}" for w in part.warnings)
+    if not title:
+        title = re.sub(r"\.[A-Za-z]+$", "", raw.name)
+    return ParsedDocument(raw.name[:NAME_MAX], title[:NAME_MAX], articles, chapters, warnings)

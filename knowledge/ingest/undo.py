@@ -163,8 +163,9 @@ def undo_last_import(db: Database, *, actor: "Principal | None" = None) -> UndoR
             raise UndoError(CHANGED_SINCE)
         data = json.loads(zlib.decompress(record.payload).decode("utf-8"))
         inserted = [int(i) for i in data["inserted"]]
-        removed = list(session.scalars(select(KbDocument.name).where(KbDocument.id.in_(inserted))
-                                       .order_by(KbDocument.id)))
+        # A compilation file is several documents under one name: name each file once.
+        removed = list(dict.fromkeys(session.scalars(select(KbDocument.name).where(KbDocument.id.in_(inserted))
+                                                     .order_by(KbDocument.id))))
         delete_documents(session, inserted)
         for name, table in _TABLES:  # parents first: articles refer to documents, passages to articles
             rows = [_revive(table, row) for row in data["removed"][name]]
@@ -175,7 +176,7 @@ def undo_last_import(db: Database, *, actor: "Principal | None" = None) -> UndoR
             session.add(KbIndex(id=INDEX_ROW, fingerprint=record.index_fingerprint, passages=record.index_passages,
                                 built_at=record.index_built_at or utcnow(), payload=record.index_payload))
         bump_generation(session)
-        restored = [row["name"] for row in data["removed"]["documents"]]
+        restored = list(dict.fromkeys(row["name"] for row in data["removed"]["documents"]))
         files = [str(f) for f in json.loads(record.files)]
         report = UndoReport(record.created_at, record.actor, files, removed, restored, SAMPLE_NAME in restored)
         session.delete(record)

@@ -33,12 +33,14 @@ CUES: tuple[Cue, ...] = (
     ),
     Cue(
         "where",
-        re.compile(r"哪里|哪儿|哪点|哪哈|在哪|去哪|找哪|找谁|哪个部门|哪个单位|向哪|哪家"),
+        re.compile(r"哪里|哪儿|哪点|哪哈|在哪|去哪|找哪|找谁|哪个部门|哪个单位|向哪|哪家"
+                   r"|哪个(来|管|负责|审|批|办|发|搞|收|定)|谁(来|管|负责|审|批|办|发|定)"),
         re.compile(r"到.{0,12}(办理|申请|咨询|领取|登记|报名|反映)|向.{0,12}(申请|提出|反映)|找|村委会|乡镇|县.{0,4}(局|中心|残联|大厅)|窗口|网点|小程序"),
     ),
     Cue(
         "when",
-        re.compile(r"什么时候|啥时候|几时|多久|多长时间|几号|哪天|几天|几点|好久|时间|到账|期限"),
+        re.compile(r"什么时候|啥时候|几时|多久|多长时间|几号|哪天|几天|几点|好久|时间|到账|期限"
+                   r"|(多少|好多)(天|个工作日|个月|小时)|几个月|几月份"),
         re.compile(r"\d+\s*(日|号|月|天|个工作日|小时|年)|[一二三四五六七八九十]+(个月|天|年)|每月|每年|每季度|之前|以前|以内|期间|前后|时"),
     ),
     Cue(
@@ -75,7 +77,7 @@ CUE_TITLE_TERMS: dict[str, tuple[str, ...]] = {
 
 # Words that only name an aspect; a question made of them alone is a follow-up.
 ASPECT_WORDS = frozenset(
-    "材料 资料 手续 证明 证件 条件 标准 程序 流程 时间 多久 地方 部门 办理 申请 申报 报名 领取 钱 补助 补贴 "
+    "材料 资料 手续 证明 证件 条件 标准 程序 流程 时间 多久 地方 部门 办理 申请 申报 报名 领取 钱 补助 补贴 资助 奖补 "
     "元 年龄 周岁 要求 规定 费用 一年 一个月 每月 每年 本人 工作日 期限".split()
 )
 
@@ -123,3 +125,44 @@ def question_cues(question: str) -> set[str]:
 
 def sentence_cue_hits(sentence: str, wanted: set[str]) -> int:
     return sum(1 for cue in CUES if cue.name in wanted and cue.sentence.search(sentence))
+
+
+# Whether an article states the kind of fact a question asks for at all: an amount, a time,
+# a place to go, the papers. Stricter than the sentence patterns above (those pick among the
+# sentences of an article already chosen); used to order the shortlist ("危房改造的钱好久到卡上"
+# belongs to the section that says when the money is paid, not the one with the amount).
+FACT_PATTERNS: dict[str, re.Pattern[str]] = {
+    "amount": re.compile(r"\d[\d.,]*\s*(万元|元|%|％|个百分点|度|平方米)|[一二三四五六七八九十两百千]+(万元|元)|全额|免除|免费|不收|不出.{0,3}费"),
+    "when": re.compile(
+        r"\d+\s*月(?!\d*元)|\d+\s*[日号](?!元)|\d+\s*(个)?(工作日|小时|天|个月)|[一二三四五六七八九十两]+(个)?(工作日|小时|天|个月)"
+        r"|每月|每季度|每学期|春季|秋季|年底|月底|次月|按月|按季度|开工后|完工后|验收合格后|到期前|之日起|以内|内(办结|发放|到账|拨付)"),
+    "where": re.compile(
+        r"(到|向|找|在).{0,16}(办理|申请|申领|领取|登记|报名|咨询|反映|提出|申报|缴纳|备案)|村民委员会|村委会|乡镇|街道|县.{0,8}(局|中心|所|站|残联|银行)"
+        r"|窗口|网点|银行|服务站|服务中心|卫生院|小程序|网站|热线|电话|\d{4}-?\d{7}|\d{5}"),
+    "materials": re.compile(r"提供|携带|带上|(?<![携地纽皮])带(?![动来领头薪])|材料|身份证|户口簿|证明|申请表|照片|复印件|授权书|学生证|录取通知书"),
+    "age": re.compile(r"\d+\s*周?岁"),
+    "times": re.compile(r"[一两二三四五六七八九十\d]+次|一次性|只.{0,6}一次|每年.{0,6}次"),
+}
+
+
+# The question side: only words that ask for the fact ("补好多", "几号发", "去哪办", "要带啥"),
+# not topic words that happen to name money (补助, 补贴, 标准 are what many questions are about).
+FACT_QUESTIONS: dict[str, re.Pattern[str]] = {
+    "amount": re.compile(r"(多少|好多)(?!天|个工作日|个?月|年|小时|次|回)|几多|多钱|几成|比例|几个点|最高|最多|多大|好大|几亩|几头|几只|额度"
+                         r"|有.{0,4}(补助|补贴|资助|奖补|奖励|津贴)(没|不|吗|嘛|没得|没有)|补不补|给不给钱"),
+    "age": re.compile(r"\d{2,3}(多|来)?(岁|周岁|了)|年纪|岁数|多大年纪|超龄|年龄"),
+    "times": re.compile(r"几回|几次|几趟|多少次|好多次|几道|几轮"),
+    "when": CUES[3].question,
+    "where": CUES[2].question,
+    "materials": re.compile(r"材料|资料|手续|证件|带啥|带什么|带哪些|要带|啥证明|什么证明|几张|照片|填啥|填什么"),
+}
+
+
+def asked_facts(question: str) -> frozenset[str]:
+    """The kinds of fact (amount, when, where, materials, age, times) a question asks for."""
+    return frozenset(kind for kind, pattern in FACT_QUESTIONS.items() if pattern.search(question))
+
+
+def fact_kinds(text: str) -> frozenset[str]:
+    """The kinds of fact (amount, when, where, materials, age, times) ``text`` states."""
+    return frozenset(kind for kind, pattern in FACT_PATTERNS.items() if pattern.search(text))

@@ -15,7 +15,8 @@ from pathlib import Path
 from knowledge.nlp.tokenizer import normalize_text
 
 # "我妈85了", "六十多岁" -> ask about age limits.
-_AGE = re.compile(r"(\d{2,3}|[一二三四五六七八九十百]{2,4})(多|来)?(岁|周岁)")
+_AGE = re.compile(r"(\d{2,3}|[一二三四五六七八九十百]{2,4})(多|来)?(岁|周岁)"
+                  r"|(?<![\d.])([5-9]\d|1[01]\d)(多|来)?了")  # "我妈85了": an age, not an amount
 
 
 @dataclass(frozen=True)

@@ -25,7 +25,7 @@ DATA_DIR = Path(__file__).resolve().parent.parent / "data"
 DOMAIN_DICT = DATA_DIR / "domain_dict.txt"
 STOPWORDS_FILE = DATA_DIR / "stopwords.txt"
 # Bump when tokenization logic changes: persisted indexes then rebuild once.
-TOKENIZER_VERSION = "3"
+TOKENIZER_VERSION = "4"  # 4: passages carry their document's title
 
 _WORD = re.compile(r"[\u3400-\u9fff\uf900-\ufaffA-Za-z0-9]")
 _FULLWIDTH = str.maketrans({chr(c): chr(c - 0xFEE0) for c in range(0xFF01, 0xFF5F)} | {"\u3000": " "})

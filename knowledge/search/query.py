@@ -26,6 +26,7 @@ SYNONYM_WEIGHT = 0.6  # what the synonym table adds
 OWN_KNOWN_SYNONYM_SHARE = 0.75  # synonyms of a word the handbook already uses only back it up
 PIECE_SHARE = 0.5  # pieces of a synonym's words (最低 in 最低生活保障) count half
 CONTEXT_WEIGHT = 0.5  # the previous topic's words, for follow-ups
+ASPECT_TERM_SHARE = 0.4  # a way of asking ("补多少") in the BM25 score, relative to its words' weight
 CUE_WEIGHT = 0.7  # words that the kind of question suggests (申请/程序 for "咋个办")
 # How much an unknown word (not in the handbook, no synonym) weighs against
 # confidence, relative to the rarest handbook word, by how common the word is
@@ -103,10 +104,12 @@ class Query:
     def term_weights(self, index: PassageIndex) -> dict[int, float]:
         weights: dict[int, float] = {}
         for concept in self.concepts:
+            # "补多少", "要多久" say what kind of fact is wanted, not which article has it.
+            share = ASPECT_TERM_SHARE if concept.aspect and concept.start >= 0 else 1.0
             for term, weight in concept.terms.items():
                 tid = index.term_id(term)
-                if tid is not None and weight > weights.get(tid, 0.0):
-                    weights[tid] = weight
+                if tid is not None and weight * share > weights.get(tid, 0.0):
+                    weights[tid] = weight * share
         return weights
 
 
@@ -341,6 +344,10 @@ class QueryAnalyzer:
             factor = UNKNOWN_SINGLE
         else:
             frequency = self.segmenter.frequency(concept.surface)
+            if not frequency:
+                # Not a word of its own ("停了", "换个"): as everyday as its most everyday part.
+                frequency = max((self.segmenter.frequency(t) for t in concept.terms if len(t) < len(concept.surface)),
+                                default=0)
             factor = UNKNOWN_RARE if frequency < RARE_BELOW else UNKNOWN_COMMON if frequency < COMMON_BELOW else UNKNOWN_EVERYDAY
             if concept.salience == FUNCTION_WORD:
                 factor *= 0.5

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from knowledge.nlp.cues import asked_facts, fact_kinds
 from knowledge.search.index import PassageIndex
 from knowledge.search.query import Concept, Query
 from knowledge.search.senses import HandbookText, bounded
@@ -20,9 +21,13 @@ from knowledge.search.senses import HandbookText, bounded
 
 SHORTLIST = 10
 PART_CREDIT = 0.5  # the article has 证明 where the question said 出生证明
+EXPANSION_PIECE_CREDIT = 0.25
+DOCUMENT_CREDIT = 0.4  # a compilation's section lacks the word, another section of its document has it
+COMPILATION_DOCUMENTS = 3  # this many documents or more: a compilation, whose documents are topics  # the article has only a piece of a synonym's words (保障 of 最低生活保障)
 ALL_PIECES_CREDIT = 0.8  # every part of a word the handbook lacks, apart (特困…供养 for 特困供养)
 UNMATCHED_KNOWN = 0.35  # cost of a handbook word the article lacks, relative to its weight
 COVERAGE_BASE = 0.2  # a candidate covering none of the question keeps this share of its score
+FACT_FIT = 0.6  # an article stating the kind of fact asked for (a time for "好久到账") ranks this much higher
 
 
 def _covered_share(word: str, pieces: list[str]) -> float:
@@ -41,21 +46,42 @@ class Candidate:
     score: float  # BM25 of its best passage, times any boost
     coverage: float
     matched: list[Concept]
+    fit: float = 0.0  # share of the kinds of fact asked for (amount, time, place, papers) the article states
+    # Coverage by the article's own words: in a compilation ``coverage`` also credits words other
+    # sections of its document have, which says the handbook covers the question, not which
+    # section answers it; the order uses this one.
+    own_coverage: float | None = None
 
     @property
     def rank_score(self) -> float:
-        """What the shortlist is ordered by: the score, discounted for what the article does not cover."""
-        return self.score * (COVERAGE_BASE + (1 - COVERAGE_BASE) * self.coverage)
+        """What the shortlist is ordered by: the score, discounted for what the article does not cover,
+        raised when the article states the kind of fact asked for."""
+        coverage = self.coverage if self.own_coverage is None else self.own_coverage
+        return self.score * (COVERAGE_BASE + (1 - COVERAGE_BASE) * coverage ** 2) * (1 + FACT_FIT * self.fit)
 
 
 class Ranker:
     def __init__(self, index: PassageIndex, passage_article: np.ndarray, article_count: int,
-                 text: HandbookText | None = None) -> None:
+                 text: HandbookText | None = None, article_document: list[int] | None = None) -> None:
         self.index = index
         self.text = text
+        # In a compilation (several policy documents), each article's document: a section of a
+        # 实施方案 is read with its document ("二、（一）农户自主申报" is about 返贫 and 大病 too).
+        documents = article_document or []
+        self.article_document = np.asarray(documents, dtype=np.int64)
+        self.compilation = len(set(documents)) >= COMPILATION_DOCUMENTS
+        # What kinds of fact each article states (computed once per snapshot, a regex per kind).
+        self.facts = [fact_kinds(t) for t in text.texts] if text is not None else []
         self._known_sense: dict[str, bool] = {}
         self.passage_article = passage_article.astype(np.int64)
         self.article_count = article_count
+        # Which terms each article has, as one set of article * V + term: "does article a have
+        # term t" is asked thousands of times a question and must be a set lookup.
+        counts = np.diff(index.indptr)
+        terms = np.repeat(np.arange(len(counts), dtype=np.int64), counts)
+        self._vocab_size = max(1, len(counts))
+        pairs = self.passage_article[index.indices] * self._vocab_size + terms if len(terms) else terms
+        self._article_terms = set(pairs.tolist())
         order = np.argsort(self.passage_article, kind="stable")
         bounds = np.searchsorted(self.passage_article[order], np.arange(article_count + 1))
         self.article_passages = [order[bounds[i]:bounds[i + 1]] for i in range(article_count)]
@@ -72,7 +98,15 @@ class Ranker:
         if tid is None:
             # A phrase jieba cuts into several words (偿还旧债): does the text have it?
             return self.text is not None and len(term) >= 2 and position in self.text.articles_with(term)
-        return bool(np.isin(self.index.postings(tid), self.article_passages[position], assume_unique=True).any())
+        return position * self._vocab_size + tid in self._article_terms
+
+    def _in_document(self, position: int, term: str) -> bool:
+        """Another article of the same document has ``term`` (compilations only)."""
+        tid = self.index.term_id(term)
+        if tid is None or not len(self.article_document):
+            return False
+        articles = self.passage_article[self.index.postings(tid)]
+        return bool((self.article_document[articles] == self.article_document[position]).any())
 
     def _same_sense(self, position: int, term: str, papers_asked: bool) -> bool:
         """The article uses ``term`` as the question does (see senses.py)."""
@@ -81,7 +115,7 @@ class Ranker:
     def _has(self, position: int, term: str, papers_asked: bool) -> bool:
         return self._present(position, term) and self._same_sense(position, term, papers_asked)
 
-    def credit(self, position: int, concept: Concept, papers_asked: bool = True) -> float:
+    def credit(self, position: int, concept: Concept, papers_asked: bool = True, documents: bool = True) -> float:
         """1 if the article has a whole word for the concept, PART_CREDIT if only a piece of one.
 
         Unless the question asks which papers to bring, a word the article only
@@ -90,11 +124,21 @@ class Ranker:
         papers_asked = papers_asked or concept.from_context
         if any(self._has(position, t, papers_asked) for t in concept.heads):
             return 1.0
-        pieces = [t for t in concept.terms if t not in concept.heads and self._has(position, t, papers_asked)]
+        # A lone character (分 of 分几回) is in every article: only pieces of two or more count.
+        pieces = [t for t in concept.terms
+                  if t not in concept.heads and len(t) >= 2 and self._has(position, t, papers_asked)]
         if not pieces:
+            if (documents and self.compilation and concept.known
+                    and any(self._in_document(position, t) for t in concept.heads)):
+                return DOCUMENT_CREDIT
             return 0.0
         if concept.known:
-            return PART_CREDIT  # 危房 where the question said 危房改造: the same thing, less precisely
+            # 危房 where the question said 危房改造: the same thing, less precisely. A piece of what a
+            # synonym rule added (保障 of 最低生活保障, for 低保) is much weaker: 劳动保障所 is not 低保.
+            own = concept.heads - concept.expansions
+            if any(piece in head for piece in pieces for head in own):
+                return PART_CREDIT
+            return EXPANSION_PIECE_CREDIT
         # A word the handbook lacks: as much credit as the pieces found cover of it. 证明 is
         # half of 出生证明 and says nothing of 出生; an article with both 特困 and 供养 has
         # all of 特困供养 (what "特困工养" sounds like), just not side by side.
@@ -129,7 +173,7 @@ class Ranker:
                 return True
         return False
 
-    def coverage(self, position: int, query: Query) -> tuple[float, list[Concept]]:
+    def coverage(self, position: int, query: Query, documents: bool = True) -> tuple[float, list[Concept]]:
         """Share of the question's weight the article covers.
 
         A word the handbook uses elsewhere but this article lacks (老人, 时间) is
@@ -141,7 +185,7 @@ class Ranker:
         got = total = 0.0
         matched = []
         for concept in concepts:
-            credit = self.credit(position, concept, papers_asked)
+            credit = self.credit(position, concept, papers_asked, documents)
             if credit:
                 matched.append(concept)
             known = self.known_sense(concept, papers_asked)
@@ -152,7 +196,8 @@ class Ranker:
             total += weight * credit + (missing * UNMATCHED_KNOWN if known else missing)
         return (got / total if total > 0 else 0.0), matched
 
-    def rank(self, query: Query, k: int = 3, boost: dict[int, float] | None = None) -> list[Candidate]:
+    def rank(self, query: Query, k: int = 3, boost: dict[int, float] | None = None,
+             documents: bool = True) -> list[Candidate]:
         """Top ``k`` articles: BM25 shortlist, re-ordered by how much of the question each covers.
 
         BM25 rewards repeating one word; an article that mentions every part of the
@@ -166,11 +211,14 @@ class Ranker:
                 scores[position] *= factor
         shortlist = np.argsort(-scores, kind="stable")[:SHORTLIST]
         out = []
+        asked = asked_facts(query.text)
         for position in shortlist:
             if scores[position] <= 0:
                 break
-            coverage, matched = self.coverage(int(position), query)
-            out.append(Candidate(int(position), float(scores[position]), coverage, matched))
+            coverage, matched = self.coverage(int(position), query, documents)
+            own = self.coverage(int(position), query, False)[0] if documents and self.compilation else None
+            fit = len(asked & self.facts[int(position)]) / len(asked) if asked and self.facts else 0.0
+            out.append(Candidate(int(position), float(scores[position]), coverage, matched, fit, own))
         out.sort(key=lambda c: c.rank_score, reverse=True)
         return out[:k]
 

@@ -13,18 +13,20 @@ from knowledge.nlp.tokenizer import Segmenter
 from knowledge.search.documents import passage_tokens
 from knowledge.search.index import PassageIndex
 from storage.models.base import utcnow
-from storage.models.knowledge import KbArticle, KbIndex, KbPassage
+from storage.models.knowledge import KbArticle, KbDocument, KbIndex, KbPassage
 
 INDEX_ROW = 1
 
 
 def build_index(session: Session, segmenter: Segmenter) -> PassageIndex:
     rows = session.execute(
-        select(KbPassage.id, KbPassage.text, KbArticle.title, KbArticle.chapter_title)
+        select(KbPassage.id, KbPassage.text, KbArticle.title, KbArticle.chapter_title, KbDocument.title)
         .join(KbArticle, KbArticle.id == KbPassage.article_id)
+        .join(KbDocument, KbDocument.id == KbArticle.document_id)
         .order_by(KbPassage.id)
     ).all()
-    corpus = [passage_tokens(segmenter, text, title, chapter) for _, text, title, chapter in rows]
+    corpus = [passage_tokens(segmenter, text, title, chapter, document)
+              for _, text, title, chapter, document in rows]
     return PassageIndex.build(corpus, [r[0] for r in rows], segmenter.fingerprint)
 
 

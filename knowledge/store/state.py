@@ -2,16 +2,24 @@
 
 Every write that a running worker must see (import, FAQ, synonym) bumps it in
 the same transaction; workers compare it with what they loaded, at most every
-few seconds, and reload only when it moved.
+question (or every ``SISONG_KB_RELOAD_SECONDS``), and reload only when it moved.
 """
 
 from __future__ import annotations
 
-from sqlalchemy import select, update
+from sqlalchemy import Engine, select, update
 from sqlalchemy.orm import Session
 
 from storage.models.base import utcnow
 from storage.models.knowledge import KbState
+
+
+def read_generation(engine: Engine) -> int:
+    """The generation, read on a plain pooled connection: workers do it before every question,
+    so it must cost a fraction of a millisecond (no ORM session, the statement compiled once)."""
+    with engine.connect() as conn:
+        value = conn.exec_driver_sql("SELECT generation FROM kb_state WHERE id = 1").scalar()
+    return int(value or 0)
 
 
 def current_generation(session: Session) -> int:

@@ -7,9 +7,9 @@ from dataclasses import asdict, dataclass, field
 
 @dataclass
 class Source:
-    document: str  # 青山县脱贫攻坚政策文件汇编 (or 常见问题 for an FAQ)
+    document: str  # 青山县脱贫攻坚政策文件汇编; in a compilation the section's own document (…实施方案); 常见问题 for an FAQ
     chapter: str  # 第二章, as written (the chapter title when the handbook has no labels)
-    article: str  # 第六条, as written
+    article: str  # 第六条, as written; 三、（二） for a section of a compilation's document; 12． for a booklet's question
     title: str  # 危房改造补助标准
     score: float  # ranking score; higher is better, comparable within one answer only
 

@@ -12,9 +12,10 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from knowledge import compose, replies
-from knowledge.answers import Answer, Source
+from knowledge import fixed_replies, reply_text
+from knowledge.result import Answer, Source
 from knowledge.nlp.cn_numbers import parse_cn_number
+from knowledge.nlp.sentences import split_sentences
 from knowledge.nlp.cues import CUE_TITLE_TERMS
 from knowledge.search.faq_match import core
 from knowledge.search.query import Query
@@ -23,12 +24,18 @@ from knowledge.snapshot import ArticleRecord, Snapshot
 
 FOLLOW_UP_MAX_CHARS = 20
 SAME_CHAPTER_BOOST = 1.15
+CONTINUES_CHAPTER_BOOST = 1.5
 NO_TOPIC_CHAPTER_BOOST = 2.0
 CUE_TITLE_BOOST = 1.25
 CUE_TOPIC_TITLE_BOOST = 1.6
+DOCUMENT_TOPIC_BOOST = 1.3
 PROCEDURE_CUES = frozenset({"how", "where", "materials"})
+PROCEDURE_WORDS = frozenset("申请 申报 报名 办理 登记 领取 申领 验收 审批 审核 备案 鉴定 评定 公示".split())
 SINGLE_CHAR_TOPIC = 0.7  # only words, not lone characters, name a topic in a title
 SOURCES = 3  # articles cited in an answer's sources
+# A message that opens by carrying on from the last answer ("那要多久", "那在县外住院呢").
+_CONTINUES = re.compile(r"^(那|那么|那要|那我|那个|那还|那如果|还有|另外)")
+GROUP_LIMIT = 60  # articles of the previous chapter/document checked for a follow-up
 _ARTICLE_REF = re.compile(r"第([零〇一二两三四五六七八九十百千\d０-９]+)条")
 
 
@@ -69,17 +76,17 @@ def _whole(snapshot: Snapshot, topic: str | None) -> tuple[str, str] | None:
         entry = snapshot.faq_by_id.get(parsed[1])
         return (f"常见问题：{entry.question}", entry.answer) if entry else None
     article = topic_article(snapshot, topic)
-    return (compose.citation(article), article.text) if article is not None else None
+    return (reply_text.citation(article), article.text) if article is not None else None
 
 
 def article_pages(snapshot: Snapshot, topic: str | None) -> list[str]:
     whole = _whole(snapshot, topic)
-    return compose.paginate(*whole) if whole is not None else []
+    return reply_text.paginate(*whole) if whole is not None else []
 
 
 def _source(article: ArticleRecord, score: float) -> Source:
     chapter = article.chapter_label or article.chapter_title
-    return Source(article.document, chapter, article.label, article.title, round(score, 4))
+    return Source(article.document, chapter, article.cited_label, article.title, round(score, 4))
 
 
 @dataclass
@@ -96,6 +103,7 @@ class Trace:
     candidates: list[Candidate] = field(default_factory=list)  # the whole shortlist, best first
     boosts: dict[int, float] = field(default_factory=dict)  # article position -> factor applied to its score
     context: str | None = None  # the previous article's words a follow-up was read with
+    sentences: list[str] = field(default_factory=list)  # what the reply quotes of the cited article
 
 
 class Responder:
@@ -110,27 +118,27 @@ class Responder:
 
     def respond(self, question: str, last_topic: str | None) -> Answer:
         question = (question or "").strip()
-        if not replies.has_text(question):
-            return Answer(replies.NO_TEXT, topic=last_topic, kind="smalltalk")
-        kind = replies.kind_of(question)
+        if not fixed_replies.has_text(question):
+            return Answer(fixed_replies.NO_TEXT, topic=last_topic, kind="smalltalk")
+        kind = fixed_replies.kind_of(question)
         if kind == "human":
-            return Answer(replies.HANDOVER, handover=True, topic=last_topic, kind="handover")
+            return Answer(fixed_replies.HANDOVER, handover=True, topic=last_topic, kind="handover")
         if kind == "detail":
             return self._detail(last_topic)
         if kind == "greeting":
-            return Answer(replies.GREETING, topic=last_topic, kind="smalltalk")
+            return Answer(fixed_replies.GREETING, topic=last_topic, kind="smalltalk")
         if kind == "thanks":
-            return Answer(replies.THANKS, topic=last_topic, kind="smalltalk")
-        if len(question) > replies.LONG_QUESTION:
-            return Answer(replies.TOO_LONG, handover=True, topic=last_topic, kind="unanswerable")
+            return Answer(fixed_replies.THANKS, topic=last_topic, kind="smalltalk")
+        if len(question) > fixed_replies.LONG_QUESTION:
+            return Answer(fixed_replies.TOO_LONG, handover=True, topic=last_topic, kind="unanswerable")
         faq = self.snapshot.faqs.match(question)
         if faq is not None:
             entry, score = faq
             source = Source("常见问题", "", "", entry.question, round(score, 4))
-            return Answer(compose.faq_text(entry.answer), [source], topic=faq_topic(entry.id),
+            return Answer(reply_text.faq_text(entry.answer), [source], topic=faq_topic(entry.id),
                           confidence=score, kind="faq")
         if self.snapshot.empty:
-            return Answer(replies.EMPTY_KB, handover=True, topic=last_topic, kind="unanswerable")
+            return Answer(fixed_replies.EMPTY_KB, handover=True, topic=last_topic, kind="unanswerable")
         direct = self._by_article_number(question, last_topic)
         if direct is not None:
             return direct
@@ -141,7 +149,7 @@ class Responder:
     def _detail(self, last_topic: str | None) -> Answer:
         whole = _whole(self.snapshot, last_topic)
         if whole is None:
-            return Answer(replies.NEED_TOPIC_FOR_DETAIL, topic=last_topic, kind="clarify")
+            return Answer(fixed_replies.NEED_TOPIC_FOR_DETAIL, topic=last_topic, kind="clarify")
         article = topic_article(self.snapshot, last_topic)
         sources = [_source(article, 1.0)] if article else []
         # The whole article in one piece, as written (the handler pages it; may exceed 2048 bytes).
@@ -166,9 +174,14 @@ class Responder:
         article = same[0]
         if self.trace is not None:
             self.trace.route, self.trace.query = "article_number", query
-        body = compose.excerpt(article, query, self.answer_chars, self._unit)
-        return Answer(compose.answer_text(article, body), [_source(article, 1.0)],
+        body = reply_text.excerpt(article, query, self.answer_chars, self._unit)
+        self._quoted(body)
+        return Answer(reply_text.answer_text(article, body), [_source(article, 1.0)],
                       topic=article_topic(article.id), confidence=1.0, kind="article")
+
+    def _quoted(self, body: str) -> None:
+        if self.trace is not None:
+            self.trace.sentences = split_sentences(body)
 
     @property
     def _unit(self) -> float:
@@ -193,13 +206,25 @@ class Responder:
             return True
         if not alone or alone[0].coverage < self.min_confidence:
             return True
-        coverage, _ = self.snapshot.ranker.coverage(self.snapshot.positions[previous.id], query)
-        return coverage >= self.min_confidence
+        # Only what the previous article itself says: "那C级的呢" after the D级 section is a new section.
+        ranker = self.snapshot.ranker
+        coverage, _ = ranker.coverage(self.snapshot.positions[previous.id], query, documents=False)
+        if coverage >= self.min_confidence:
+            return True
+        if _CONTINUES.match(question.strip()):
+            # "那要多久能批下来" after "低保咋个申请": it carries on, and the same chapter (in a
+            # compilation, the same document) answers it, so it is about that, not about anything else.
+            group = [i for i, a in enumerate(self.snapshot.articles) if a.document == previous.document
+                     and (ranker.compilation or a.chapter_label == previous.chapter_label)][:GROUP_LIMIT]
+            return any(ranker.coverage(i, query, documents=False)[0] >= self.min_confidence for i in group)
+        return False
 
     def _search(self, question: str, last_topic: str | None) -> Answer:
         analyzer, ranker = self.snapshot.analyzer, self.snapshot.ranker
         query = analyzer.analyse(question)
         cue_boost = self._cue_title_boost(query)
+        for position, factor in self._document_boost(query).items():
+            cue_boost[position] = cue_boost.get(position, 1.0) * factor
         # Explaining shows the whole shortlist; the answer only ever uses the first SOURCES.
         keep = SHORTLIST if self.trace is not None else SOURCES
         candidates = ranker.rank(query, k=keep, boost=cue_boost)
@@ -209,22 +234,31 @@ class Responder:
         previous = topic_article(self.snapshot, last_topic)
         kind = "article"
         if previous is None and not self._has_topic(query) and not query.unknown_topic:
-            return Answer(replies.CLARIFY, topic=last_topic, kind="clarify")  # "要什么材料": of what?
+            return Answer(fixed_replies.CLARIFY, topic=last_topic, kind="clarify")  # "要什么材料": of what?
         if previous is not None and self._is_follow_up(question, query, candidates, previous):
             context = f"{previous.title} {previous.chapter_title}".strip() or previous.label
+            if self.snapshot.ranker.compilation:
+                context = f"{context} {previous.document}"  # a compilation's documents are its topics
             contextual = analyzer.analyse(question, context=context)
             # A question with no topic of its own ("找哪个申请") is about the previous chapter.
             own_topic = self._has_topic(query)
-            factor = SAME_CHAPTER_BOOST if own_topic else NO_TOPIC_CHAPTER_BOOST
+            # "那C级的呢" after "D级危房补多少": the same part of the document, asked the same way.
+            factor = ((CONTINUES_CHAPTER_BOOST if _CONTINUES.match(question.strip()) else SAME_CHAPTER_BOOST)
+                      if own_topic else NO_TOPIC_CHAPTER_BOOST)
             boost = {
                 i: factor
                 for i, a in enumerate(self.snapshot.articles)
                 if a.document == previous.document and a.chapter_label == previous.chapter_label
                 and a.chapter_title == previous.chapter_title
             }
+            if self.snapshot.ranker.compilation:
+                for i, a in enumerate(self.snapshot.articles):
+                    if a.document == previous.document:
+                        boost.setdefault(i, factor ** 0.5)
             for position, extra in cue_boost.items():
                 boost[position] = boost.get(position, 1.0) * extra
-            followed = ranker.rank(contextual, k=keep, boost=boost)
+            # The previous document is the context already: its other sections earn no extra credit.
+            followed = ranker.rank(contextual, k=keep, boost=boost, documents=False)
             if followed:
                 query, candidates, kind = contextual, followed, "followup"
                 if not own_topic and not query.unknown_topic:
@@ -238,9 +272,10 @@ class Responder:
         if best.coverage < self.min_confidence:
             return self._no_answer(query, last_topic)
         article = self.snapshot.articles[best.position]
-        body = compose.excerpt(article, query, self.answer_chars, self._unit)
+        body = reply_text.excerpt(article, query, self.answer_chars, self._unit)
+        self._quoted(body)
         sources = [_source(self.snapshot.articles[c.position], c.score) for c in candidates[:SOURCES]]
-        return Answer(compose.answer_text(article, body), sources, topic=article_topic(article.id),
+        return Answer(reply_text.answer_text(article, body), sources, topic=article_topic(article.id),
                       confidence=round(best.coverage, 4), kind=kind)
 
     def _cue_title_boost(self, query: Query) -> dict[int, float]:
@@ -252,20 +287,41 @@ class Responder:
         ("农村最低生活保障对象 … 可以申请低保").
         """
         words = {w for cue in query.cues for w in CUE_TITLE_TERMS.get(cue, ())}
-        if not words:
+        # The procedure the household names ("啥时候报名", "哪个来验收") is what a title says too,
+        # for an article about the question's topic.
+        named_steps = {h for c in query.concepts if not c.from_context for h in c.heads} & PROCEDURE_WORDS - words
+        if not words and not named_steps:
             return {}
         topic = {h for c in query.topic_concepts if c.known and c.salience >= SINGLE_CHAR_TOPIC
                  for h in c.heads if len(h) >= 2}
         procedure = {w for cue in query.cues & PROCEDURE_CUES for w in CUE_TITLE_TERMS[cue]}
         boost = {}
-        for i, article in enumerate(self.snapshot.articles):
-            if any(w in article.title for w in words):
-                named = any(w in article.title for w in procedure) and any(h in article.title for h in topic)
-                boost[i] = CUE_TOPIC_TITLE_BOOST if named else CUE_TITLE_BOOST
+        articles, texts = self.snapshot.articles, self.snapshot.analyzer.text
+        for i in sorted(set().union(*(self.snapshot.titles_with(w) for w in words))):
+            title = articles[i].title
+            named = any(w in title for w in procedure) and any(h in title for h in topic)
+            boost[i] = CUE_TOPIC_TITLE_BOOST if named else CUE_TITLE_BOOST
+        for i in sorted(set().union(*(self.snapshot.titles_with(w) for w in named_steps))):
+            about = texts is None or any(h in texts.texts[i] or h in texts.titles[i] for h in topic - named_steps)
+            if i not in boost and about:
+                boost[i] = CUE_TITLE_BOOST
         return boost
+
+    def _document_boost(self, query: Query) -> dict[int, float]:
+        """In a compilation, the sections of a document whose title names the question's topic
+        (《…农村低保和临时救助工作规程》 for "低保公示几天"): the document is about it, while the
+        word may be in passing in many others ("低保户" in every list of who qualifies)."""
+        if not self.snapshot.ranker.compilation:
+            return {}
+        topic = {h for c in query.topic_concepts if c.known and c.salience >= SINGLE_CHAR_TOPIC
+                 for h in c.heads if len(h) >= 2}
+        if not topic:
+            return {}
+        titles = {a.document for a in self.snapshot.articles if any(h in a.document for h in topic)}
+        return {i: DOCUMENT_TOPIC_BOOST for i, a in enumerate(self.snapshot.articles) if a.document in titles}
 
     def _no_answer(self, query: Query, last_topic: str | None) -> Answer:
         if not query.topic_concepts:
             # Only "要什么材料", "多少钱": ask which policy, do not bother a person yet.
-            return Answer(replies.CLARIFY, topic=last_topic, kind="clarify")
-        return Answer(replies.UNANSWERABLE, handover=True, topic=last_topic, kind="unanswerable")
+            return Answer(fixed_replies.CLARIFY, topic=last_topic, kind="clarify")
+        return Answer(fixed_replies.UNANSWERABLE, handover=True, topic=last_topic, kind="unanswerable")

@@ -1,0 +1,34 @@
+"""The handbooks the project ships, each with its household question set (bench and tests share this list).
+
+- ``qingshan``: the sample handbook (第X章/第X条), knowledge/data/qingshan_handbook.md.
+- ``yunxi``: a 政策文件汇编 of eight documents (通知, 实施方案, 办法, 细则, 规程), numbered 一、（一）, no 第X条.
+- ``shiqiao``: a 问答 booklet, numbered questions under 一、 headings.
+
+Every set marks which questions were tuned on (``dev``, ``tune``, ``tune2``) and which were held
+out (``holdout``, ``holdout2``, ``holdout3``, ``heldout``): held-out questions are never looked at
+one by one while tuning; their figures are what the quality targets are measured on.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent.parent
+DATA = ROOT / "knowledge" / "data"
+QUESTIONS = ROOT / "tests" / "data"
+HELD_OUT = frozenset({"holdout", "holdout2", "holdout3", "heldout"})
+
+
+@dataclass(frozen=True)
+class ShippedHandbook:
+    name: str
+    files: tuple[Path, ...]
+    questions: Path
+
+
+HANDBOOKS = (
+    ShippedHandbook("qingshan", (DATA / "qingshan_handbook.md",), QUESTIONS / "qa_eval.jsonl"),
+    ShippedHandbook("yunxi", (DATA / "handbooks" / "yunxi_compilation.md",), QUESTIONS / "qa_eval_yunxi.jsonl"),
+    ShippedHandbook("shiqiao", (DATA / "handbooks" / "shiqiao_qa_booklet.md",), QUESTIONS / "qa_eval_shiqiao.jsonl"),
+)
