@@ -245,8 +245,11 @@ class Pusher:
         return pushes.recover_stale(self.db, self.dedupe_window, self._template_possible(),
                                     dead_after=self.dead_after)
 
-    def _template_possible(self) -> bool:
-        return bool(self.services.settings.wechat_template_job)
+    @staticmethod
+    def _template_possible() -> bool:
+        """A ``sending`` template row had a template when it was begun (whichever purpose's): it may always
+        go out again with its ``client_msg_id`` within the dedupe window."""
+        return True
 
     # -- draining ----------------------------------------------------------------------------
 
@@ -442,7 +445,8 @@ class Pusher:
         ready = [(row, channel, content) for row, channel, content in ready if not self._held(row, channel)]
         templates = [pushes.Start(row.id, TEMPLATE, self._cmid(row)) for row, channel, _ in ready
                      if channel == TEMPLATE]
-        started = self._begin(templates) if templates else set()
+        # The marks must outlast every call of the chunk, customer-service ones included, made one by one.
+        started = self._begin(templates, calls=len(ready)) if templates else set()
         for row, channel, content in ready:
             if channel == CUSTOM:
                 if not self._begin([pushes.Start(row.id, CUSTOM)]):
@@ -484,14 +488,14 @@ class Pusher:
     def _cmid(row: pushes.ClaimedRow) -> str:
         return row.client_msg_id or pushes.client_msg_id(row.id, row.kind, row.ref_id)
 
-    def _begin(self, starts: list[pushes.Start], *, continuing: bool = False) -> set[int]:
+    def _begin(self, starts: list[pushes.Start], *, continuing: bool = False, calls: int = 1) -> set[int]:
         """Commit the ``sending`` marks with the outcomes waiting to be written (kept if this fails).
 
-        The sending lease covers every call of the batch, one after another."""
+        The sending lease covers every call still to be made after the marks (``calls``), one after another."""
         done = self._take_done()
         try:
-            return pushes.begin_send(self.db, starts, self.owner, self.sending_lease * len(starts), done,
-                                     continuing=continuing)
+            return pushes.begin_send(self.db, starts, self.owner, self.sending_lease * max(calls, len(starts)),
+                                     done, continuing=continuing)
         except BaseException:
             with self._done_lock:
                 self._done = done + self._done

@@ -114,7 +114,7 @@ def survey_start(
         _emit({"id": created.campaign.id, "invited": created.invited, "unreachable": created.unreachable})
         return
     _say(f"已发起调查 {created.campaign.id}（{created.campaign.title}）：{targets.describe()}，邀请 {created.invited} 户"
-         + (f"，{created.unreachable} 户联系不上（没关注或已取关）" if created.unreachable else "") +
+         + (f"，其中 {created.unreachable} 户联系不上（没关注或已取关）" if created.unreachable else "") +
          "。邀请由后台服务（sisong serve / sisong worker）发出，夜里不发。")
 
 
@@ -181,8 +181,8 @@ def survey_stats(
     if as_json:
         payload: dict[str, object] = {"id": campaign, "by": by}
         if by is not None:
-            payload[by] = groups
-        payload["total"] = whole
+            payload[by] = {name: surveys.public(figures) for name, figures in groups.items()}
+        payload["total"] = surveys.public(whole)
         _emit(payload)
         return
     names = {"village": "村", "area": "片区", "team": "先锋队", "helper": "帮扶责任人"}

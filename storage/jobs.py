@@ -60,7 +60,7 @@ from storage.models.org import Hamlet, Household, Village
 from storage.models.pushes import DELIVERED, FAILED, SENT, SKIPPED, UNCONFIRMED, UNREACHABLE, Push, PushDelivery
 from storage.pushes import Progress, PushCreated, Targets, candidates, create_push, progress, resolve_villages
 from storage.scope import EVERYTHING, OutOfScope, Scope
-from storage.sheets import Sheet, SheetError, read_table
+from storage.sheets import Sheet, SheetError, read_table, text_not_formulas
 
 if TYPE_CHECKING:
     from storage.accounts import Principal
@@ -867,5 +867,6 @@ def export_xlsx(path: Path, rows: list[FunnelRow], signups: list[SignupView] | N
                           SIGNUP_LABELS[s.status], s.position or "", local(s.signed_at, zone),
                           OUTCOME_LABELS.get(s.outcome or "", "")])
     path.parent.mkdir(parents=True, exist_ok=True)
+    text_not_formulas(book)
     book.save(path)
     return path

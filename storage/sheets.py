@@ -29,7 +29,7 @@ import re
 from dataclasses import dataclass, field
 from datetime import date, datetime, time
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from openpyxl.utils import get_column_letter
 
@@ -197,3 +197,13 @@ def _pad(digits: str, number_format: str | None) -> str:
 def column_letter(index: int) -> str:
     """0-based column index → Excel letter, for messages ("第 3 行 E 列")."""
     return get_column_letter(index + 1)
+
+
+def text_not_formulas(book: Any) -> None:
+    """Cells whose text starts with "=" are formulas to openpyxl, and to the cadre's Excel a household's
+    comment like ``=HYPERLINK(…)`` would run: our exports write no formulas, so every such cell is text."""
+    for sheet in book.worksheets:
+        for row in sheet.iter_rows():
+            for cell in row:
+                if cell.data_type == "f":
+                    cell.data_type = "s"

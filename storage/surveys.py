@@ -88,8 +88,8 @@ def _audit(session: Session, actor: "User | Principal | None", action: str, targ
 class CampaignCreated:
     campaign: SurveyCampaign
     push: PushCreated
-    invited: int  # households invited (one follower each)
-    unreachable: int  # households targeted with no follower who can be reached
+    invited: int  # households invited: every bound household targeted (the figures' "invited")
+    unreachable: int  # of those, households with no follower who can be reached (无法送达 from the start)
 
 
 def one_per_household(found: Sequence[Candidate]) -> tuple[list[Candidate], set[int]]:
@@ -142,8 +142,8 @@ def create_campaign(session: Session, township_id: int, targets: Targets, *, tit
          "team_id": h.team_id, "status": INVITED, "tries": 0, "version": 0, "answers": "{}", "invited_at": now}
         for h in households.values()])
     _audit(session, actor, "survey_start", f"调查 {campaign.id}",
-           f"{targets.describe()}：邀请 {created.recipients} 户，{len(unreachable)} 户无法送达")
-    return CampaignCreated(campaign, created, created.recipients, len(unreachable))
+           f"{targets.describe()}：邀请 {len(households)} 户，其中 {len(unreachable)} 户无法送达")
+    return CampaignCreated(campaign, created, len(households), len(unreachable))
 
 
 def campaign(session: Session, township_id: int, campaign_id: int) -> SurveyCampaign:
@@ -331,6 +331,11 @@ def figures(invited: int, responses: int, know_team: int, know_helper: int, sati
             "response_rate": round(responses / invited, 4) if invited else 0.0,
             "satisfaction_rate": round((satisfied + basic) / responses, 4) if responses else 0.0,
             "partial": partial}
+
+
+def public(figures: dict[str, float | int]) -> dict[str, float | int]:
+    """The figures under exactly the contract's keys (``stats --json``, the API)."""
+    return {key: figures[key] for key in STATS_KEYS}
 
 
 def total(groups: dict[str, dict[str, float | int]]) -> dict[str, float | int]:
@@ -600,6 +605,6 @@ __all__ = [
     "CampaignCreated", "CaseView", "GROUPINGS", "KIND", "REMIND_KIND", "ResponseRow", "STATS_KEYS", "StaleStep",
     "SurveyError", "VisitInput", "add_visit", "answers_of", "assign_case", "campaign", "campaigns",
     "close_campaign", "close_case", "create_campaign", "disposition_column", "dispositions", "due_for_reminder",
-    "figures", "in_progress", "latest_finished", "list_cases", "mark_reminded", "one_per_household",
+    "figures", "in_progress", "public", "latest_finished", "list_cases", "mark_reminded", "one_per_household",
     "raise_cases", "response_for", "response_rows", "save_step", "stats", "total", "visits",
 ]

@@ -366,14 +366,15 @@ def test_cli_start_stats_export_cases_and_visits(client: TestClient, services: S
     cid = started["id"]
     services.pusher.drain(deadline=time.monotonic() + 10)
     finish(client, member(qing[0].openid), "开始", "1", "1", "1，2", "满意")
-    finish(client, member(qing[1].openid), "开始", "2", "2", "7", "不满意", "跳过")
+    finish(client, member(qing[1].openid), "开始", "2", "2", "7", "不满意", '=HYPERLINK("http://x","点我")')
     finish(client, member(lv[0].openid), "开始", "1")  # partial
     by_village = json.loads(sisong("stats", str(cid), "--by", "village", "--json").stdout)
     assert by_village["by"] == "village"
     assert by_village["village"]["青山村"] == {
         "invited": 2, "responses": 2, "know_team": 1, "know_helper": 1, "satisfied": 1, "basically_satisfied": 0,
-        "dissatisfied": 1, "response_rate": 1.0, "satisfaction_rate": 0.5, "partial": 0}
-    assert by_village["village"]["绿水村"]["responses"] == 0 and by_village["village"]["绿水村"]["partial"] == 1
+        "dissatisfied": 1, "response_rate": 1.0, "satisfaction_rate": 0.5}
+    assert set(by_village["total"]) == set(surveys.STATS_KEYS)  # exactly the contract's keys
+    assert by_village["village"]["绿水村"]["responses"] == 0
     assert by_village["total"]["invited"] == 3 and by_village["total"]["response_rate"] == round(2 / 3, 4)
     by_helper = json.loads(sisong("stats", str(cid), "--by", "helper", "--json").stdout)
     assert set(by_helper["helper"]) == {"李帮扶", "王帮扶"}
@@ -411,7 +412,9 @@ def test_cli_start_stats_export_cases_and_visits(client: TestClient, services: S
     assert (first["3.measures_1产业"], first["3.measures_2就业"], first["3.measures_3教育"]) == (1, 1, 0)
     assert first["4.satisfaction"] == "满意" and first["户主"] == "张＊"
     second = rows[qing[1].number]
-    assert second["4.satisfaction_code"] == 3 and second["3.measures_7其他"] == 1 and not second["5.comment"]
+    assert second["4.satisfaction_code"] == 3 and second["3.measures_7其他"] == 1
+    comment = next(c for c in sheet[list(rows).index(qing[1].number) + 2] if c.column == header.index("5.comment") + 1)
+    assert comment.value == '=HYPERLINK("http://x","点我")' and comment.data_type == "s"  # text, never a formula
     assert rows[lv[0].number]["状态"] == "部分完成"
     summary = [r for r in book["各村汇总"].iter_rows(values_only=True)]
     assert summary[0][:3] == ("村", "invited", "responses")
@@ -447,3 +450,47 @@ def test_two_quick_messages_cannot_both_record_against_one_step(services: Servic
             surveys.save_step(two, second, answers={"know_team": (2,)}, step="know_helper", status="in_progress")
     row = response(services, family[0].openid, cid)
     assert surveys.answers_of(row) == {"know_team": (1,)} and row.version == 1
+
+
+def test_a_1_for_a_job_push_after_the_last_step_is_the_push_s_not_a_survey_answer(
+        client: TestClient, services: Services, api: FakeWeChatAPI) -> None:
+    from bot.jobs import start_push
+
+    family = data.households(services, "青山村", 1, helper="李帮扶")
+    cid = campaign(services, "青山村")
+    who = member(family[0].openid)
+    finish(client, who, "开始", "1", "1", "1")  # now at question 4 (满意度)
+    job = data.posting(services)
+    _, created = start_push(services, job, Targets(("青山村",)))
+    services.pusher.drain(wait_for={created.push.id}, deadline=time.monotonic() + 10)
+    reply = say(client, who, "1")
+    assert reply.startswith("报名成功")
+    row = response(services, family[0].openid, cid)
+    assert row.step == "satisfaction" and "satisfaction" not in surveys.answers_of(row)
+    assert "第4题" in say(client, who, "开始")
+
+
+def test_a_second_member_cannot_decline_what_the_first_is_answering(
+        client: TestClient, services: Services, api: FakeWeChatAPI) -> None:
+    family = data.households(services, "青山村", 1, members=2, helper="李帮扶")
+    cid = campaign(services, "青山村")
+    first, second = member(family[0].openid), member(family[1].openid)
+    finish(client, first, "开始", "1")
+    assert "另一位正在答" in say(client, second, "不参加")
+    assert "第3题" in say(client, first, "1")
+    assert response(services, family[0].openid, cid).status == "in_progress"
+
+
+def test_an_answer_days_after_the_question_gets_the_question_again_first(
+        client: TestClient, services: Services, api: FakeWeChatAPI) -> None:
+    family = data.households(services, "青山村", 1, helper="李帮扶")
+    cid = campaign(services, "青山村")
+    who = member(family[0].openid)
+    finish(client, who, "开始", "1")
+    with services.db.session() as session:
+        session.execute(update(SurveyResponse).values(updated_at=datetime.now(timezone.utc) - timedelta(days=2)))
+    services.state.delete(f"session:{family[0].openid}")
+    again = say(client, who, "2")
+    assert again.startswith("您上次的调查还没答完，我们接着答。\n第2题")
+    assert surveys.answers_of(response(services, family[0].openid, cid)) == {"know_team": (1,)}
+    assert "第3题" in say(client, who, "2")

@@ -180,7 +180,7 @@ def start_campaign(services: "Services", targets: Targets, *, title: str | None 
             remind_after=int(settings.survey_remind_after), actor=actor, scope=scope)
         lines = ["### 开始满意度调查", f"> 调查：{created.campaign.title}（编号 {created.campaign.id}）",
                  f"> 范围：{targets.describe()}", f"> 邀请 {created.invited} 户" +
-                 (f"，{created.unreachable} 户联系不上" if created.unreachable else ""),
+                 (f"，其中 {created.unreachable} 户联系不上" if created.unreachable else ""),
                  f"> 发起人：{created.campaign.actor}"]
         notice = notify(session, services, "\n".join(lines))
         session.flush()

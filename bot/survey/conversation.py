@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -50,6 +51,9 @@ START_WORDS = frozenset({"开始", "开始调查", "满意度调查", "满意度
 DECLINE_WORDS = frozenset({"不参加", "不想参加", "不参加调查", "我不参加", "不做调查", "不想做调查", "不要调查"})
 REPLY_WORDS = frozenset({"1", "１", "好", "好的", "可以", "行", "要得", "嗯", "来", "开始吧", "好嘛"})
 TAKE_OVER_AFTER = timedelta(minutes=30)  # another member may go on with a response left this long
+# A bare answer to a question asked this long ago is not taken: the question is shown again first.
+STALE_STEP = timedelta(hours=12)
+_BARE_NUMBER = re.compile(r"^\s*[0-9０-９]{1,6}\s*[。.]?\s*$")
 MAX_RETRIES = 2  # a question is asked again at most twice
 ANSWERED_KINDS = {"article", "faq"}  # policy answers the survey may interleave
 
@@ -69,10 +73,19 @@ def probe(ctx: "Context") -> bool:
     response_id = surveys.in_progress(ctx.session, ctx.openid)
     if response_id is not None:
         response = ctx.session.get(SurveyResponse, response_id)
-        return response is not None and response.openid == ctx.openid
+        return response is not None and response.openid == ctx.openid and not _meant_for_a_job(ctx, response)
     if text in REPLY_WORDS:
         return _invited_last(ctx)
     return False
+
+
+def _meant_for_a_job(ctx: "Context", response: SurveyResponse) -> bool:
+    """A bare number after a job push that came since the survey's last step is the push's ("回复1报名"),
+    not an answer to the survey question asked before it."""
+    if not _BARE_NUMBER.match(ctx.text or ""):
+        return False
+    since = response.updated_at or response.invited_at
+    return pushes.last_sent(ctx.session, ctx.openid, "job", since) is not None
 
 
 def _invited_last(ctx: "Context") -> bool:
@@ -84,6 +97,8 @@ def _invited_last(ctx: "Context") -> bool:
     invited = pushes.last_sent(ctx.session, ctx.openid, KIND, since)
     if invited is None or invited[0] != response.campaign_id:
         return False
+    if float(ctx.conversation.get("jobs_listed_at") or 0) > invited[1].timestamp():
+        return False  # a job list came after the invitation: its numbers are the list's
     job = pushes.last_sent(ctx.session, ctx.openid, "job", since)
     return job is None or job[1] <= invited[1]
 
@@ -141,9 +156,8 @@ def begin(ctx: "Context") -> str:
     campaign = ctx.session.get(SurveyCampaign, response.campaign_id)
     assert campaign is not None
     questionnaire = campaign_questionnaire(campaign)
-    if response.status == IN_PROGRESS and response.openid not in (None, ctx.openid):
-        if response.updated_at is not None and utcnow() - response.updated_at < TAKE_OVER_AFTER:
-            return "您家里另一位正在答这份调查，答完就好，不用重复答。谢谢您！"
+    if _someone_else_answering(ctx, response):
+        return "您家里另一位正在答这份调查，答完就好，不用重复答。谢谢您！"
     answers = surveys.answers_of(response)
     if response.step is not None:
         question = questionnaire.question(response.step)
@@ -164,10 +178,18 @@ def decline(ctx: "Context") -> str:
     response = surveys.response_for(ctx.session, ctx.openid, statuses=(INVITED, PAUSED, IN_PROGRESS))
     if response is None:
         return "好的。有问题随时可以问我。"
+    if _someone_else_answering(ctx, response):
+        return "您家里另一位正在答这份调查，答完就好，不用重复答。谢谢您！"
     if not _save(ctx, response, status=DECLINED, step=None, pending=None, openid=ctx.openid):
         return RACED
     ctx.conversation.enter(None)
     return "好的，不打扰您了。以后想参加，回复“开始”就行。谢谢您！"
+
+
+def _someone_else_answering(ctx: "Context", response: SurveyResponse) -> bool:
+    """Another member of the household is answering this response now (wrote within TAKE_OVER_AFTER)."""
+    return (response.status == IN_PROGRESS and response.openid not in (None, ctx.openid)
+            and response.updated_at is not None and utcnow() - response.updated_at < TAKE_OVER_AFTER)
 
 
 def _household_query(openid: str):  # type: ignore[no-untyped-def]
@@ -199,10 +221,14 @@ def step(ctx: "Context") -> str:
         from handlers.policy_qa import ask
 
         return ask(ctx)  # the survey ended meanwhile (closed, or finished by another member)
-    if response.openid not in (None, ctx.openid):
-        if response.updated_at is not None and utcnow() - response.updated_at < TAKE_OVER_AFTER:
-            ctx.conversation.enter(None)
-            return "您家里另一位正在答这份调查，答完就好，不用重复答。谢谢您！"
+    if _someone_else_answering(ctx, response):
+        ctx.conversation.enter(None)
+        return "您家里另一位正在答这份调查，答完就好，不用重复答。谢谢您！"
+    if _meant_for_a_job(ctx, response):
+        ctx.conversation.enter(None)
+        from handlers.jobs import bare_number
+
+        return bare_number(ctx)
     campaign = ctx.session.get(SurveyCampaign, response.campaign_id)
     assert campaign is not None
     questionnaire = campaign_questionnaire(campaign)
@@ -211,6 +237,11 @@ def step(ctx: "Context") -> str:
     question = questionnaire.question(response.step)
     answers = surveys.answers_of(response)
     text = (ctx.text or "").strip()
+    if response.updated_at is not None and utcnow() - response.updated_at > STALE_STEP:
+        # Days later a bare "2" may mean anything: show where we were, and take the next reply as the answer.
+        if not _save(ctx, response, pending=None, openid=ctx.openid):
+            return RACED
+        return _ask(ctx, response, questionnaire, question, "您上次的调查还没答完，我们接着答。\n")
     if response.pending:
         yes = read_yes_no(text)
         if yes is True:

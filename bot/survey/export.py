@@ -21,6 +21,7 @@ from storage.clock import local
 from storage.models.surveys import CHECKS, DISPOSITION_LABELS
 from storage.privacy import mask_name
 from storage.scope import EVERYTHING, Scope
+from storage.sheets import text_not_formulas
 
 if TYPE_CHECKING:
     from bot.survey.questionnaire import Questionnaire
@@ -92,6 +93,7 @@ def export_campaign(session: Session, township_id: int, campaign_id: int, path: 
         for cell in ws[1]:
             cell.font = Font(bold=True)
         ws.freeze_panes = "A2"
+    text_not_formulas(book)
     path.parent.mkdir(parents=True, exist_ok=True)
     book.save(path)
     return len(rows)
