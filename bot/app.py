@@ -9,6 +9,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
+import bot.knowledge_host  # noqa: F401 - the knowledge commands' host (the console calls them)
 from bot import console, health, webhook
 from bot.config import get_settings
 from bot.logs import setup_logging

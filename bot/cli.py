@@ -20,6 +20,7 @@ from bot.jobs_cli import register as register_jobs_commands
 from bot.survey_cli import register as register_survey_commands
 from bot.org_cli import register as register_org_commands
 from bot.users_cli import register as register_users_commands
+import bot.knowledge_host  # noqa: F401 - the knowledge commands' host
 from knowledge.cli import register as register_knowledge_commands
 
 MENU_FILE = Path(__file__).with_name("menu.json")

@@ -16,6 +16,7 @@ import json
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
@@ -52,12 +53,43 @@ unanswered_app = typer.Typer(help="答不上来、等人工回复的问题。", 
 synonym_app = typer.Typer(help="群众说法 → 政策用语 的同义词（补充 knowledge/data/synonyms.txt）。", no_args_is_help=True)
 
 
+# -- the host: what these commands need from the service they are mounted in ----------------
+
+
+@dataclass(frozen=True)
+class Host:
+    """The service around the knowledge commands (``bot/knowledge_host.py`` installs Sisong's).
+
+    knowledge/ never imports bot/: the settings (``database_url``, ``timezone``),
+    the WeChat service layer, sending an answer to followers and a cadre's
+    private reply come in through here.
+    """
+
+    settings: Callable[[], Any]
+    services: Callable[[], Any]  # a service container; the caller closes it
+    notify_followers: Callable[[list[str], str], None]
+    reply_sender: Callable[[Any], Callable[[str, str], None]]
+    config_error: type[Exception] = ValueError
+
+
+_host: Host | None = None
+
+
+def set_host(host: Host) -> None:
+    global _host
+    _host = host
+
+
+def _the_host() -> Host:
+    if _host is None:
+        raise RuntimeError("the knowledge commands run inside sisong: bot/knowledge_host.py installs their host")
+    return _host
+
+
 # -- database hook --------------------------------------------------------------------
 
 def _default_db() -> Database:
-    from bot.config import get_settings
-
-    db = Database(get_settings().database_url)
+    db = Database(_the_host().settings().database_url)
     if db.is_sqlite:
         db.upgrade()  # the embedded default migrates itself; PostgreSQL uses `sisong db upgrade`
     return db
@@ -243,9 +275,7 @@ def _print_explanation(e: Explanation) -> None:
 
 def _notify(openids: list[str], text: str) -> None:
     """Send the answer to everyone who asked, through the WeChat service layer."""
-    from bot.services import notify_followers
-
-    notify_followers(openids, text)
+    _the_host().notify_followers(openids, text)
 
 
 @faq_app.command("add")
@@ -332,9 +362,7 @@ def _services() -> Iterator[Any]:
     if _services_factory is not None:
         yield _services_factory()
         return
-    from bot.services import build_services
-
-    services = build_services()
+    services = _the_host().services()
     try:
         yield services
     finally:
@@ -343,11 +371,10 @@ def _services() -> Iterator[Any]:
 
 def _zone() -> str:
     """SISONG_TIMEZONE: the township's clock, for every time shown."""
-    from bot.config import ConfigError, get_settings
-
+    host = _the_host()
     try:
-        return get_settings().timezone
-    except ConfigError:
+        return host.settings().timezone
+    except host.config_error:
         return "Asia/Shanghai"
 
 
@@ -418,8 +445,7 @@ def unanswered_reply(
     by: Annotated[Optional[str], typer.Option("--by", help="答复人（默认当前系统用户名）")] = None,
 ) -> None:
     """私下答复一户：对方48小时内发过消息就马上发（客服消息）；否则先存着，对方下次发消息时自动送达。"""
-    from bot.private_replies import sender
-
+    sender = _the_host().reply_sender
     replied_by = (by or "").strip() or _who()
     with _services() as services:
         try:
@@ -503,5 +529,5 @@ def register(app: typer.Typer) -> None:
 app = typer.Typer(help="四送助手·政策问答", no_args_is_help=True)
 register(app)
 
-if __name__ == "__main__":
-    app()
+if __name__ == "__main__":  # the commands need Sisong as their host: run them as `sisong …`
+    sys.exit("请用 sisong 运行这些命令，例如：sisong ask \"危房改造补多少\"")

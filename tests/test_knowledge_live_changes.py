@@ -61,7 +61,7 @@ class AskProcess:
         env = {k: v for k, v in os.environ.items() if not k.startswith("SISONG_")}
         env.update(SISONG_DATABASE_URL=url, PYTHONPATH=str(ROOT))
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "knowledge.cli", "ask", "--json"], cwd=ROOT, env=env,
+            [sys.executable, "-m", "bot.cli", "ask", "--json"], cwd=ROOT, env=env,
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, encoding="utf-8")
 
     def ask(self, question: str) -> dict:
