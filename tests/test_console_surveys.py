@@ -105,7 +105,7 @@ def satisfied(client: Any, number: str) -> None:
     assert "问卷答完了" in replies[-1], replies
 
 
-def dissatisfied(client: TestClient, number: str) -> None:
+def dissatisfied(client: Any, number: str) -> None:
     replies = answer(client, number, "开始", "1", "不认识", "7", "不太满意", "房子漏雨一直没人来看")
     assert "会请工作人员" in replies[-1], replies
 
@@ -453,5 +453,12 @@ def test_start_from_the_page_see_the_chart_and_record_a_visit_on_a_phone(
     assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
     page.goto(f"{live_url}/console/surveys")
     assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
+    with httpx.Client(base_url=live_url, timeout=20) as wechat:
+        dissatisfied(wechat, "枫林村-0000")
+    page.goto(f"{live_url}/console/surveys/cases")
+    page.click("tr[data-status=open] summary")  # 分派: the form opens in the row
+    assert page.is_visible("tr[data-status=open] form.assign input[name=cadre]")
+    assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
+    screenshot(page, "surveys-cases-375")
     assert not errors, errors
     context.close()
