@@ -67,7 +67,7 @@ def _township(session: Any, services: "Services") -> int:
 
 
 def _unprocessable(exc: Exception) -> HTTPException:
-    return HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, str(exc))
+    return HTTPException(422, str(exc))
 
 
 def _campaign_row(services: "Services", user: Principal, camp: Any, session: Any) -> dict[str, Any]:
@@ -196,7 +196,7 @@ def _date(value: str | None, what: str) -> date:
     try:
         return date.fromisoformat(text)
     except ValueError:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY,
+        raise HTTPException(422,
                             f"{what}要写成 年-月-日，比如 2026-12-01。") from None
 
 
@@ -204,9 +204,9 @@ def _assign(services: "Services", user: Principal, case_id: int, cadre: str, due
     _case_exists(services, case_id)
     due_on = _date(due, "办结期限")
     if due_on < today(services.settings.timezone):
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, "办结期限不能早于今天。")
+        raise HTTPException(422, "办结期限不能早于今天。")
     if not nfkc(cadre).strip():
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, "请写上交给哪位干部。")
+        raise HTTPException(422, "请写上交给哪位干部。")
     try:
         with services.db.session() as session:
             service.assign_case(session, _township(session, services), case_id, nfkc(cadre).strip(), due_on,
@@ -234,7 +234,7 @@ def _visit(services: "Services", user: Principal, number: str, cadre: str, on: s
            checks: dict[str, bool], notes: str) -> int:
     visited_on = _date(on, "走访日期") if on else today(services.settings.timezone)
     if not nfkc(number).strip():
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, "请写上户编号。")
+        raise HTTPException(422, "请写上户编号。")
     try:
         with services.db.session() as session:
             visit = service.add_visit(session, _township(session, services), service.VisitInput(
@@ -492,7 +492,7 @@ def start_form(
     try:
         created = _start(services, user, _targets(village, area, everyone), title[:64])
     except HTTPException as exc:
-        if exc.status_code != status.HTTP_422_UNPROCESSABLE_ENTITY:
+        if exc.status_code != 422:
             raise
         return _list_page(request, services, user, exc.status_code, [("error", str(exc.detail))],
                           form={"title": title, "villages": village, "areas": area, "all": everyone})
