@@ -106,10 +106,11 @@ def _targets(villages: list[str], areas: list[str], everyone: bool) -> Targets:
 def _start(services: "Services", user: Principal, targets: Targets, title: str | None) -> service.CampaignCreated:
     """``bot.survey.campaigns.start_campaign`` with the caller's scope; bad targets are a 422."""
     from bot.survey.campaigns import start_campaign
+    from bot.survey.questionnaire import QuestionnaireError
 
     try:
         return start_campaign(services, targets, title=(title or "").strip() or None, actor=user, scope=user.scope)
-    except (TargetError, service.SurveyError) as exc:
+    except (TargetError, service.SurveyError, QuestionnaireError) as exc:  # a bad questionnaire file: say why
         raise _unprocessable(exc) from None
 
 
