@@ -1,7 +1,7 @@
 """工作台: the cadres' web console under /console and its REST API under /api/v1.
 
 One module per resource (dashboard, unanswered, handbook, households, jobs,
-org, audit, account), each with a ``pages`` router (server-rendered HTML) and an
+surveys, org, audit, account), each with a ``pages`` router (server-rendered HTML) and an
 ``api`` router (JSON). Both call the same service functions in storage/ and
 knowledge/, which enforce the account's scope (``storage.scope``).
 """
@@ -13,10 +13,10 @@ from pathlib import Path
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
-from bot.console import account, audit, auth, dashboard, errors, handbook, households, jobs, org, unanswered
+from bot.console import account, audit, auth, dashboard, errors, handbook, households, jobs, org, surveys, unanswered
 from bot.console.deps import ApiCsrf, Csrf, CurrentUser, PageUser, ServicesDep, Writer, current_user, require_role
 
-RESOURCES = (dashboard, unanswered, handbook, households, jobs, org, audit, account)
+RESOURCES = (dashboard, unanswered, handbook, households, jobs, surveys, org, audit, account)
 
 
 def install(app: FastAPI) -> None:

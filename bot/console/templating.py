@@ -28,6 +28,7 @@ NAV: tuple[tuple[str, str, tuple[str, ...] | None], ...] = (
     ("/console/handbook", "政策库", None),
     ("/console/households", "农户", None),
     ("/console/jobs", "岗位", None),
+    ("/console/surveys", "满意度", None),
     ("/console/org", "干部与群", None),
     ("/console/audit", "操作记录", (ADMIN, INSPECTOR)),
     ("/console/users", "账号管理", (ADMIN,)),
