@@ -367,7 +367,7 @@ def scope_of(db: Database, user: User) -> Scope:
     if user.role == ADMIN:
         return EVERYTHING
     if user.role == INSPECTOR:
-        return Scope(writable=False)
+        return Scope(writable=False, supervises=True)
     with db.session() as session:
         own = set(session.scalars(select(user_villages.c.village_id).where(user_villages.c.user_id == user.id)))
         if user.role == AREA and own:

@@ -50,6 +50,7 @@ class Scope:
     full_villages: frozenset[int] | None = None
     helper_id: int | None = None
     writable: bool = True
+    supervises: bool = False  # 督查: read-only, but assigns the cases surveys raise
 
     @property
     def everything(self) -> bool:
@@ -91,6 +92,15 @@ class Scope:
 
     def check_writable(self) -> None:
         if not self.writable:
+            raise ReadOnly()
+
+    @property
+    def assigns_cases(self) -> bool:
+        return self.writable or self.supervises
+
+    def check_assigns_cases(self) -> None:
+        """The survey's cases are handed out by the supervisors (督查) as well as by those who may write."""
+        if not self.assigns_cases:
             raise ReadOnly()
 
 

@@ -491,9 +491,13 @@ def find_cadre(session: Session, township_id: int, name: str) -> Cadre:
 
 
 def assign_case(session: Session, township_id: int, case_id: int, cadre_name: str, due_on: date, *,
-                actor: "User | Principal | None" = None, scope: Scope = EVERYTHING) -> SurveyCase:
-    """A supervisor hands the case to a cadre with a deadline."""
-    scope.check_writable()
+                actor: "User | Principal | None" = None, scope: Scope = EVERYTHING,
+                on: date | None = None) -> SurveyCase:
+    """A supervisor (督查, or an account that may write) hands the case to a cadre with a deadline
+    (``on``: today on the township's clock; a deadline before it is refused)."""
+    scope.check_assigns_cases()
+    if on is not None and due_on < on:
+        raise SurveyError("办结期限不能早于今天。")
     row = _case(session, township_id, case_id, scope)
     if row.status == CASE_CLOSED:
         raise SurveyError(f"问题线索 {case_id} 已经办结了。")

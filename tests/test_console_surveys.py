@@ -244,7 +244,7 @@ def test_a_helper_sees_only_their_households_in_the_figures(app_client: TestClie
     assert other.status_code == 403
 
 
-def test_the_inspector_reads_but_changes_nothing(app_client: TestClient, as_user: Callable, api: FakeWeChatAPI,
+def test_the_inspector_reads_and_assigns_cases_but_changes_nothing_else(app_client: TestClient, as_user: Callable, api: FakeWeChatAPI,
                                                  services: Services) -> None:
     cid = start(app_client, as_user("王镇长"), api, 3, villages=["石桥村"])
     dissatisfied(app_client, "石桥村-0000")
@@ -254,7 +254,6 @@ def test_the_inspector_reads_but_changes_nothing(app_client: TestClient, as_user
     (case, *_) = app_client.get("/api/v1/surveys/cases", headers=inspector).json()["items"]
     for path, body in (("/api/v1/surveys", {"villages": ["石桥村"]}),
                        (f"/api/v1/surveys/{cid}/close", None),
-                       (f"/api/v1/surveys/cases/{case['id']}/assign", {"cadre": "李帮扶", "due_on": "2099-01-01"}),
                        (f"/api/v1/surveys/cases/{case['id']}/resolve", {"action": "已处理"}),
                        ("/api/v1/surveys/visits", {"household": "石桥村-0000", "cadre": "赵督查", "checks": ALL_OK})):
         response = app_client.post(path, json=body, headers=inspector)
@@ -265,7 +264,12 @@ def test_the_inspector_reads_but_changes_nothing(app_client: TestClient, as_user
     page = app_client.get("/console/surveys", headers=inspector)
     assert page.status_code == 200 and 'id="start-form"' not in page.text
     cases_page = app_client.get("/console/surveys/cases", headers=inspector)
-    assert "房子漏雨" in cases_page.text and "/assign" not in cases_page.text
+    assert "房子漏雨" in cases_page.text and "/assign" in cases_page.text and "/resolve" not in cases_page.text
+    # 督查 hand the cases out (the "A 督查 assigns it to a cadre with a deadline").
+    assigned = app_client.post(f"/api/v1/surveys/cases/{case['id']}/assign",
+                               json={"cadre": "李帮扶", "due_on": "2099-01-01"}, headers=inspector)
+    assert assigned.status_code == 200, assigned.text
+    assert assigned.json()["status"] == "assigned" and assigned.json()["assignee"] == "李帮扶"
     assert 'id="visit-form"' not in app_client.get("/console/surveys/visit", headers=inspector).text
     assert 'id="close-survey"' not in app_client.get(f"/console/surveys/{cid}", headers=inspector).text
 

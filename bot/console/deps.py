@@ -124,3 +124,13 @@ def writer(user: CurrentUser) -> Principal:
 
 
 Writer = Annotated[Principal, Depends(writer)]
+
+
+def case_assigner(user: CurrentUser) -> Principal:
+    """Who may hand out a survey's cases: those who may write, and the supervisors (督查)."""
+    if not user.scope.assigns_cases:
+        raise ReadOnly()
+    return user
+
+
+CaseAssigner = Annotated[Principal, Depends(case_assigner)]

@@ -31,7 +31,7 @@ from pydantic import BaseModel, Field
 from sqlalchemy import select
 from starlette.background import BackgroundTask
 
-from bot.console.deps import ApiCsrf, Csrf, CurrentUser, PageUser, ServicesDep, Writer
+from bot.console.deps import ApiCsrf, CaseAssigner, Csrf, CurrentUser, PageUser, ServicesDep, Writer
 from bot.console.jobs import _choices as target_choices
 from bot.console.templating import render
 from storage import surveys as service
@@ -211,7 +211,7 @@ def _assign(services: "Services", user: Principal, case_id: int, cadre: str, due
     try:
         with services.db.session() as session:
             service.assign_case(session, _township(session, services), case_id, nfkc(cadre).strip(), due_on,
-                                actor=user, scope=user.scope)
+                                actor=user, scope=user.scope, on=today(services.settings.timezone))
     except service.SurveyError as exc:
         raise _unprocessable(exc) from None
 
@@ -416,7 +416,7 @@ def api_cases(services: ServicesDep, user: CurrentUser,
 
 @api.post("/surveys/cases/{case_id}/assign", response_model=CaseOut, responses=_errors(401, 403, 404, 422),
           summary="分派问题线索")
-def api_assign(services: ServicesDep, user: ApiCsrf, _writer: Writer, case_id: CaseId,
+def api_assign(services: ServicesDep, user: ApiCsrf, _assigner: CaseAssigner, case_id: CaseId,
                body: AssignIn) -> dict[str, Any]:
     """交给一位干部并定办结期限（干部要在名单里；期限不能早于今天；已办结的 422）。"""
     _assign(services, user, case_id, body.cadre, body.due_on)
@@ -509,7 +509,7 @@ def _cases_page(request: Request, services: "Services", user: Principal, code: i
                 flashes: list[tuple[str, str]] | None = None) -> Response:
     cadres, _ = _cadre_names(services, user)
     return render(request, "surveys_cases.html", user, code, cases=_cases(services, user), flashes=flashes or [],
-                  cadres=cadres, can_write=user.scope.writable, today=today(services.settings.timezone).isoformat(),
+                  cadres=cadres, can_write=user.scope.writable, can_assign=user.scope.assigns_cases, today=today(services.settings.timezone).isoformat(),
                   closed=CASE_CLOSED, case_labels=CASE_LABELS)
 
 
@@ -527,7 +527,7 @@ def _case_refused(request: Request, services: "Services", user: Principal, exc: 
 
 
 @pages.post("/surveys/cases/{case_id}/assign")
-def assign_form(request: Request, services: ServicesDep, user: Csrf, _writer: Writer, case_id: CaseId,
+def assign_form(request: Request, services: ServicesDep, user: Csrf, _assigner: CaseAssigner, case_id: CaseId,
                 cadre: Annotated[str, Form(max_length=64)] = "",
                 due_on: Annotated[str, Form(max_length=32)] = "") -> Response:
     try:
