@@ -156,7 +156,7 @@ def _funnel(services: "Services", user: Principal, job_id: int | None, by_villag
                               scope=user.scope)
 
 
-def _choices(services: "Services", user: Principal) -> dict[str, Any]:
+def target_choices(services: "Services", user: Principal) -> dict[str, Any]:
     """The villages and areas this account may push to, for the targeting form.
 
     Only villages the account covers whole (``Scope.covers_village``), and an
@@ -605,7 +605,7 @@ def _detail_page(request: Request, services: "Services", user: Principal, job_id
     return render(request, "jobs_detail.html", user, code, view=view, detail=detail, signups=signups,
                   watched=watched, badges=BADGES, flashes=flashes or [], can_push=can_push,
                   can_write=user.scope.writable, outcome_labels=OUTCOME_LABELS, posting_labels=POSTING_LABELS,
-                  **(_choices(services, user) if can_push else {}))
+                  **(target_choices(services, user) if can_push else {}))
 
 
 _DONE = {"created": "岗位已发布。下面可以选村推送。", "draft": "已存为草稿（推送时自动发布）。",

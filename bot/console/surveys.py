@@ -32,7 +32,7 @@ from sqlalchemy import select
 from starlette.background import BackgroundTask
 
 from bot.console.deps import ApiCsrf, CaseAssigner, Csrf, CurrentUser, PageUser, ServicesDep, Writer
-from bot.console.jobs import _choices as target_choices
+from bot.console.jobs import target_choices
 from bot.console.templating import render
 from storage import surveys as service
 from storage.accounts import Principal
