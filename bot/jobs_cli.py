@@ -8,7 +8,6 @@ own tool (a cadre calls the household); nothing here logs them.
 
 from __future__ import annotations
 
-import json
 import sys
 import time
 from pathlib import Path
@@ -16,56 +15,15 @@ from typing import Annotated, Optional
 
 import typer
 from rich import box
-from rich.console import Console
 from rich.table import Table
 
+from bot.cli_common import AsJson, console, database, emit, errors, fail, say, services, settings, township_id
 from storage.import_rows import RowError, nfkc
 
 jobs_app = typer.Typer(help="送岗位：岗位、推送、报名和统计（见 docs/jobs.md）。", no_args_is_help=True)
 
-console = Console(highlight=False, soft_wrap=True, emoji=False)
-errors = Console(stderr=True, highlight=False, soft_wrap=True, emoji=False)
-
-AsJson = Annotated[bool, typer.Option("--json", help="输出 JSON（给脚本用）")]
 JobId = Annotated[int, typer.Argument(help="岗位编号", show_default=False)]
-
-
-def _say(text: str, style: str | None = None, *, err: bool = False) -> None:
-    """Text that may hold names from a file or a cadre: never read as rich markup."""
-    (errors if err else console).print(text, style=style, markup=False)
-
-
-def _emit(payload: object) -> None:
-    print(json.dumps(payload, ensure_ascii=False))
-
-
-def _fail(message: str, code: int = 1) -> None:
-    _say(message, "red", err=True)
-    raise typer.Exit(code)
-
-
-def _settings():  # type: ignore[no-untyped-def]
-    from bot.config import get_settings
-
-    return get_settings()
-
-
-def _db():  # type: ignore[no-untyped-def]
-    from knowledge.cli import get_db
-
-    return get_db()
-
-
-def _services():  # type: ignore[no-untyped-def]
-    from bot.cli import services_or_exit, settings_or_exit
-
-    return services_or_exit(settings_or_exit())
-
-
-def _township_id(session) -> int:  # type: ignore[no-untyped-def]
-    from storage.households import ensure_township
-
-    return ensure_township(session, _settings().township).id
+_say, _emit, _fail, _settings, _db, _services, _township_id = say, emit, fail, settings, database, services, township_id
 
 
 def _guarded(fn):  # type: ignore[no-untyped-def]

@@ -6,60 +6,20 @@ Thin: each command calls the service function the chat and the console call
 
 from __future__ import annotations
 
-import json
 from datetime import date
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
-from rich.console import Console
 
+from bot.cli_common import AsJson, database, emit, fail, say, services, settings, township_id
 from storage.import_rows import nfkc
 
 survey_app = typer.Typer(help="四问一查：满意度调查、统计、导出、问题线索和走访（见 docs/survey.md）。", no_args_is_help=True)
 
-console = Console(highlight=False, soft_wrap=True, emoji=False)
-errors = Console(stderr=True, highlight=False, soft_wrap=True, emoji=False)
-AsJson = Annotated[bool, typer.Option("--json", help="输出 JSON（给脚本用）")]
 CampaignId = Annotated[int, typer.Argument(help="调查编号", show_default=False)]
 CaseId = Annotated[int, typer.Argument(help="问题线索编号", show_default=False)]
-
-
-def _say(text: str, style: str | None = None, *, err: bool = False) -> None:
-    (errors if err else console).print(text, style=style, markup=False)
-
-
-def _emit(payload: object) -> None:
-    print(json.dumps(payload, ensure_ascii=False))
-
-
-def _fail(message: str, code: int = 1) -> None:
-    _say(message, "red", err=True)
-    raise typer.Exit(code)
-
-
-def _settings():  # type: ignore[no-untyped-def]
-    from bot.config import get_settings
-
-    return get_settings()
-
-
-def _services():  # type: ignore[no-untyped-def]
-    from bot.cli import services_or_exit, settings_or_exit
-
-    return services_or_exit(settings_or_exit())
-
-
-def _db():  # type: ignore[no-untyped-def]
-    from knowledge.cli import get_db
-
-    return get_db()
-
-
-def _township_id(session) -> int:  # type: ignore[no-untyped-def]
-    from storage.households import ensure_township
-
-    return ensure_township(session, _settings().township).id
+_say, _emit, _fail, _settings, _db, _services, _township_id = say, emit, fail, settings, database, services, township_id
 
 
 def _guarded(fn):  # type: ignore[no-untyped-def]
