@@ -35,6 +35,33 @@ AES_KEY = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG"
 
 PG_URL = os.environ.get("SISONG_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
 REDIS_URL = os.environ.get("SISONG_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+# pytest-xdist runs the suite in several processes (`-n 2` in pyproject.toml): each worker gets its own
+# PostgreSQL database (test_gw0, test_gw1, …, created when missing) and its own Redis database, so they never
+# empty each other's tables. Set in the environment too, for modules and subprocesses that read it there.
+WORKER = os.environ.get("PYTEST_XDIST_WORKER", "")
+if WORKER:
+    _index = int(WORKER.lstrip("gw") or 0)
+    PG_URL = f"{PG_URL}_{WORKER}"
+    _redis_base, _redis_db = REDIS_URL.rsplit("/", 1)
+    REDIS_URL = f"{_redis_base}/{max(0, int(_redis_db) - _index)}"
+    os.environ["SISONG_TEST_POSTGRES_URL"], os.environ["SISONG_TEST_REDIS_URL"] = PG_URL, REDIS_URL
+
+
+def _ensure_worker_database() -> None:
+    if not WORKER:
+        return
+    import psycopg
+
+    base, name = PG_URL.rsplit("/", 1)
+    try:
+        with psycopg.connect(f"{base}/postgres", autocommit=True, connect_timeout=3) as conn:
+            if conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone() is None:
+                conn.execute(f'CREATE DATABASE "{name}"')
+    except psycopg.OperationalError:
+        pass  # no server: the server backend's tests fail or skip as they would without xdist
+
+
+_ensure_worker_database()
 BACKENDS = [b.strip() for b in os.environ.get("SISONG_TEST_BACKENDS", "embedded,server").split(",") if b.strip()]
 
 

@@ -7,6 +7,8 @@ all-or-nothing batches, the persisted index, and two KnowledgeBase instances
 
 from __future__ import annotations
 
+import os
+
 from collections.abc import Iterator
 from pathlib import Path
 from time import time_ns
@@ -39,11 +41,12 @@ HANDBOOK_V2 = HANDBOOK_V1.replace("每户补助3.5万元", "每户补助4万元"
 
 @pytest.fixture(scope="module")
 def postgres() -> Iterator[Database]:
-    db = postgres_database("kb_test")
+    name = "kb_test_" + (os.environ.get("PYTEST_XDIST_WORKER") or "main")  # one per pytest-xdist worker
+    db = postgres_database(name)
     if db is None:
         pytest.skip("PostgreSQL does not answer")
     yield db
-    drop_postgres_database(db, "kb_test")
+    drop_postgres_database(db, name)
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
