@@ -411,7 +411,14 @@ class FakeWeChatAPI:
 
 
 class _QuietServer(ThreadingHTTPServer):
-    """A client that went away (a sender killed mid-call, a timeout) is not a fake-server error."""
+    """A client that went away (a sender killed mid-call, a timeout) is not a fake-server error.
+
+    A listen backlog like a real server's: socketserver's default of 5 drops the SYNs of a restarted
+    sender's 32 threads connecting at once, which then time out (ConnectTimeout) as WeChat would not make
+    them.
+    """
+
+    request_queue_size = 128
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         import sys
