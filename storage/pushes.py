@@ -578,7 +578,9 @@ def recover_stale(db: Database, dedupe_window: float, template_ok: bool = True, 
     table = PushDelivery.__table__
     stale = and_(table.c.lease_until.is_not(None), table.c.lease_until < now)
     if dead_after is not None:
-        dead = select(PushSender.owner).where(PushSender.seen_at < now - timedelta(seconds=dead_after))
+        # On PostgreSQL the heartbeat is the server's clock on both sides (senders may run on other hosts).
+        clock = func.now() if db.engine.dialect.name == "postgresql" else now
+        dead = select(PushSender.owner).where(PushSender.seen_at < clock - timedelta(seconds=dead_after))
         stale = or_(stale, and_(table.c.lease_until.is_not(None), table.c.owner.in_(dead.scalar_subquery())))
     done = Recovered()
     with db.engine.connect() as conn:  # a read first: every sweeper asks every pass, and on SQLite
@@ -609,8 +611,8 @@ def recover_stale(db: Database, dedupe_window: float, template_ok: bool = True, 
 
 
 def heartbeat(db: Database, owner: str) -> None:
-    """This sender is alive (once a second while it drains)."""
-    now = utcnow()
+    """This sender is alive (once a second while it drains); the database's clock on PostgreSQL."""
+    now: Any = func.now() if db.engine.dialect.name == "postgresql" else utcnow()
     dialect = postgresql if db.engine.dialect.name == "postgresql" else sqlite
     stmt = dialect.insert(PushSender).values(owner=owner, seen_at=now)
     stmt = stmt.on_conflict_do_update(index_elements=["owner"], set_={"seen_at": now})
