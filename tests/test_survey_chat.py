@@ -494,3 +494,14 @@ def test_an_answer_days_after_the_question_gets_the_question_again_first(
     assert again.startswith("您上次的调查还没答完，我们接着答。\n第2题")
     assert surveys.answers_of(response(services, family[0].openid, cid)) == {"know_team": (1,)}
     assert "第3题" in say(client, who, "2")
+
+
+def test_declining_midway_keeps_the_answers_and_a_restart_goes_on_from_there(
+        client: TestClient, services: Services, api: FakeWeChatAPI) -> None:
+    family = data.households(services, "青山村", 1, helper="李帮扶")
+    cid = campaign(services, "青山村")
+    who = member(family[0].openid)
+    finish(client, who, "开始", "1", "2")
+    assert "不打扰您了" in say(client, who, "不参加")
+    assert "第3题" in say(client, who, "开始")
+    assert surveys.answers_of(response(services, family[0].openid, cid)) == {"know_team": (1,), "know_helper": (2,)}

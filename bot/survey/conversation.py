@@ -162,8 +162,10 @@ def begin(ctx: "Context") -> str:
     if response.step is not None:
         question = questionnaire.question(response.step)
         lead = "好的，我们接着答。" if answers else ""
-    else:
+    else:  # a first start, or a household that said 不参加 after some answers: the first unanswered question
         question = questionnaire.next_after(None, answers)
+        while question is not None and question.key in answers:
+            question = questionnaire.next_after(question.key, answers)
         lead = f"谢谢您参加{campaign.title}！一共{len(questionnaire.questions)}题以内，回复数字就行，说话也可以。\n"
     if question is None:  # nothing left to ask: a response paused after its last answer
         return _finish(ctx, response, questionnaire, answers)
