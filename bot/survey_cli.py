@@ -212,13 +212,15 @@ def survey_assign(
     due: Annotated[str, typer.Option("--due", help="限期 年-月-日", show_default=False)],
 ) -> None:
     """分派问题线索给干部，并定好办结期限。"""
-    from storage import surveys
+    from bot.survey.campaigns import assign_case
 
     due_on = _date(due, "--due")
     assert due_on is not None
-    db = _db()
-    with db.session() as session:
-        _guarded(lambda: surveys.assign_case(session, _township_id(session), case, to, due_on))
+    services = _services()
+    try:
+        _guarded(lambda: assign_case(services, case, to, due_on))
+    finally:
+        services.close()
     _say(f"线索 {case} 已交给 {to}，{due_on.isoformat()} 前办结。")
 
 

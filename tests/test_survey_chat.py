@@ -394,7 +394,12 @@ def test_cli_start_stats_export_cases_and_visits(client: TestClient, services: S
     assert sorted(c["reason"] for c in cases) == ["dissatisfied", "unknown_helper"]
     assert all(c["number"] == qing[1].number and c["head"] == "张＊" for c in cases)
     case_id = cases[0]["id"]
+    data.group(services, "青山村工作群", api.robot_url("village"), villages=["青山村"])
     assert sisong("assign", str(case_id), "--to", "李帮扶", "--due", "2099-01-01").exit_code == 0
+    assert sisong("assign", str(case_id), "--to", "李帮扶", "--due", "2001-01-01").exit_code == 1  # before today
+    with services.db.session() as session:  # the cadres' group hears who has it and by when
+        told = session.scalar(select(GroupNotice.markdown).where(GroupNotice.markdown.contains("线索已分派")))
+    assert told is not None and "交给：李帮扶，1月1日前办结" in told and qing[1].number in told
     assert sisong("resolve", str(case_id), "--action", "").exit_code == 1
     assert sisong("resolve", str(case_id), "--action", "已上门", "--reply", "已经安排人上门了。").exit_code == 0
     assert json.loads(sisong("cases", "--status", "closed", "--json").stdout.splitlines()[0])["id"] == case_id

@@ -208,10 +208,10 @@ def _assign(services: "Services", user: Principal, case_id: int, cadre: str, due
         raise HTTPException(422, "办结期限不能早于今天。")
     if not nfkc(cadre).strip():
         raise HTTPException(422, "请写上交给哪位干部。")
+    from bot.survey.campaigns import assign_case
+
     try:
-        with services.db.session() as session:
-            service.assign_case(session, _township(session, services), case_id, nfkc(cadre).strip(), due_on,
-                                actor=user, scope=user.scope, on=today(services.settings.timezone))
+        assign_case(services, case_id, nfkc(cadre).strip(), due_on, actor=user, scope=user.scope)
     except service.SurveyError as exc:
         raise _unprocessable(exc) from None
 

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from bot.notices import Notice, notify, supervisor_groups
+from bot.notices import Notice, helper_openid, notify, supervisor_groups
 from bot.push import register
 from bot.push_content import Content, parse_template_fields, template_data
 from bot.survey.questionnaire import DEFAULT_PATH, Questionnaire, loads
@@ -37,6 +37,8 @@ from storage.pushes import Targets
 from storage.scope import EVERYTHING, Scope
 
 if TYPE_CHECKING:
+    from datetime import date
+
     from bot.services import Services
     from storage.accounts import Principal
     from storage.models.accounts import User
@@ -250,6 +252,39 @@ def alert_cases(session: Session, services: "Services", response: SurveyResponse
     return notify(session, services, "\n".join(lines), household=household, targets=targets)
 
 
+def assign_case(services: "Services", case_id: int, cadre_name: str, due_on: "date", *,
+                actor: "User | Principal | None" = None, scope: Scope = EVERYTHING) -> SurveyCase:
+    """Hand a case to a cadre with a deadline (``storage.surveys.assign_case``), and tell them: the group
+    covering the household hears of it, and the cadre privately if their WeChat is bound and reachable."""
+    from storage.jobs import today
+    from storage.models.org import Cadre
+
+    zone = services.settings.timezone
+    with services.db.session() as session:
+        township = ensure_township(session, services.settings.township)
+        row = surveys.assign_case(session, township.id, case_id, cadre_name, due_on, actor=actor, scope=scope,
+                                  on=today(zone))
+        household = session.get(Household, row.household_id)
+        cadre = session.get(Cadre, row.assignee_id) if row.assignee_id else None
+        reason = REASON_LABELS.get(row.reason, row.reason)
+        place = household.village.name if household is not None and household.village else ""
+        number = household.number if household is not None else ""
+        due = f"{due_on.month}月{due_on.day}日"
+        markdown = (f"### 满意度调查线索已分派\n> 线索 {row.id}：{place} {number} 户（{reason}）\n"
+                    f"> 交给：{cadre.name if cadre else cadre_name}，{due}前办结\n"
+                    f"> 办结：工作台“问题线索”，或 `sisong survey resolve {row.id} --action …`")
+        notice = notify(session, services, markdown, household=household)
+        openid = helper_openid(session, cadre)
+        if openid:
+            notice.helper_openid = openid
+            notice.helper_text = (f"您有一条满意度调查的问题线索要处理：{place}{number}户（{reason}），"
+                                  f"请在{due}前办结，办好后在工作台“问题线索”里写明做了什么。")
+        session.flush()
+        session.expunge(row)
+    notice.dispatch(services)
+    return row
+
+
 def tell_household(services: "Services", case_id: int) -> int:
     """Queue the closed case's reply to the follower who answered (push engine: once, in the day)."""
     with services.db.session() as session:
@@ -275,5 +310,5 @@ def invitation_push(session: Session, campaign: SurveyCampaign) -> Push | None:
 
 
 __all__ = ["InvitationPurpose", "KIND", "REMIND_KIND", "REPLY_KIND", "ReminderPurpose", "ReplyPurpose",
-           "alert_cases", "campaign_questionnaire", "invitation_text", "queue_reminders", "questionnaire_of",
+           "alert_cases", "assign_case", "campaign_questionnaire", "invitation_text", "queue_reminders", "questionnaire_of",
            "questionnaire_text", "start_campaign", "targets_of", "tell_household"]
