@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select
 
 from bot.app import create_app
 from bot.config import Settings
@@ -27,10 +27,10 @@ from storage import jobs as service
 from storage.households import ensure_township
 from storage.models import AuditLog
 from storage.models.jobs import JobPosting
-from storage.models.org import Cadre, Household
+from storage.models.org import Household
 from tests.conftest import wait_for
 from tests.support import jobs_data as data
-from tests.support.console_seed import PASSWORD, TOWNSHIP, bearer_headers, form_login, role_accounts
+from tests.support.console_seed import PASSWORD, TOWNSHIP, bearer_headers, form_login
 from tests.support.fake_wechat_api import FakeWeChatAPI
 
 POSTING = {"title": "电子厂普工", "employer": "县工业园电子厂", "location": "县城工业园", "salary": "4500-6000元/月",
@@ -45,18 +45,7 @@ def settings(make_settings: Callable[..., Settings]) -> Settings:
 @pytest.fixture
 def services(settings: Settings) -> Iterator[Services]:
     built = build_services(settings, migrate=True)
-    data.households(built, "石桥村", 3, area="东片", helper="李帮扶", prefix="石桥村")
-    data.households(built, "柳溪村", 2, area="东片")
-    data.households(built, "枫林村", 2, area="西片")
-    with built.db.session() as session:
-        helper = session.scalar(select(Cadre).where(Cadre.name == "李帮扶"))
-        assert helper is not None
-        # 李帮扶 helps 石桥村-0000 (set by jobs_data) and 枫林村-0000; not 石桥村-0001/0002.
-        session.execute(update(Household).where(Household.number.in_(["石桥村-0001", "石桥村-0002"]))
-                        .values(helper_id=None))
-        session.execute(update(Household).where(Household.number == "枫林村-0000").values(helper_id=helper.id))
-        helper_id = helper.id
-    role_accounts(built.db, helper_id)
+    data.three_villages_with_accounts(built)
     yield built
     built.close()
 

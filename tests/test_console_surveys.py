@@ -22,7 +22,7 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 from openpyxl import load_workbook
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select
 
 from bot.app import create_app
 from bot.config import Settings
@@ -31,11 +31,10 @@ from bot.simulator import WeChatSimulator
 from storage import surveys
 from storage.jobs import today
 from storage.models import AuditLog
-from storage.models.org import Cadre, Household
 from storage.models.surveys import SurveyCampaign, VisitCheck
 from tests.conftest import APPID, TOKEN, wait_for
 from tests.support import jobs_data as data
-from tests.support.console_seed import PASSWORD, bearer_headers, form_login, role_accounts
+from tests.support.console_seed import PASSWORD, bearer_headers, form_login
 from tests.support.fake_wechat_api import FakeWeChatAPI
 
 CUSTOM = "message/custom/send"
@@ -52,18 +51,7 @@ def settings(make_settings: Callable[..., Settings]) -> Settings:
 @pytest.fixture
 def services(settings: Settings) -> Iterator[Services]:
     built = build_services(settings, migrate=True)
-    data.households(built, "石桥村", 3, area="东片", helper="李帮扶", prefix="石桥村")
-    data.households(built, "柳溪村", 2, area="东片")
-    data.households(built, "枫林村", 2, area="西片")
-    with built.db.session() as session:
-        helper = session.scalar(select(Cadre).where(Cadre.name == "李帮扶"))
-        assert helper is not None
-        # 李帮扶 helps 石桥村-0000 and 枫林村-0000 only.
-        session.execute(update(Household).where(Household.number.in_(["石桥村-0001", "石桥村-0002"]))
-                        .values(helper_id=None))
-        session.execute(update(Household).where(Household.number == "枫林村-0000").values(helper_id=helper.id))
-        helper_id = helper.id
-    role_accounts(built.db, helper_id)
+    data.three_villages_with_accounts(built)
     yield built
     built.close()
 

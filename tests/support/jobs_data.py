@@ -100,3 +100,23 @@ def posting(services: Services, title: str = "电子厂普工", headcount: int =
     with services.db.session() as session:
         township = ensure_township(session, services.settings.township)
         return add_posting(session, township.id, data).id
+
+
+def three_villages_with_accounts(services: Services) -> None:
+    """The console's scoping fixture: 石桥村 (3 households) and 柳溪村 (2) in 东片, 枫林村 (2) in 西片; the
+    helper 李帮扶 helps 石桥村-0000 and 枫林村-0000 only; one account per role (``console_seed.role_accounts``)."""
+    from sqlalchemy import update
+
+    from tests.support.console_seed import role_accounts
+
+    households(services, "石桥村", 3, area="东片", helper="李帮扶", prefix="石桥村")
+    households(services, "柳溪村", 2, area="东片")
+    households(services, "枫林村", 2, area="西片")
+    with services.db.session() as session:
+        helper = session.scalar(select(Cadre).where(Cadre.name == "李帮扶"))
+        assert helper is not None
+        session.execute(update(Household).where(Household.number.in_(["石桥村-0001", "石桥村-0002"]))
+                        .values(helper_id=None))
+        session.execute(update(Household).where(Household.number == "枫林村-0000").values(helper_id=helper.id))
+        helper_id = helper.id
+    role_accounts(services.db, helper_id)
