@@ -47,6 +47,11 @@ IDLE = timedelta(hours=12)
 # Writing last_seen_at on every request would make each page a write; a minute is precise enough.
 TOUCH_EVERY = timedelta(minutes=1)
 CLI_ACTOR = "命令行"
+
+
+def actor_name(actor: "User | Principal | None") -> str:
+    """Who did it, as the audit log and the rows they wrote record it: the account's name, or 命令行."""
+    return (actor.name if actor is not None else CLI_ACTOR)[:64]
 TOKEN_PREFIX = "sst_"
 
 _hasher = PasswordHash((Argon2Hasher(),))

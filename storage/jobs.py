@@ -36,6 +36,7 @@ from storage.import_rows import (
     nfkc,
     read_layout,
 )
+from storage.accounts import actor_name, audit
 from storage.models.base import utcnow
 from storage.models.jobs import (
     CANCELLED,
@@ -75,12 +76,6 @@ MAX_HEADCOUNT = 9999
 
 class JobError(ValueError):
     """A request the cadre (or household) can fix; the message is Chinese and safe to show."""
-
-
-def _audit(session: Session, actor: "User | Principal | None", action: str, target: str, detail: str = "") -> None:
-    from storage.accounts import audit
-
-    audit(session, actor, action, target, detail)
 
 
 def today(zone: str = "Asia/Shanghai") -> date:
@@ -182,10 +177,10 @@ def add_posting(session: Session, township_id: int, data: JobInput, *, draft: bo
     values, reasons = validate(data, today(zone))
     if reasons:
         raise JobError("；".join(reasons) + "。")
-    posting = _new_posting(township_id, values, draft, _actor_name(actor))
+    posting = _new_posting(township_id, values, draft, actor_name(actor))
     session.add(posting)
     session.flush()
-    _audit(session, actor, "job_add", f"岗位 {posting.id}", f"{posting.title}（{posting.employer}）")
+    audit(session, actor, "job_add", f"岗位 {posting.id}", f"{posting.title}（{posting.employer}）")
     return posting
 
 
@@ -193,12 +188,6 @@ def _new_posting(township_id: int, values: dict[str, Any], draft: bool, by: str)
     now = utcnow()
     return JobPosting(township_id=township_id, status=DRAFT if draft else OPEN, created_by=by, created_at=now,
                       updated_at=now, published_at=None if draft else now, signup_version=0, **values)
-
-
-def _actor_name(actor: "User | Principal | None") -> str:
-    from storage.accounts import CLI_ACTOR
-
-    return (actor.name if actor is not None else CLI_ACTOR)[:64]
 
 
 # -- import ----------------------------------------------------------------------------------------
@@ -257,7 +246,7 @@ def import_postings(session: Session, township_id: int, source: Path | str | byt
     report.rows = len(records)
     if dry_run:
         return report
-    by = _actor_name(actor)
+    by = actor_name(actor)
     known = {_same_posting_key(p.__dict__): p.id for p in session.scalars(
         select(JobPosting).where(JobPosting.township_id == township_id, JobPosting.status != CLOSED))}
     for values in records:
@@ -273,7 +262,7 @@ def import_postings(session: Session, township_id: int, source: Path | str | byt
         report.created.append(posting.id)
     if not report.created:
         return report
-    _audit(session, actor, "job_import", f"{len(records)} 个岗位",
+    audit(session, actor, "job_import", f"{len(records)} 个岗位",
            "编号 " + "、".join(str(i) for i in report.created[:50]))
     return report
 
@@ -426,12 +415,12 @@ def close_posting(session: Session, township_id: int, posting_id: int, *, actor:
     """
     scope.check_writable()
     posting = _posting(session, township_id, posting_id)
-    if not scope.everything and posting.created_by != _actor_name(actor):
+    if not scope.everything and posting.created_by != actor_name(actor):
         raise OutOfScope("这个岗位不是您发布的，只有发布的人或镇管理员可以关闭。")
     if posting.status == CLOSED:
         raise JobError(f"岗位 {posting_id} 已经关闭了。")
     posting.status, posting.closed_at, posting.updated_at = CLOSED, utcnow(), utcnow()
-    _audit(session, actor, "job_close", f"岗位 {posting.id}", posting.title)
+    audit(session, actor, "job_close", f"岗位 {posting.id}", posting.title)
     return posting
 
 
@@ -480,14 +469,14 @@ def create_job_push(session: Session, township_id: int, posting_id: int, targets
     found = candidates(session, township_id, [v.id for v in villages] if villages is not None else None,
                        kind=KIND, ref_id=posting.id, labour_only=targets.labour_only)
     created = create_push(session, kind=KIND, ref_id=posting.id, targets=targets, found=found,
-                          actor=_actor_name(actor), user_id=getattr(actor, "id", None))
+                          actor=actor_name(actor), user_id=getattr(actor, "id", None))
     village_ids = [v.id for v in villages] if villages is not None else list(session.scalars(
         select(Village.id).where(Village.township_id == township_id)))
     known = set(_targets(session, [posting.id]).get(posting.id, ()))
     new = [vid for vid in village_ids if vid not in known]
     if new:
         session.execute(job_posting_villages.insert(), [{"posting_id": posting.id, "village_id": v} for v in new])
-    _audit(session, actor, "job_push", f"岗位 {posting.id}",
+    audit(session, actor, "job_push", f"岗位 {posting.id}",
            f"推送 {created.push.id}：{targets.describe()}，{created.recipients} 人")
     return posting, created
 
@@ -677,9 +666,9 @@ def record_outcome(session: Session, township_id: int, posting_id: int, number: 
                                                  JobSignup.household_id == household.id))
     if row is None or row.status == CANCELLED:
         raise JobError(f"户 {household.number} 没有报名岗位 {posting.id}（或已取消报名），不能记录结果。")
-    row.outcome, row.outcome_at, row.outcome_by = key, utcnow(), _actor_name(actor)
+    row.outcome, row.outcome_at, row.outcome_by = key, utcnow(), actor_name(actor)
     row.updated_at = utcnow()
-    _audit(session, actor, "job_outcome", f"岗位 {posting.id} 户 {household.number}", OUTCOME_LABELS[key])
+    audit(session, actor, "job_outcome", f"岗位 {posting.id} 户 {household.number}", OUTCOME_LABELS[key])
     return row
 
 

@@ -835,18 +835,11 @@ def set_opt_out(session: Session, household_id: int, kind: str, out: bool, openi
     return bool(result.rowcount)
 
 
-def opted_out_households(session: Session, household_ids: Iterable[int], kind: str) -> set[int]:
-    ids = list(set(household_ids))
-    if not ids:
-        return set()
-    return set(session.scalars(select(PushOptOut.household_id)
-                               .where(PushOptOut.household_id.in_(ids), PushOptOut.kind == kind)))
-
-
 __all__ = [
-    "ALREADY", "ClaimedRow", "Completion", "Start", "apply_early_receipts", "heartbeat", "sign_off", "FAILED", "NOT_FOLLOWING", "OPTED_OUT", "Progress", "PushCreated",
-    "Recovered", "SKIPPED", "SKIP_LABELS", "TargetError", "Targets", "UNREACHABLE", "UNSUBSCRIBED", "begin_send",
-    "candidates", "claim", "client_msg_id", "complete", "create_push", "due", "finishable", "in_flight",
-    "last_sent", "mark_finished", "new_owner", "next_due_at", "only_waiting_past", "opted_out", "opted_out_households", "progress",
-    "record_receipt", "recover_stale", "resolve_villages", "set_opt_out", "write_completions",
+    "ALREADY", "FAILED", "NOT_FOLLOWING", "OPTED_OUT", "SKIP_LABELS", "SKIPPED", "UNREACHABLE", "UNSUBSCRIBED",
+    "apply_early_receipts", "begin_send", "candidates", "claim", "ClaimedRow", "client_msg_id", "complete",
+    "Completion", "create_push", "due", "finishable", "heartbeat", "in_flight", "last_sent", "mark_finished",
+    "new_owner", "next_due_at", "only_waiting_past", "opted_out", "progress", "Progress", "PushCreated",
+    "record_receipt", "recover_stale", "Recovered", "resolve_villages", "set_opt_out", "sign_off", "Start",
+    "TargetError", "Targets", "write_completions",
 ]

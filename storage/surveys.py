@@ -26,6 +26,7 @@ from sqlalchemy import and_, case, exists, func, literal, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
+from storage.accounts import actor_name, audit
 from storage.models.base import utcnow
 from storage.models.org import Area, Cadre, Household, HouseholdBinding, Team, Village
 from storage.models.pushes import DELIVERED, IN_FLIGHT, SENT, UNCONFIRMED, PushDelivery
@@ -69,18 +70,6 @@ class SurveyError(ValueError):
     """A campaign, case or visit that cannot be done as asked; the message is Chinese, for a cadre."""
 
 
-def _actor_name(actor: "User | Principal | None") -> str:
-    from storage.accounts import CLI_ACTOR
-
-    return (actor.name if actor is not None else CLI_ACTOR)[:64]
-
-
-def _audit(session: Session, actor: "User | Principal | None", action: str, target: str, detail: str = "") -> None:
-    from storage.accounts import audit
-
-    audit(session, actor, action, target, detail)
-
-
 # -- campaigns -------------------------------------------------------------------------------------
 
 
@@ -122,7 +111,7 @@ def create_campaign(session: Session, township_id: int, targets: Targets, *, tit
             raise OutOfScope(f"{village.name}不在您负责的范围内。")
     campaign = SurveyCampaign(township_id=township_id, title=title[:64], questionnaire=questionnaire,
                               questionnaire_key=questionnaire_key[:32], fingerprint=fingerprint,
-                              targets=json.dumps(targets.to_json(), ensure_ascii=False), actor=_actor_name(actor),
+                              targets=json.dumps(targets.to_json(), ensure_ascii=False), actor=actor_name(actor),
                               user_id=getattr(actor, "id", None), remind_after=remind_after)
     session.add(campaign)
     session.flush()
@@ -141,7 +130,7 @@ def create_campaign(session: Session, township_id: int, targets: Targets, *, tit
         {"campaign_id": campaign.id, "household_id": h.id, "village_id": h.village_id, "helper_id": h.helper_id,
          "team_id": h.team_id, "status": INVITED, "tries": 0, "version": 0, "answers": "{}", "invited_at": now}
         for h in households.values()])
-    _audit(session, actor, "survey_start", f"调查 {campaign.id}",
+    audit(session, actor, "survey_start", f"调查 {campaign.id}",
            f"{targets.describe()}：邀请 {len(households)} 户，其中 {len(unreachable)} 户无法送达")
     return CampaignCreated(campaign, created, len(households), len(unreachable))
 
@@ -167,7 +156,7 @@ def close_campaign(session: Session, township_id: int, campaign_id: int, *,
     found = campaign(session, township_id, campaign_id)
     if found.closed_at is None:
         found.closed_at = utcnow()
-        _audit(session, actor, "survey_close", f"调查 {campaign_id}")
+        audit(session, actor, "survey_close", f"调查 {campaign_id}")
     return found
 
 
@@ -503,7 +492,7 @@ def assign_case(session: Session, township_id: int, case_id: int, cadre_name: st
         raise SurveyError(f"问题线索 {case_id} 已经办结了。")
     cadre = find_cadre(session, township_id, cadre_name)
     row.assignee_id, row.due_on, row.status, row.assigned_at = cadre.id, due_on, CASE_ASSIGNED, utcnow()
-    _audit(session, actor, "survey_case_assign", f"线索 {case_id}", f"交给 {cadre.name}，{due_on.isoformat()} 前办结")
+    audit(session, actor, "survey_case_assign", f"线索 {case_id}", f"交给 {cadre.name}，{due_on.isoformat()} 前办结")
     return row
 
 
@@ -517,9 +506,9 @@ def close_case(session: Session, township_id: int, case_id: int, action: str, *,
     row = _case(session, township_id, case_id, scope)
     if row.status == CASE_CLOSED:
         raise SurveyError(f"问题线索 {case_id} 已经办结了。")
-    row.status, row.action, row.closed_at, row.closed_by = CASE_CLOSED, action[:2000], utcnow(), _actor_name(actor)
+    row.status, row.action, row.closed_at, row.closed_by = CASE_CLOSED, action[:2000], utcnow(), actor_name(actor)
     row.reply = (reply or "").strip()[:300] or None
-    _audit(session, actor, "survey_case_close", f"线索 {case_id}", action[:200])
+    audit(session, actor, "survey_case_close", f"线索 {case_id}", action[:200])
     return row
 
 
@@ -551,13 +540,13 @@ def add_visit(session: Session, township_id: int, data: VisitInput, *, actor: "U
         raise SurveyError("走访日期不能在将来。")
     cadre = session.scalar(select(Cadre).where(Cadre.township_id == township_id, Cadre.name == data.cadre.strip()))
     visit = VisitCheck(household_id=household.id, cadre_id=cadre.id if cadre else None,
-                       cadre_name=data.cadre.strip()[:32] or _actor_name(actor)[:32], visited_on=data.visited_on,
-                       notes=data.notes.strip()[:2000], created_by=_actor_name(actor),
+                       cadre_name=data.cadre.strip()[:32] or actor_name(actor)[:32], visited_on=data.visited_on,
+                       notes=data.notes.strip()[:2000], created_by=actor_name(actor),
                        **{key: bool(data.checks[key]) for key, _ in CHECKS})
     session.add(visit)
     session.flush()
     failing = [label for key, label in CHECKS if not data.checks[key]]
-    _audit(session, actor, "survey_visit", f"户 {household.number}",
+    audit(session, actor, "survey_visit", f"户 {household.number}",
            f"{data.visited_on.isoformat()} {visit.cadre_name}" + (f"；不达标：{'、'.join(failing)}" if failing else ""))
     return visit
 

@@ -11,7 +11,6 @@ message inside the 48-hour window, else the template
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass
 from functools import lru_cache
@@ -30,7 +29,6 @@ from storage.clock import quiet_until
 from storage.households import ensure_township
 from storage.models.base import utcnow
 from storage.models.org import Household
-from storage.models.pushes import Push
 from storage.models.surveys import REASON_LABELS, SurveyCampaign, SurveyCase, SurveyResponse
 from storage.privacy import mask_name
 from storage.pushes import Targets
@@ -300,15 +298,6 @@ def tell_household(services: "Services", case_id: int) -> int:
     return created.recipients
 
 
-def targets_of(campaign: SurveyCampaign) -> Targets:
-    data = json.loads(campaign.targets or "{}")
-    return Targets(tuple(data.get("villages") or ()), tuple(data.get("areas") or ()), bool(data.get("all")))
-
-
-def invitation_push(session: Session, campaign: SurveyCampaign) -> Push | None:
-    return session.get(Push, campaign.push_id) if campaign.push_id else None
-
-
 __all__ = ["InvitationPurpose", "KIND", "REMIND_KIND", "REPLY_KIND", "ReminderPurpose", "ReplyPurpose",
            "alert_cases", "assign_case", "campaign_questionnaire", "invitation_text", "queue_reminders", "questionnaire_of",
-           "questionnaire_text", "start_campaign", "targets_of", "tell_household"]
+           "questionnaire_text", "start_campaign", "tell_household"]
