@@ -64,12 +64,21 @@ def create_app(services: Services | None = None) -> FastAPI:
             log.info("embedded queue consumer started")
         sweeper = Sweeper(services, pipeline)
         sweeper.start()
+        flusher = None
+        if services.redis_inbox is not None:
+            from bot.flusher import LogFlusher
+
+            flusher = LogFlusher(services, services.redis_inbox, services.settings.log_flush_interval)
+            flusher.start()
+        app.state.flusher = flusher
         try:
             yield
         finally:
             # Let in-flight messages finish: WeChat may already have been told "success".
             sweeper.stop()
             app.state.executor.shutdown(wait=True)
+            if flusher is not None:  # after the last message settled: nothing of ours stays in Redis
+                flusher.stop()
             services.queue.stop_embedded()
             if owns_services:
                 services.close()

@@ -67,6 +67,11 @@ class Settings(BaseSettings):
     db_timeout: float = Field(default=2.0, gt=0, le=30)
     breaker_seconds: float = Field(default=3.0, gt=0, le=300)
     claim_lease: float = Field(default=5.0, ge=1, le=600)
+    # With Redis: messages whose unit of work writes nothing are claimed and settled in Redis and
+    # logged to the database in batches (storage.redis_inbox, bot.flusher). Off: every message
+    # commits its inbox row twice, as without Redis.
+    write_behind: bool = True
+    log_flush_interval: float = Field(default=0.2, gt=0, le=60)
     sweep_interval: float = Field(default=2.0, gt=0, le=300)
     max_attempts: int = Field(default=3, ge=1, le=10)
     signature_window: int = Field(default=300, ge=0)

@@ -108,14 +108,41 @@ class ReplayGuard:
     def key(params: dict[str, str]) -> str:
         return f"replay:{params['timestamp']}:{params['nonce']}:{params['signature']}"
 
+    @staticmethod
+    def digest(body: bytes) -> str:
+        return hashlib.blake2b(body, digest_size=16).hexdigest()
+
     def check(self, params: dict[str, str], body: bytes) -> None:
-        digest = hashlib.blake2b(body, digest_size=16).hexdigest()
+        digest = self.digest(body)
         key = self.key(params)
         if self.state.claim(key, digest, self.ttl):
             return
         first = self.state.get(key)
         if first is not None and not hmac.compare_digest(first, digest):
             raise Rejected(403, "replayed signature")
+
+    def admission(self, params: dict[str, str], body: bytes) -> "Admission":
+        return Admission(self, params, body)
+
+
+class Admission:
+    """One delivery's replay check, handed to the pipeline: the Redis inbox runs it inside its claim
+    script (``key``/``digest``/``ttl``, no round trip of its own); the database path calls :meth:`check`."""
+
+    def __init__(self, guard: ReplayGuard, params: dict[str, str], body: bytes) -> None:
+        self.guard = guard
+        self.params = params
+        self.body = body
+        self.key = guard.key(params)
+        self.ttl = guard.ttl
+
+    @property
+    def digest(self) -> str:
+        return self.guard.digest(self.body)
+
+    def check(self) -> None:
+        """Raises :class:`Rejected` for a signed URL reused with another body."""
+        self.guard.check(self.params, self.body)
 
 
 def _refuse_dtd(data: bytes) -> None:

@@ -3,14 +3,16 @@
 Runs in a worker thread (wechatpy, SQLAlchemy and redis-py are synchronous).
 The order is what makes a message impossible to lose or to answer twice:
 
-1. **Claim** the message's inbox row (``storage.inbox.claim``) and commit it,
-   before anything else. The unique dedupe key stops a second claim whatever
-   Redis does; a claim whose worker died is taken over by a retry or by the
-   sweeper once its lease runs out.
+1. **Claim** the message: in Redis when it is configured (``storage.redis_inbox``: one
+   script, the replay check included), else its database inbox row
+   (``storage.inbox.claim``), committed before anything else. A claim whose
+   worker died is taken over by a retry or by the sweeper once its lease runs out.
 2. **Answer** in one unit of work: the handler's writes, the follower's
    last-seen time and the settled inbox row commit together, and only if the
-   claim is still ours. Effects a handler attached (notices to cadres,
-   customer-service sends) run after that commit, never before.
+   claim is still ours (a Redis claim whose unit of work wrote nothing settles
+   in Redis instead, and its log row follows in a batch: ``bot.flusher``).
+   Effects a handler attached (notices to cadres, customer-service sends) run
+   after that commit, never before.
 3. **Hand off** through :class:`Delivery`: the webhook takes the reply if it is
    still waiting; otherwise the row says ``owed`` and the reply goes out as a
    customer-service message (``TaskQueue.send_reply``).
@@ -27,9 +29,9 @@ import hashlib
 import logging
 import threading
 import time
-from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.exc import SQLAlchemyError
 from wechatpy import parse_message
@@ -38,14 +40,17 @@ from wechatpy.replies import BaseReply, EmptyReply, TextReply
 
 from bot import metrics
 from bot.context import Context, Conversation, event_of
-from bot.inbound import Inbound, Rejected
+from bot.inbound import Admission, Inbound, Rejected
 from storage.privacy import mask_text, short_openid
 from bot.router import Handler, Router, handler_name
 from bot.services import Services
 from bot.textfit import MORE_HINT, split_pages
 from storage import followers, inbox
-from storage.db import is_outage
+from storage.db import is_outage, wrote
+from storage.models.base import utcnow
 from storage.models.messages import ANSWERED, BUSY, FAILED, OWED, RECEIVED
+from storage.redis_client import REDIS_DOWN
+from storage.redis_inbox import Claim
 
 if TYPE_CHECKING:
     from bot.voice.service import VoiceResult
@@ -140,6 +145,21 @@ class Delivery:
         return self._state == self.GONE
 
 
+@dataclass
+class Claimed:
+    """The claim an attempt holds: its database inbox row, or its Redis claim (``key``) with the
+    log record that settling it will write (``row_id`` is set too once a row is inserted)."""
+
+    owner: str
+    row_id: int | None = None
+    key: str | None = None
+    record: dict[str, Any] | None = None
+
+    @property
+    def in_redis(self) -> bool:
+        return self.key is not None
+
+
 class Pipeline:
     def __init__(self, services: Services, router: Router) -> None:
         self.services = services
@@ -147,21 +167,20 @@ class Pipeline:
 
     # -- entry points ------------------------------------------------------------
 
-    def process(self, inbound: Inbound, delivery: Delivery, admit: Callable[[], None] | None = None) -> None:
+    def process(self, inbound: Inbound, delivery: Delivery, admission: Admission | None = None) -> None:
         """Answer one inbound message; the reply goes through ``delivery``. Never raises.
 
-        ``admit`` is the webhook's last check (the replay guard); if it raises
-        :class:`~bot.inbound.Rejected` the delivery is refused and nothing runs.
+        ``admission`` is the webhook's last check (the replay guard); if it fails
+        the delivery is refused with :class:`~bot.inbound.Rejected` and nothing runs.
         """
-        if admit is not None:
-            try:
-                admit()
-            except Rejected as exc:
-                delivery.refuse(exc)
-                return
         try:
             with self.services.db.bounded():
-                self._process(inbound.message, inbound.raw_xml, delivery)
+                if not self._process_in_redis(inbound, delivery, admission):
+                    if admission is not None:
+                        admission.check()
+                    self._process(inbound.message, inbound.raw_xml, delivery)
+        except Rejected as exc:
+            delivery.refuse(exc)
         except Exception:  # a bug outside any handler: still answer
             log.exception("message pipeline failed")
             self._offer_text(inbound.message, ERROR_TEXT, delivery)
@@ -180,7 +199,8 @@ class Pipeline:
             if row.attempts > self.services.settings.max_attempts:
                 self._poison(message, row, owner)
                 return
-            self._answer(message, row.id, owner, _words_of(message), Delivery.nobody_waiting(), time.perf_counter())
+            self._answer(message, Claimed(owner, row_id=row.id), _words_of(message), Delivery.nobody_waiting(),
+                         time.perf_counter())
 
     def answer_voice(self, message: BaseMessage, row_id: int, owner: str, voice: "VoiceResult",
                      delivery: Delivery, started: float) -> None:
@@ -189,9 +209,109 @@ class Pipeline:
         What was heard is routed exactly like typed text and the reply starts
         with it; a failure goes to the voice handler (``ctx.voice`` says why).
         """
-        self._answer(message, row_id, owner, voice.text if voice.heard else None, delivery, started, voice=voice)
+        self._answer(message, Claimed(owner, row_id=row_id), voice.text if voice.heard else None, delivery, started,
+                     voice=voice)
 
-    # -- claim -------------------------------------------------------------------
+    # -- claim in Redis --------------------------------------------------------------
+
+    def _process_in_redis(self, inbound: Inbound, delivery: Delivery, admission: Admission | None) -> bool:
+        """The Redis claim (``storage.redis_inbox``); False when the database inbox must take the message:
+        no Redis inbox, Redis or the database unavailable, or a voice message (its transcription task
+        needs a database row)."""
+        redis_inbox = self.services.redis_inbox
+        breaker = self.services.redis_breaker
+        message = inbound.message
+        if redis_inbox is None or message.type == "voice" or not self.services.db.breaker.allow() \
+                or (breaker is not None and not breaker.allow()):
+            return False
+        started = time.perf_counter()
+        key = dedupe_key(message)
+        owner = inbox.new_owner()
+        lease = self.services.settings.claim_lease
+        try:
+            claim = redis_inbox.claim(
+                key, owner, lease, inbound.raw_xml, replay_key=admission.key if admission else None,
+                digest=admission.digest if admission else "", replay_ttl=admission.ttl if admission else 600)
+        except REDIS_DOWN as exc:
+            if breaker is not None:
+                breaker.trip(exc)
+            return False
+        if claim.status == "replayed":
+            raise Rejected(403, "replayed signature")
+        words = _words_of(message)
+        while not claim.mine:
+            if claim.status != RECEIVED:
+                metrics.DEDUPE_HITS.inc()
+                self._offer_settled(message, key, claim, words, delivery, started)
+                return True
+            # Another attempt is answering: wait for its reply, or take over once its lease ran out.
+            if time.perf_counter() - started > self.services.settings.reply_deadline - 0.3 or delivery.gone:
+                metrics.DEDUPE_HITS.inc()
+                delivery.offer(SUCCESS)
+                return True
+            time.sleep(0.1)
+            try:
+                claim = redis_inbox.claim(key, owner, lease, inbound.raw_xml)
+            except REDIS_DOWN:
+                delivery.offer(SUCCESS)  # the first attempt answers; the database path would wait the same
+                return True
+        if claim.attempts > 1:
+            log.warning("took over message from a worker that did not finish", extra={"attempt": claim.attempts})
+        record = {
+            "key": key, "openid": str(message.source or ""), "msg_type": str(message.type),
+            "event": event_of(message), "msg_id": _msg_id_of(message), "text": _masked(words),
+            "attempts": claim.attempts, "created_at": utcnow().isoformat(),
+        }
+        claimed = Claimed(owner, key=key, record=record)
+        if claim.attempts > self.services.settings.max_attempts:
+            self._poison_in_redis(message, claimed, words)
+            delivery.offer(SUCCESS)
+            return True
+        self._answer(message, claimed, words, delivery, started)
+        return True
+
+    def _offer_settled(self, message: BaseMessage, key: str, claim: Claim, words: str | None,
+                       delivery: Delivery, started: float) -> None:
+        """A retry of a message already settled: the first attempt's reply, "系统繁忙", or nothing."""
+        if claim.status == ANSWERED:
+            self._offer_text(message, claim.reply, delivery)
+        elif claim.status == BUSY:
+            self._offer_text(message, BUSY_TEXT, delivery)
+        elif claim.status == "moved":  # the sweeper handed it to the database inbox
+            self._follow_first(message, key, words, delivery, started)
+        else:  # owed (a customer-service message carries it), failed
+            delivery.offer(SUCCESS)
+
+    def _poison_in_redis(self, message: BaseMessage, claim: Claimed, words: str | None) -> None:
+        """Tried SISONG_MAX_ATTEMPTS times in Redis (each attempt's worker died): as :meth:`_poison`."""
+        assert claim.key is not None and claim.record is not None
+        log.error("message abandoned after %d attempts", claim.record["attempts"])
+        record = claim.record | {"status": FAILED, "handler": "gave up", "settled_at": utcnow().isoformat()}
+        try:
+            with self.services.db.session() as session:
+                inbox.insert_settled(session, record, payload=None)
+        except inbox.LostClaim:
+            pass
+        self._settle_in_redis(claim, FAILED, ERROR_TEXT, None)
+        self.services.queue.send_text(str(message.source or ""), ERROR_TEXT)
+        if words:
+            self.services.keep_for_cadre(str(message.source or ""), _masked(words) or "")
+
+    def _settle_in_redis(self, claim: Claimed, status: str, reply: str | None, record: dict[str, Any] | None) -> bool:
+        """Record the outcome in Redis (``record``: the write-behind log row). False if another attempt
+        took the message over; True as well when Redis failed, unless ``record`` had to reach the log."""
+        assert self.services.redis_inbox is not None and claim.key is not None
+        try:
+            return self.services.redis_inbox.settle(claim.key, claim.owner, status, reply, record,
+                                                    self.services.settings.dedupe_ttl)
+        except REDIS_DOWN as exc:
+            if self.services.redis_breaker is not None:
+                self.services.redis_breaker.trip(exc)
+            if record is None:  # the database row is written already: retries will find it there
+                return True
+            raise
+
+    # -- claim in the database -----------------------------------------------------------
 
     def _process(self, message: BaseMessage, raw_xml: str, delivery: Delivery) -> None:
         started = time.perf_counter()
@@ -223,7 +343,7 @@ class Pipeline:
                 self._poison(message, row, owner)
                 delivery.offer(SUCCESS)
                 return
-            self._answer(message, row.id, owner, words, delivery, started)
+            self._answer(message, Claimed(owner, row_id=row.id), words, delivery, started)
         else:
             metrics.DEDUPE_HITS.inc()
             self._follow_first(message, key, words, delivery, started)
@@ -259,7 +379,7 @@ class Pipeline:
                         self._poison(message, taken, owner)
                         delivery.offer(SUCCESS)
                         return
-                    self._answer(message, row.id, owner, words, delivery, started)
+                    self._answer(message, Claimed(owner, row_id=row.id), words, delivery, started)
                     return
             if time.monotonic() > deadline or delivery.gone:
                 delivery.offer(SUCCESS)
@@ -268,9 +388,10 @@ class Pipeline:
 
     # -- the answer ----------------------------------------------------------------
 
-    def _answer(self, message: BaseMessage, row_id: int, owner: str, words: str | None,
+    def _answer(self, message: BaseMessage, claim: Claimed, words: str | None,
                 delivery: Delivery, started: float, voice: "VoiceResult | None" = None) -> None:
-        if words is None and voice is None and message.type == "voice" and self._defer_voice(row_id, owner, delivery):
+        if words is None and voice is None and message.type == "voice" and claim.row_id is not None \
+                and self._defer_voice(claim.row_id, claim.owner, delivery):
             return
         openid = str(message.source or "")
         ctx = Context(
@@ -293,10 +414,13 @@ class Pipeline:
                 text = self._shape(ctx, handler(ctx))
                 passive = delivery.reserve()
                 status = ANSWERED if passive or text is None else OWED
-                inbox.settle(session, row_id=row_id, owner=owner, status=status, handler=name,
-                             reply=_masked(text), payload=text, latency_ms=_ms(started))
-                self._touch(ctx)
-                session.commit()
+                if claim.in_redis:
+                    self._settle_claimed_in_redis(ctx, claim, status, name, text, started)
+                else:
+                    inbox.settle(session, row_id=claim.row_id, owner=claim.owner, status=status, handler=name,
+                                 reply=_masked(text), payload=text, latency_ms=_ms(started))
+                    self._touch(ctx)
+                    session.commit()
             except inbox.LostClaim:
                 session.rollback()
                 log.warning("message taken over by another worker; this attempt's work is dropped")
@@ -309,13 +433,13 @@ class Pipeline:
                     self.services.db.breaker.trip(exc)
                 log.error("database unavailable while handling %s: %s", name, type(exc).__name__)
                 metrics.HANDLER_OUTCOMES.labels(name, "db_error").inc()
-                self._busy(message, dedupe_key(message), words, delivery, started)
+                self._busy(message, dedupe_key(message), words, delivery, started, claim)
                 return
             except Exception:
                 session.rollback()
                 log.exception("handler %s failed for %s", name, short_openid(openid))
                 outcome, status, text = "error", FAILED, ERROR_TEXT
-                self._record_failure(ctx, row_id, owner, name, started)
+                self._record_failure(ctx, claim, name, started)
         metrics.HANDLER_OUTCOMES.labels(name, outcome).inc()
         log.info(
             "handled",
@@ -333,12 +457,41 @@ class Pipeline:
         if outcome == "ok":
             self._after_commit(ctx)
         if status == OWED:
-            self.services.queue.send_reply(row_id)
+            assert claim.row_id is not None
+            self.services.queue.send_reply(claim.row_id)
         elif not offered and text is not None:
             if status == FAILED:  # a failed row is final, never owed: its apology goes out directly
                 self.services.queue.send_text(openid, text)
             else:
-                self._owe(row_id, text, openid)
+                self._owe(claim, text, openid)
+
+    def _settle_claimed_in_redis(self, ctx: Context, claim: Claimed, status: str, handler: str,
+                                 text: str | None, started: float) -> None:
+        """Settle a Redis claim in the handler's unit of work (``ctx.session``).
+
+        A unit of work that only read settles in Redis, its log row written behind; one that wrote,
+        or a late answer (its row must exist for the customer-service send), inserts its row in the
+        same transaction (:func:`storage.inbox.insert_settled`) and then tells Redis for retries.
+        """
+        assert claim.record is not None
+        session = ctx.session
+        record = claim.record = claim.record | {
+            "status": status, "handler": handler, "reply": _masked(text), "latency_ms": _ms(started),
+            "settled_at": utcnow().isoformat(), "touch": _touch_kind(ctx.event),
+        }
+        if status == ANSWERED and not wrote(session):
+            session.rollback()  # ends the read-only transaction: nothing to commit
+            try:
+                if not self._settle_in_redis(claim, status, text, record):
+                    raise inbox.LostClaim(claim.key)
+                return
+            except REDIS_DOWN:
+                log.warning("Redis failed while settling; the message is logged in the database instead")
+        claim.row_id = inbox.insert_settled(session, record, payload=text)
+        self._touch(ctx)
+        session.commit()
+        if not self._settle_in_redis(claim, status, text, None):
+            log.warning("message settled in the database after another attempt took its Redis claim")
 
     def _defer_voice(self, row_id: int, owner: str, delivery: Delivery) -> bool:
         """Voice that WeChat did not transcribe goes to the recogniser in the task queue (``bot.voice.task``)."""
@@ -366,11 +519,27 @@ class Pipeline:
 
         deliver_pending_replies(self.services, ctx.openid)
 
-    def _owe(self, row_id: int, text: str, openid: str) -> None:
+    def _owe(self, claim: Claimed, text: str, openid: str) -> None:
         """The webhook left during our commit: the committed passive reply goes as a customer message."""
         try:
             with self.services.db.session() as session:
-                inbox.owe(session, row_id, text)
+                if claim.row_id is None:  # settled in Redis: its row may not be written yet
+                    assert claim.record is not None
+                    try:
+                        claim.row_id = inbox.insert_settled(session, claim.record | {"status": OWED}, payload=text)
+                    except inbox.LostClaim:  # the flusher wrote it as answered meanwhile
+                        row = inbox.look(session, str(claim.key))
+                        assert row is not None
+                        claim.row_id = row.id
+                        inbox.owe(session, row.id, text)
+                else:
+                    inbox.owe(session, claim.row_id, text)
+            row_id = claim.row_id
+            if claim.in_redis and self.services.redis_inbox is not None:
+                try:
+                    self.services.redis_inbox.mark(str(claim.key), OWED)  # a retry now gets "success"
+                except REDIS_DOWN:
+                    pass  # a retry may get the passive reply too; the customer message still goes once
         except SQLAlchemyError as exc:
             log.error("could not mark reply as owed (%s); sending it directly", type(exc).__name__)
             self.services.queue.send_text(openid, text)
@@ -383,21 +552,35 @@ class Pipeline:
         return self.router.resolve(ctx)
 
     def _touch(self, ctx: Context) -> None:
-        event = ctx.event
-        if event not in _SYSTEM_EVENTS and event not in _SELF_RECORDING_EVENTS:
-            interactive = event is None or event in _INTERACTIVE_EVENTS
-            followers.touch(ctx.session, ctx.openid, interaction=interactive)
+        kind = _touch_kind(ctx.event)
+        if kind:
+            followers.touch(ctx.session, ctx.openid, interaction=kind == "interaction")
 
-    def _record_failure(self, ctx: Context, row_id: int, owner: str, handler: str, started: float) -> None:
+    def _record_failure(self, ctx: Context, claim: Claimed, handler: str, started: float) -> None:
         """A handler bug must not also lose the follower's message: settle it as failed, apologise."""
         try:
             with self.services.db.session() as session:
                 ctx.session = session
-                inbox.settle(session, row_id=row_id, owner=owner, status=FAILED, handler=handler,
-                             reply=ERROR_TEXT, payload=ERROR_TEXT, latency_ms=_ms(started))
+                if claim.in_redis:
+                    assert claim.record is not None
+                    record = claim.record | {"status": FAILED, "handler": handler, "reply": ERROR_TEXT,
+                                             "latency_ms": _ms(started), "settled_at": utcnow().isoformat()}
+                    claim.row_id = inbox.insert_settled(session, record, payload=ERROR_TEXT)
+                else:
+                    inbox.settle(session, row_id=claim.row_id, owner=claim.owner, status=FAILED, handler=handler,
+                                 reply=ERROR_TEXT, payload=ERROR_TEXT, latency_ms=_ms(started))
                 self._touch(ctx)
         except (SQLAlchemyError, inbox.LostClaim) as exc:
             log.error("failed message not recorded: %s", type(exc).__name__)
+        if claim.in_redis:
+            self._release_in_redis(claim, FAILED, ERROR_TEXT)
+
+    def _release_in_redis(self, claim: Claimed, status: str, reply: str) -> None:
+        """Close a Redis claim whose outcome is recorded elsewhere (the database, the spool): never raises."""
+        try:
+            self._settle_in_redis(claim, status, reply, None)
+        except Exception:  # noqa: BLE001 - the claim's lease runs out; the sweeper finds the database row
+            log.warning("Redis claim not closed", exc_info=True)
 
     def _shape(self, ctx: Context, result: object) -> str | None:
         """Turn what a handler returned into the reply text, paging long text behind "更多"."""
@@ -417,9 +600,11 @@ class Pipeline:
     # -- when the database cannot be used -------------------------------------------
 
     def _busy(self, message: BaseMessage, key: str, words: str | None, delivery: Delivery,
-              started: float) -> None:
+              started: float, claim: Claimed | None = None) -> None:
         """"系统繁忙" in time; the message is spooled to disk and reaches a cadre later."""
         metrics.HANDLER_OUTCOMES.labels("busy", "db_error").inc()
+        if claim is not None and claim.in_redis:  # the spool carries it now: retries get "系统繁忙"
+            self._release_in_redis(claim, BUSY, BUSY_TEXT)
         record = {
             "key": key, "openid": str(message.source or ""), "msg_type": str(message.type),
             "event": event_of(message), "msg_id": _msg_id_of(message), "text": _masked(words),
@@ -447,6 +632,19 @@ class Pipeline:
 
     def _offer_text(self, message: BaseMessage, text: str | None, delivery: Delivery) -> None:
         delivery.offer(SUCCESS if not text else TextReply(message=message, content=text).render())
+
+
+def logged_text(message: BaseMessage) -> str | None:
+    """The follower's words as the message log keeps them (masked)."""
+    return _masked(_words_of(message))
+
+
+def _touch_kind(event: str | None) -> str | None:
+    """What a message does to the follower's row: ``interaction`` (opens the 48-hour window),
+    ``seen`` (last-seen only), or None (WeChat's own events; subscribe handlers record themselves)."""
+    if event in _SYSTEM_EVENTS or event in _SELF_RECORDING_EVENTS:
+        return None
+    return "interaction" if event is None or event in _INTERACTIVE_EVENTS else "seen"
 
 
 def _ms(started: float) -> int:

@@ -12,13 +12,15 @@ from bot.wechat_client import WeChatAPI
 from storage.breaker import CircuitBreaker
 from storage.db import Database
 from storage.ratelimit import RateLimiter
-from storage.redis_client import redis_breaker
+from storage.redis_client import redis_breaker, redis_client
+from storage.redis_inbox import RedisInbox
 from storage.spool import Spool
 from storage.state import StateStore, build_state
 
 if TYPE_CHECKING:
     from bot.push import Pusher
     from knowledge.service import KnowledgeBase
+    from knowledge.store.state import GenerationWatch
 
 log = logging.getLogger(__name__)
 
@@ -37,9 +39,12 @@ class Services:
     spool: Spool
     # Shared by every Redis user (state, limiter, queue); None without Redis.
     redis_breaker: CircuitBreaker | None = None
+    # The inbox's Redis fast path (None without Redis or with SISONG_WRITE_BEHIND=0).
+    redis_inbox: RedisInbox | None = None
     queue: TaskQueue = field(init=False)
     _knowledge: "KnowledgeBase | None" = field(default=None, init=False, repr=False)
     _pusher: "Pusher | None" = field(default=None, init=False, repr=False)
+    _kb_watch: "GenerationWatch | None" = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
         self.queue = TaskQueue(self)
@@ -49,8 +54,13 @@ class Services:
         """This process's policy knowledge base (loaded once, reloaded when the handbook changes)."""
         if self._knowledge is None:
             from knowledge.service import KnowledgeBase
+            from knowledge.store.state import GenerationWatch
 
-            self._knowledge = KnowledgeBase(self.db)
+            watch = None
+            if not self.db.is_sqlite:  # listen before the first load, so no change falls in between
+                watch = self._kb_watch = GenerationWatch(self.db.url.replace("postgresql+psycopg://", "postgresql://"))
+                watch.start()
+            self._knowledge = KnowledgeBase(self.db, watch=watch)
         return self._knowledge
 
     @property
@@ -69,6 +79,8 @@ class Services:
         record_unanswered(self.db, openid, words)
 
     def close(self) -> None:
+        if self._kb_watch is not None:
+            self._kb_watch.stop()
         if self._pusher is not None:
             self._pusher.stop()
         self.queue.stop_embedded()
@@ -102,6 +114,8 @@ def build_services(settings: Settings | None = None, *, migrate: bool | None = N
         limiter=RateLimiter(settings.redis_url, breaker, settings.redis_timeout),
         spool=Spool(settings.spool_path),
         redis_breaker=breaker,
+        redis_inbox=(RedisInbox(redis_client(settings.redis_url, settings.redis_timeout, decode_responses=False))
+                     if settings.redis_url and settings.write_behind else None),
     )
 
 

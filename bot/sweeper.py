@@ -35,14 +35,18 @@ from typing import Any
 
 from sqlalchemy.exc import SQLAlchemyError
 
+from wechatpy import parse_message
+
+from bot.context import event_of
 from bot.notices import flush_notices
-from bot.pipeline import Pipeline
+from bot.pipeline import Pipeline, logged_text
 from bot.private_replies import deliver_due_replies
 from bot.services import Services
 from storage import inbox
 from storage import uploads
 from storage.accounts import purge_sessions
 from storage.db import is_outage
+from storage.redis_client import REDIS_DOWN
 
 log = logging.getLogger(__name__)
 
@@ -88,7 +92,7 @@ class Sweeper:
         try:
             with db.bounded():
                 done["replayed"] = self.services.spool.replay(self._apply_spooled)
-                done["resumed"] = self._resume_abandoned()
+                done["resumed"] = self._resume_abandoned() + self._resume_abandoned_in_redis()
                 done["resent"] = self._resend_owed()
                 done["notices"] = flush_notices(self.services)
                 done["replies"] = deliver_due_replies(self.services)
@@ -191,6 +195,46 @@ class Sweeper:
             log.warning("answering a message whose worker did not finish", extra={"attempt": row.attempts})
             self.pipeline.resume(row, owner)
             resumed += 1
+        return resumed
+
+    def _resume_abandoned_in_redis(self) -> int:
+        """Redis claims whose worker died (``storage.redis_inbox``): moved to the database inbox, then
+        answered like any abandoned claim. A Redis outage here waits for the next pass."""
+        redis_inbox = self.services.redis_inbox
+        breaker = self.services.redis_breaker
+        if redis_inbox is None or (breaker is not None and not breaker.allow()):
+            return 0
+        settings = self.services.settings
+        resumed = 0
+        try:
+            keys = redis_inbox.abandoned(TAKEOVER_GRACE)
+            for key in keys:
+                taken = redis_inbox.take_abandoned(key, TAKEOVER_GRACE)
+                if taken is None:
+                    continue
+                try:
+                    message = parse_message(taken.payload)
+                except Exception:  # noqa: BLE001 - kept as a dead letter below
+                    message = None
+                owner = inbox.new_owner()
+                with self.services.db.session() as session:
+                    row = inbox.claim(
+                        session, key=key, owner=owner, lease=settings.claim_lease,
+                        openid=str(getattr(message, "source", "") or ""),
+                        msg_type=str(getattr(message, "type", "unknown")),
+                        event=event_of(message) if message is not None else None,
+                        msg_id=str(getattr(message, "id", "") or "") or None,
+                        text=logged_text(message) if message is not None else None, payload=taken.payload,
+                    )
+                if not row.mine(owner):
+                    continue  # its row was committed before the worker died
+                log.warning("answering a message whose worker did not finish", extra={"attempt": taken.attempts})
+                self.pipeline.resume(inbox.InboxRow(row.id, row.status, owner, row.attempts, row.lease_until,
+                                                    taken.payload, row.openid), owner)
+                resumed += 1
+        except REDIS_DOWN as exc:
+            if breaker is not None:
+                breaker.trip(exc)
         return resumed
 
     def _resend_owed(self) -> int:

@@ -88,11 +88,11 @@ async def receive(request: Request) -> Response:
         return Response(status_code=int(CLIENT_CLOSED))
 
     delivery = Delivery()
-    # The replay check (a Redis round trip) runs first thing in the handler thread,
+    # The replay check runs in the handler thread (inside the Redis claim when there is one),
     # not in a thread hop of its own: a replayed body then refuses the delivery.
-    guard = ReplayGuard(services.state, settings.signature_window)
+    admission = ReplayGuard(services.state, settings.signature_window).admission(params, body)
     try:
-        app_state.executor.submit(app_state.pipeline.process, inbound, delivery, lambda: guard.check(params, body))
+        app_state.executor.submit(app_state.pipeline.process, inbound, delivery, admission)
     except RuntimeError:  # shutting down: let WeChat retry on another worker
         metrics.REQUESTS.labels("POST", "503").inc()
         return PlainTextResponse("shutting down", status_code=503)

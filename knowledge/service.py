@@ -21,7 +21,7 @@ from knowledge.nlp.tokenizer import Segmenter, default_segmenter, normalize_text
 from knowledge.settings import KnowledgeSettings, get_knowledge_settings
 from knowledge.snapshot import Snapshot, load_snapshot
 from knowledge.store.faq import promote_unanswered as _promote
-from knowledge.store.state import read_generation
+from knowledge.store.state import GenerationWatch, read_generation
 from knowledge.store.unanswered import record_unanswered as _record
 from sqlalchemy import select
 from storage.db import Database
@@ -34,8 +34,12 @@ __all__ = ["Answer", "KnowledgeBase", "Source", "ensure_sample_loaded", "promote
 
 class KnowledgeBase:
     def __init__(self, db: Database, settings: KnowledgeSettings | None = None,
-                 segmenter: Segmenter | None = None) -> None:
+                 segmenter: Segmenter | None = None, watch: GenerationWatch | None = None) -> None:
         self.db = db
+        # PostgreSQL change notifications (knowledge.store.state): with them, a question needs no
+        # database read to know the snapshot is current.
+        self._watch = watch
+        self._watch_seen = -1
         self.settings = settings or get_knowledge_settings()
         self.segmenter = segmenter or default_segmenter()
         self._lock = threading.Lock()
@@ -94,12 +98,18 @@ class KnowledgeBase:
         snapshot = self._snapshot
         if snapshot is not None and interval > 0 and time.monotonic() - self._checked_at < interval:
             return snapshot
+        watch = self._watch
+        if (snapshot is not None and not check_now and watch is not None and watch.listening
+                and watch.seen == self._watch_seen
+                and (self.settings.kb_synonyms_file is None or self._synonyms_file_mtime() == self._synonyms_mtime)):
+            return snapshot  # no change notified since the last check
         with self._lock:
             snapshot = self._snapshot
             now = time.monotonic()
             if snapshot is not None and interval > 0 and now - self._checked_at < interval:
                 return snapshot  # another thread checked while this one waited
             self._checked_at = now
+            seen = watch.seen if watch is not None and watch.listening else -1
             try:
                 generation = read_generation(self.db.engine)
             except Exception:  # database briefly unavailable: keep answering from memory
@@ -112,9 +122,11 @@ class KnowledgeBase:
             current = snapshot is not None and generation == snapshot.generation and mtime == self._synonyms_mtime
             if current or key == self._failed:
                 assert snapshot is not None
+                self._watch_seen = seen
                 return snapshot
             try:
                 self._load_locked(mtime)
+                self._watch_seen = seen
             except Exception:
                 if snapshot is None:
                     raise

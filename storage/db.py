@@ -174,6 +174,40 @@ _READS = ("SELECT", "PRAGMA", "WITH")
 WRITE_LOCK_WAIT = 15.0
 
 
+def _track_writes(engine: Engine) -> None:
+    """Mark a connection's transaction as having written (see :func:`wrote`).
+
+    Anything but a plain SELECT counts (a CTE or SELECT … FOR UPDATE too): wrongly taking a read
+    for a write only costs the message the slower, always-correct path.
+    """
+
+    @event.listens_for(engine, "before_cursor_execute")
+    def _mark(conn, cursor, statement, parameters, context, executemany):  # type: ignore[no-untyped-def]
+        head = statement.lstrip()[:7].upper()
+        if not (head.startswith(("SELECT", "PRAGMA")) and " FOR UPDATE" not in statement):
+            conn.info["sisong_wrote"] = True
+
+    def _clear(conn) -> None:  # type: ignore[no-untyped-def]
+        conn.info.pop("sisong_wrote", None)
+
+    event.listen(engine, "begin", _clear)
+    event.listen(engine, "commit", _clear)
+    event.listen(engine, "rollback", _clear)
+
+
+def wrote(session: Session) -> bool:
+    """Whether this unit of work has written (or will write, at commit) anything.
+
+    The message pipeline asks before settling: a unit of work that only read can settle in
+    Redis (``storage.redis_inbox``); one that wrote must commit with its inbox row.
+    """
+    if session.new or session.dirty or session.deleted:
+        return True
+    if not session.in_transaction():
+        return False
+    return bool(session.connection().info.get("sisong_wrote"))
+
+
 def _queue_sqlite_writers(engine: Engine) -> None:
     """Writers in this process take turns on a lock before SQLite's own.
 
@@ -219,6 +253,7 @@ class Database:
         self.is_sqlite = self.url.startswith("sqlite")
         self.timeout = timeout
         self.engine = make_engine(url, pool_timeout=timeout if not self.is_sqlite else 30.0)
+        _track_writes(self.engine)
         self.sessions = sessionmaker(self.engine, expire_on_commit=False)
         self.breaker = CircuitBreaker("database", self._probe, cooldown=breaker_seconds)
 

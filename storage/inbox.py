@@ -143,7 +143,109 @@ def _build_settle(dialect: str) -> Any:
     )
 
 
-_BUILDERS = {"claim": _build_claim, "settle": _build_settle}
+def insert_settled(session: Session, record: dict[str, Any], *, payload: str | None,
+                   resend_after: float = 60.0) -> int:
+    """The row of a message claimed in Redis (:mod:`storage.redis_inbox`), inserted already settled
+    in the handler's own unit of work; returns its id.
+
+    Used when that unit of work wrote something, the answer is late (``owed``: a customer-service
+    message will carry ``payload``) or the handler failed. The unique ``dedupe_key`` is the
+    exactly-once guard: if another attempt committed this message first, nothing is inserted and
+    :class:`LostClaim` is raised, so this attempt's writes roll back.
+    """
+    conn = session.connection()
+    values = _row_values(record)
+    owed = values["status"] == OWED
+    values.update(payload=payload, settled_at=None if owed else values["settled_at"],
+                  lease_until=utcnow() + timedelta(seconds=resend_after) if owed else None)
+    row = conn.execute(_statement(conn.dialect.name, "insert_settled"), values).first()
+    if row is None:
+        raise LostClaim(record["key"])
+    return int(row[0])
+
+
+def flush_records(session: Session, records: list[dict[str, Any]]) -> int:
+    """Write a batch of the write-behind log (settled messages and their followers' last-seen times).
+
+    Idempotent, so a batch written twice (its flusher died after the commit) changes nothing: rows
+    whose ``dedupe_key`` exists are skipped, and a follower's times only move forward. Returns the
+    number of records written.
+    """
+    if not records:
+        return 0
+    conn = session.connection()
+    dialect = conn.dialect.name
+    rows = [_row_values(record) | {"payload": None, "lease_until": None} for record in records]
+    # One executemany: the driver batches the round trips, and ON CONFLICT still applies per row.
+    conn.execute(_statement(dialect, "flush"), rows)
+    touches: dict[str, dict[str, Any]] = {}
+    for record in records:
+        touch = record.get("touch")
+        if not touch:
+            continue
+        at = datetime.fromisoformat(record["created_at"])
+        seen = touches.setdefault(record["openid"], {"p_openid": record["openid"], "p_seen": at, "p_interaction": None})
+        seen["p_seen"] = max(seen["p_seen"], at)
+        if touch == "interaction":
+            seen["p_interaction"] = max(seen["p_interaction"] or at, at)
+    if touches:
+        conn.execute(_statement(dialect, "touch_many"), sorted(touches.values(), key=lambda t: t["p_openid"]))
+    return len(rows)
+
+
+def _row_values(record: dict[str, Any]) -> dict[str, Any]:
+    settled = record.get("settled_at")
+    return {
+        "created_at": datetime.fromisoformat(record["created_at"]), "openid": record["openid"],
+        "msg_type": record["msg_type"], "event": record.get("event"), "msg_id": record.get("msg_id"),
+        "text": record.get("text"), "handler": record.get("handler"), "latency_ms": record.get("latency_ms"),
+        "reply": record.get("reply"), "dedupe_key": record["key"], "status": record["status"],
+        "attempts": int(record.get("attempts") or 1),
+        "settled_at": datetime.fromisoformat(settled) if settled else None,
+    }
+
+
+def _build_insert_settled(dialect: str, returning: bool = True) -> Any:
+    table = MessageLog.__table__
+    insert = (postgresql if dialect == "postgresql" else sqlite).insert(table).values(
+        created_at=bindparam("created_at", type_=UTCDateTime()), direction="in", openid=bindparam("openid"),
+        msg_type=bindparam("msg_type"), event=bindparam("event"), msg_id=bindparam("msg_id"),
+        text=bindparam("text"), handler=bindparam("handler"), latency_ms=bindparam("latency_ms"),
+        reply=bindparam("reply"), channel="passive", dedupe_key=bindparam("dedupe_key"),
+        status=bindparam("status"), attempts=bindparam("attempts"), payload=bindparam("payload"),
+        lease_until=bindparam("lease_until", type_=UTCDateTime()),
+        settled_at=bindparam("settled_at", type_=UTCDateTime()),
+    ).on_conflict_do_nothing(index_elements=["dedupe_key"])
+    return insert.returning(table.c.id) if returning else insert
+
+
+def _build_touch_many(dialect: str) -> Any:
+    """Followers' times from a flushed batch: created if new, and only ever moved forward."""
+    from sqlalchemy import func
+
+    from storage.models import Follower
+
+    table = Follower.__table__
+    seen = bindparam("p_seen", type_=UTCDateTime())
+    interaction = bindparam("p_interaction", type_=UTCDateTime())
+    insert = (postgresql if dialect == "postgresql" else sqlite).insert(table)
+    if dialect == "postgresql":
+        later_seen = func.greatest(table.c.last_seen, insert.excluded.last_seen)
+        later_interaction = func.greatest(table.c.last_interaction, insert.excluded.last_interaction)
+    else:  # SQLite's two-argument max() is NULL if either is
+        later_seen = func.max(func.coalesce(table.c.last_seen, insert.excluded.last_seen), insert.excluded.last_seen)
+        later_interaction = func.coalesce(
+            func.max(func.coalesce(table.c.last_interaction, insert.excluded.last_interaction),
+                     func.coalesce(insert.excluded.last_interaction, table.c.last_interaction)),
+            table.c.last_interaction)
+    return insert.values(openid=bindparam("p_openid"), subscribed=True, first_seen=seen, last_seen=seen,
+                         last_interaction=interaction).on_conflict_do_update(
+        index_elements=["openid"], set_={"last_seen": later_seen, "last_interaction": later_interaction})
+
+
+_BUILDERS = {"claim": _build_claim, "settle": _build_settle, "insert_settled": _build_insert_settled,
+             "flush": lambda dialect: _build_insert_settled(dialect, returning=False),
+             "touch_many": _build_touch_many}
 
 
 def look(session: Session, key: str) -> InboxRow | None:
@@ -353,6 +455,7 @@ def finish_send(session: Session, row_id: int, owner: str, status: str, errcode:
 
 __all__ = [
     "ANSWERED", "BUSY", "FAILED", "OWED", "RECEIVED", "SENDING", "InboxRow", "LostClaim",
-    "abandoned", "claim", "claim_send", "finish_send", "forget_payloads", "give_up", "look",
+    "abandoned", "claim", "claim_send", "finish_send", "flush_records", "forget_payloads", "give_up",
+    "insert_settled", "look",
     "new_owner", "owe", "owed_due", "record_busy", "settle", "take_over",
 ]

@@ -17,12 +17,13 @@ bumped (:func:`save_step`), not in a cache with a TTL.
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import and_, case, exists, func, literal, select, update
+from sqlalchemy import and_, case, event, exists, func, literal, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -115,6 +116,8 @@ def create_campaign(session: Session, township_id: int, targets: Targets, *, tit
                               user_id=getattr(actor, "id", None), remind_after=remind_after)
     session.add(campaign)
     session.flush()
+    forget_open_cache()
+    event.listen(session, "after_commit", lambda _session: forget_open_cache(), once=True)
     found = candidates(session, township_id, [v.id for v in villages] if villages is not None else None,
                        kind=KIND, ref_id=campaign.id, labour_only=False)
     chosen, unreachable = one_per_household(found)
@@ -176,6 +179,34 @@ def response_for(session: Session, openid: str, *, statuses: Iterable[str] = (IN
     if campaign_id is not None:
         query = query.where(SurveyResponse.campaign_id == campaign_id)
     return session.scalar(query)
+
+
+# Whether any campaign is open, per process: the message path asks before every short text.
+_open_cache: tuple[float, bool] | None = None
+OPEN_CACHE_SECONDS = 2.0
+
+
+def any_open(session: Session) -> bool:
+    """Whether a campaign is open (not closed), remembered ``OPEN_CACHE_SECONDS`` in this process.
+
+    The survey's durable probe runs for every short text a follower sends; with no campaign running
+    (most of the year) this spares each of them a database read. A campaign opened in another
+    process is seen within two seconds, long before its first invitation can be answered; one
+    opened in this process is seen at once (:func:`create_campaign` forgets the cache).
+    """
+    global _open_cache
+    now = time.monotonic()
+    cached = _open_cache
+    if cached is not None and now - cached[0] < OPEN_CACHE_SECONDS:
+        return cached[1]
+    found = session.scalar(select(SurveyCampaign.id).where(SurveyCampaign.closed_at.is_(None)).limit(1)) is not None
+    _open_cache = (now, found)
+    return found
+
+
+def forget_open_cache() -> None:
+    global _open_cache
+    _open_cache = None
 
 
 def in_progress(session: Session, openid: str) -> int | None:

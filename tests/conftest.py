@@ -25,6 +25,7 @@ from bot.app import create_app
 from bot.config import Settings, load_settings
 from bot.services import Services, build_services
 from bot.simulator import WeChatSimulator
+from storage import surveys
 from storage.models import Base
 from tests.support.fake_wechat_api import FakeWeChatAPI
 
@@ -72,6 +73,7 @@ def _isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
         if key.startswith("SISONG_") and not key.startswith("SISONG_TEST_"):
             monkeypatch.delenv(key)
     monkeypatch.chdir(tmp_path)
+    surveys.forget_open_cache()  # "is a campaign open" is remembered per process for 2 s
 
 
 @pytest.fixture(autouse=True, scope="session")

@@ -25,6 +25,7 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select, update
 
+from bot.flusher import drain
 from bot.app import create_app
 from bot.context import Context
 from bot.pipeline import BUSY_TEXT, ERROR_TEXT
@@ -83,6 +84,7 @@ def timed_post(sim: WeChatSimulator, client, xml: str):  # type: ignore[no-untyp
 
 
 def rows(services: Services) -> list[MessageLog]:
+    drain(services)  # the Redis inbox logs behind (bot.flusher)
     with services.db.session() as session:
         return list(session.scalars(select(MessageLog).where(MessageLog.direction == "in").order_by(MessageLog.id)))
 

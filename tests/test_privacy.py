@@ -20,6 +20,7 @@ import pytest
 from typer.testing import CliRunner
 
 import knowledge.cli as cli
+from bot.flusher import drain
 from bot.logs import JsonFormatter, KeyValueFormatter, MaskingFilter, setup_logging
 from storage.privacy import mask_text
 from bot.services import Services
@@ -403,6 +404,7 @@ def test_numbers_in_a_message_are_masked_in_every_store_and_notice(client, servi
     sim.post(client, sim.text("0"))  # and asks for a person: the last question goes to the group
 
     notices = wait_for(lambda: api.calls_to("webhook/send"), timeout=10)
+    drain(services)  # the Redis inbox logs behind (bot.flusher)
     with services.db.session() as session:
         logged = [m.text or "" for m in session.scalars(select(MessageLog))]
         queued = [q.question for q in session.scalars(select(KbUnanswered))]

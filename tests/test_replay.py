@@ -27,6 +27,7 @@ from fastapi.testclient import TestClient
 from prometheus_client import REGISTRY
 from sqlalchemy import func, select
 
+from bot.flusher import drain
 from bot.config import Settings
 from bot.inbound import Rejected, ReplayGuard, check_timestamp
 from bot.services import Services, build_services
@@ -39,6 +40,7 @@ from tests.test_cli import SISONG, cli_env
 
 
 def log_count(services: Services) -> int:
+    drain(services)  # the Redis inbox logs behind (bot.flusher)
     with services.db.session() as session:
         return int(session.scalar(select(func.count()).select_from(MessageLog)) or 0)
 

@@ -8,6 +8,7 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import create_engine
 
+from bot.flusher import drain
 from bot.app import create_app
 from bot.services import Services, build_services
 from bot.simulator import WeChatSimulator
@@ -116,6 +117,7 @@ def test_concurrent_first_messages_from_a_new_follower_all_get_answers(
     for thread in threads:
         thread.join()
     assert len(replies) == 12 and all(r and "收到了" in r for r in replies)
+    drain(services)  # the Redis inbox logs behind (bot.flusher)
     with services.db.session() as session:
         assert session.scalar(select(func.count()).select_from(Follower)) == 1
         assert session.scalar(select(func.count()).select_from(MessageLog)) == 12

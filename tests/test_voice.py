@@ -18,6 +18,7 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select, update
 
+from bot.flusher import drain
 from bot.app import create_app
 from bot.config import Settings
 from bot.context import Context, Conversation
@@ -89,6 +90,7 @@ def reply_to(api: FakeWeChatAPI, openid: str, timeout: float = 20.0) -> str:
 
 
 def inbound(services: Services) -> list[MessageLog]:
+    drain(services)  # the Redis inbox logs behind (bot.flusher)
     with services.db.session() as session:
         return list(session.scalars(select(MessageLog).where(MessageLog.direction == "in").order_by(MessageLog.id)))
 

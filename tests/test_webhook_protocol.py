@@ -9,6 +9,7 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
+from bot.flusher import drain
 from bot.inbound import signature_of
 from bot.services import Services
 from bot.simulator import WeChatSimulator
@@ -17,6 +18,7 @@ from tests.conftest import AES_KEY, APPID, TOKEN
 
 
 def log_count(services: Services) -> int:
+    drain(services)  # the Redis inbox logs behind (bot.flusher)
     with services.db.session() as session:
         return int(session.scalar(select(func.count()).select_from(MessageLog)) or 0)
 

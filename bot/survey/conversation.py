@@ -65,10 +65,11 @@ def probe(ctx: "Context") -> bool:
     """The router's durable check, when the conversation carries no step: is this follower in a survey?
 
     Short texts only (answers are short; a long text is a question or a
-    comment, and a comment is asked with the hint set). One indexed read.
+    comment, and a comment is asked with the hint set). One indexed read, and
+    none while no campaign is open (``surveys.any_open``).
     """
     text = (ctx.text or "").strip()
-    if not text or len(text) > 30:
+    if not text or len(text) > 30 or not surveys.any_open(ctx.session):
         return False
     response_id = surveys.in_progress(ctx.session, ctx.openid)
     if response_id is not None:
