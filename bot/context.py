@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -31,7 +32,11 @@ class Conversation:
 
     @property
     def key(self) -> str:
-        return "session:" + self.openid
+        return self.key_of(self.openid)
+
+    @staticmethod
+    def key_of(openid: str) -> str:
+        return "session:" + openid
 
     @property
     def data(self) -> dict[str, Any]:
@@ -66,6 +71,22 @@ class Conversation:
         if self._dirty:
             set_json(self.services.state, self.key, self.data, self.services.settings.session_ttl)
             self._dirty = False
+
+    def preload(self, stored: str | None) -> None:
+        """The state as read along with the message's Redis claim (``storage.redis_inbox``): no read of its own."""
+        self._data = json.loads(stored) if stored else {}
+
+    def take_changes(self) -> str | None:
+        """The state as JSON if a handler changed it, for saving with the message's Redis settlement;
+        after this, :meth:`save` has nothing left to do."""
+        if not self._dirty:
+            return None
+        self._dirty = False
+        return json.dumps(self.data, ensure_ascii=False)
+
+    def keep_changes(self) -> None:
+        """Undo :meth:`take_changes` (the settlement that was to save them failed): :meth:`save` will."""
+        self._dirty = True
 
 
 def event_of(message: BaseMessage) -> str | None:

@@ -154,6 +154,9 @@ class Claimed:
     row_id: int | None = None
     key: str | None = None
     record: dict[str, Any] | None = None
+    # Read along with a Redis claim: the follower's rate-limit verdict and conversation state.
+    too_fast: bool = False
+    conversation: str | None = None
 
     @property
     def in_redis(self) -> bool:
@@ -227,11 +230,16 @@ class Pipeline:
         started = time.perf_counter()
         key = dedupe_key(message)
         owner = inbox.new_owner()
-        lease = self.services.settings.claim_lease
+        settings = self.services.settings
+        lease = settings.claim_lease
+        openid = str(message.source or "")
+        # Events are WeChat's doing, not the follower typing: they are not rate-limited.
+        rate = None if event_of(message) else self.services.limiter.shared_window(settings.follower_rate, "in", openid)
         try:
             claim = redis_inbox.claim(
                 key, owner, lease, inbound.raw_xml, replay_key=admission.key if admission else None,
-                digest=admission.digest if admission else "", replay_ttl=admission.ttl if admission else 600)
+                digest=admission.digest if admission else "", replay_ttl=admission.ttl if admission else 600,
+                rate=rate, conversation_key=Conversation.key_of(openid))
         except REDIS_DOWN as exc:
             if breaker is not None:
                 breaker.trip(exc)
@@ -251,7 +259,8 @@ class Pipeline:
                 return True
             time.sleep(0.1)
             try:
-                claim = redis_inbox.claim(key, owner, lease, inbound.raw_xml)
+                claim = redis_inbox.claim(key, owner, lease, inbound.raw_xml, rate=rate,
+                                          conversation_key=Conversation.key_of(openid))
             except REDIS_DOWN:
                 delivery.offer(SUCCESS)  # the first attempt answers; the database path would wait the same
                 return True
@@ -262,7 +271,7 @@ class Pipeline:
             "event": event_of(message), "msg_id": _msg_id_of(message), "text": _masked(words),
             "attempts": claim.attempts, "created_at": utcnow().isoformat(),
         }
-        claimed = Claimed(owner, key=key, record=record)
+        claimed = Claimed(owner, key=key, record=record, too_fast=claim.too_fast, conversation=claim.conversation)
         if claim.attempts > self.services.settings.max_attempts:
             self._poison_in_redis(message, claimed, words)
             delivery.offer(SUCCESS)
@@ -297,13 +306,19 @@ class Pipeline:
         if words:
             self.services.keep_for_cadre(str(message.source or ""), _masked(words) or "")
 
-    def _settle_in_redis(self, claim: Claimed, status: str, reply: str | None, record: dict[str, Any] | None) -> bool:
-        """Record the outcome in Redis (``record``: the write-behind log row). False if another attempt
-        took the message over; True as well when Redis failed, unless ``record`` had to reach the log."""
+    def _settle_in_redis(self, claim: Claimed, status: str, reply: str | None, record: dict[str, Any] | None,
+                         conversation: str | None = None) -> bool:
+        """Record the outcome in Redis (``record``: the write-behind log row; ``conversation``: the
+        follower's changed state). False if another attempt took the message over; True as well when
+        Redis failed, unless ``record`` had to reach the log."""
         assert self.services.redis_inbox is not None and claim.key is not None
+        settings = self.services.settings
+        saved = None
+        if conversation is not None and claim.record is not None:
+            saved = (Conversation.key_of(claim.record["openid"]), conversation, settings.session_ttl)
         try:
             return self.services.redis_inbox.settle(claim.key, claim.owner, status, reply, record,
-                                                    self.services.settings.dedupe_ttl)
+                                                    settings.dedupe_ttl, conversation=saved)
         except REDIS_DOWN as exc:
             if self.services.redis_breaker is not None:
                 self.services.redis_breaker.trip(exc)
@@ -402,6 +417,8 @@ class Pipeline:
             text=words,
             voice=voice,
         )
+        if claim.in_redis:
+            ctx.conversation.preload(claim.conversation)
         name, outcome, status = "unresolved", "ok", ANSWERED
         text: str | None = None
         # One unit of work per message: the handler's writes, the follower's
@@ -409,7 +426,7 @@ class Pipeline:
         with self.services.db.sessions() as session:
             ctx.session = session
             try:
-                handler = self._route(ctx)
+                handler = self._route(ctx, claim)
                 name = handler_name(handler)
                 text = self._shape(ctx, handler(ctx))
                 passive = delivery.reserve()
@@ -481,12 +498,15 @@ class Pipeline:
         }
         if status == ANSWERED and not wrote(session):
             session.rollback()  # ends the read-only transaction: nothing to commit
+            changes = ctx.conversation.take_changes()  # saved in the same script, before the reply
             try:
-                if not self._settle_in_redis(claim, status, text, record):
+                if not self._settle_in_redis(claim, status, text, record, conversation=changes):
                     raise inbox.LostClaim(claim.key)
                 return
             except REDIS_DOWN:
                 log.warning("Redis failed while settling; the message is logged in the database instead")
+                if changes is not None:
+                    ctx.conversation.keep_changes()  # saved the usual way (in-process while Redis is down)
         claim.row_id = inbox.insert_settled(session, record, payload=text)
         self._touch(ctx)
         session.commit()
@@ -546,9 +566,12 @@ class Pipeline:
             return
         self.services.queue.send_reply(row_id)
 
-    def _route(self, ctx: Context) -> Handler:
+    def _route(self, ctx: Context, claim: Claimed) -> Handler:
         if ctx.event is None:  # events are WeChat's doing, not the follower typing
-            ctx.too_fast = not self.services.limiter.allow(self.services.settings.follower_rate, "in", ctx.openid)
+            if claim.in_redis:  # counted by the claim script
+                ctx.too_fast = claim.too_fast
+            else:
+                ctx.too_fast = not self.services.limiter.allow(self.services.settings.follower_rate, "in", ctx.openid)
         return self.router.resolve(ctx)
 
     def _touch(self, ctx: Context) -> None:

@@ -43,6 +43,14 @@ class RateLimiter:
                 self.breaker.trip(exc)  # logs once per outage, not once per message
         return bool(self.local.hit(item, "sisong", *identifiers, cost=cost))
 
+    def shared_window(self, rate: str, *identifiers: str) -> tuple[str, int, int] | None:
+        """The Redis key, amount and window seconds of ``rate`` for these identifiers, for a caller that
+        counts the hit inside its own script (``storage.redis_inbox``); None without shared Redis."""
+        if self.shared is None:
+            return None
+        item = _parse_rate(rate)
+        return f"LIMITS:{item.key_for('sisong', *identifiers)}", int(item.amount), int(item.get_expiry())
+
     def retry_after(self, rate: str, *identifiers: str) -> float:
         """Seconds until the window of ``rate`` has room again (0.0 if it has now).
 

@@ -48,32 +48,52 @@ FLUSHERS = PREFIX + "in:flushers"
 # WeChat may retry (its last retry comes ~15 s after the first delivery; the replay window is longer).
 OPEN_TTL = 24 * 3600
 
+# KEYS: hash, pending, replay key, rate key, session key (unused ones repeat the hash).
+# ARGV: owner, -, lease ms, hash ttl, payload, body digest ('' = no replay check), replay ttl, member,
+#       rate amount (0 = not limited), rate window seconds.
+# For an attempt that owns the message, the follower's rate-limit hit (the `limits` library's moving
+# window, same key and layout, so both count the same hits) and conversation state ride along.
 _CLAIM = """
-local now
-do local t = redis.call('TIME'); now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) end
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 if ARGV[6] ~= '' then
   local first = redis.call('SET', KEYS[3], ARGV[6], 'NX', 'GET', 'EX', ARGV[7])
   if first and first ~= ARGV[6] then return {'replayed', ''} end
 end
 local cur = redis.call('HMGET', KEYS[1], 'status', 'lease', 'attempts', 'reply')
 local lease_end = now + tonumber(ARGV[3])
+local attempts
 if not cur[1] then
+  attempts = 1
   redis.call('HSET', KEYS[1], 'status', 'received', 'owner', ARGV[1], 'lease', lease_end, 'attempts', 1,
              'payload', ARGV[5], 'created', now)
   redis.call('EXPIRE', KEYS[1], ARGV[4])
-  redis.call('ZADD', KEYS[2], lease_end, ARGV[8])
-  return {'mine', '1'}
-end
-if cur[1] == 'received' and tonumber(cur[2]) < now then
-  local attempts = tonumber(cur[3]) + 1
+elseif cur[1] == 'received' and tonumber(cur[2]) < now then
+  attempts = tonumber(cur[3]) + 1
   redis.call('HSET', KEYS[1], 'owner', ARGV[1], 'lease', lease_end, 'attempts', attempts)
-  redis.call('ZADD', KEYS[2], lease_end, ARGV[8])
-  return {'mine', tostring(attempts)}
+else
+  return {cur[1], cur[4] or ''}
 end
-return {cur[1], cur[4] or ''}
+redis.call('ZADD', KEYS[2], lease_end, ARGV[8])
+local too_fast = '0'
+local amount = tonumber(ARGV[9])
+if amount > 0 then
+  local seconds = tonumber(t[1]) + tonumber(t[2]) / 1000000
+  local window = tonumber(ARGV[10])
+  local oldest = redis.call('LINDEX', KEYS[4], amount - 1)
+  if oldest and tonumber(oldest) >= seconds - window then
+    too_fast = '1'
+  else
+    redis.call('LPUSH', KEYS[4], string.format('%.6f', seconds))
+    redis.call('LTRIM', KEYS[4], 0, amount - 1)
+    redis.call('EXPIRE', KEYS[4], window)
+  end
+end
+return {'mine', tostring(attempts), too_fast, redis.call('GET', KEYS[5])}
 """
 
-# KEYS: hash, pending, log. ARGV: owner, status, reply, record ('' = none), member, ttl.
+# KEYS: hash, pending, log, session key. ARGV: owner, status, reply, record ('' = none), member, ttl,
+# conversation state ('' = unchanged), its ttl.
 _SETTLE = """
 local cur = redis.call('HMGET', KEYS[1], 'status', 'owner')
 if cur[1] ~= 'received' or cur[2] ~= ARGV[1] then return 0 end
@@ -82,6 +102,7 @@ redis.call('HDEL', KEYS[1], 'payload')
 redis.call('EXPIRE', KEYS[1], ARGV[6])
 redis.call('ZREM', KEYS[2], ARGV[5])
 if ARGV[4] ~= '' then redis.call('RPUSH', KEYS[3], ARGV[4]) end
+if ARGV[7] ~= '' then redis.call('SET', KEYS[4], ARGV[7], 'EX', ARGV[8]) end
 return 1
 """
 
@@ -130,12 +151,15 @@ _NOW = "local t = redis.call('TIME'); return tonumber(t[1]) * 1000 + math.floor(
 
 @dataclass(frozen=True)
 class Claim:
-    """What the claim script said: ``mine`` (answer it; ``attempts`` so far), ``received`` (another
-    attempt is answering), a settled status with its clear ``reply``, or ``replayed``."""
+    """What the claim script said: ``mine`` (answer it; ``attempts`` so far, whether the follower is
+    ``too_fast``, their ``conversation`` state as stored), ``received`` (another attempt is answering),
+    a settled status with its clear ``reply``, or ``replayed``."""
 
     status: str
     reply: str = ""
     attempts: int = 0
+    too_fast: bool = False
+    conversation: str | None = None
 
     @property
     def mine(self) -> bool:
@@ -168,16 +192,24 @@ class RedisInbox:
     # -- the message path ------------------------------------------------------------------
 
     def claim(self, key: str, owner: str, lease: float, payload: str, *, replay_key: str | None = None,
-              digest: str = "", replay_ttl: int = 600) -> Claim:
-        """Claim ``key`` for ``owner``; with ``replay_key`` the replay guard's check rides along."""
+              digest: str = "", replay_ttl: int = 600, rate: tuple[str, int, int] | None = None,
+              conversation_key: str | None = None) -> Claim:
+        """Claim ``key`` for ``owner`` in one round trip. With ``replay_key`` the replay guard's check
+        rides along; with ``rate`` (key, amount, window seconds) the follower's rate-limit hit; with
+        ``conversation_key`` their conversation state is read."""
         hashed = self._hash(key)
-        status, value = self._claim(
-            keys=[hashed, PENDING, PREFIX + replay_key if replay_key else hashed],
-            args=[owner, 0, int(lease * 1000), OPEN_TTL, payload, digest if replay_key else "", replay_ttl, key],
+        rate_key, amount, window = rate if rate else (None, 0, 0)
+        reply = self._claim(
+            keys=[hashed, PENDING, PREFIX + replay_key if replay_key else hashed, rate_key or hashed,
+                  PREFIX + conversation_key if conversation_key else hashed],
+            args=[owner, 0, int(lease * 1000), OPEN_TTL, payload, digest if replay_key else "", replay_ttl, key,
+                  amount, window],
         )
-        status, value = _text(status), _text(value)
+        status, value = _text(reply[0]), _text(reply[1])
         if status == "mine":
-            return Claim("mine", attempts=int(value))
+            stored = reply[3] if len(reply) > 3 and conversation_key else None
+            return Claim("mine", attempts=int(value), too_fast=_text(reply[2]) == "1",
+                         conversation=_text(stored) if stored else None)
         return Claim(status, reply=value)
 
     def look(self, key: str) -> Claim | None:
@@ -187,13 +219,15 @@ class RedisInbox:
         return Claim(_text(status), reply=_text(reply or ""))
 
     def settle(self, key: str, owner: str, status: str, reply: str | None, record: dict[str, Any] | None,
-               reply_ttl: int) -> bool:
-        """Record the outcome if the claim is still ``owner``'s; ``record`` goes to the write-behind log.
-        False when another attempt took the message over (our work must not count)."""
+               reply_ttl: int, conversation: tuple[str, str, int] | None = None) -> bool:
+        """Record the outcome if the claim is still ``owner``'s; ``record`` goes to the write-behind log,
+        ``conversation`` (key, state as JSON, ttl) is saved with it. False when another attempt took the
+        message over (our work must not count, and the state is not saved)."""
+        conv_key, conv_value, conv_ttl = conversation if conversation else (None, "", 0)
         done = self._settle(
-            keys=[self._hash(key), PENDING, LOG],
+            keys=[self._hash(key), PENDING, LOG, PREFIX + conv_key if conv_key else self._hash(key)],
             args=[owner, status, reply or "", json.dumps(record, ensure_ascii=False) if record else "", key,
-                  reply_ttl],
+                  reply_ttl, conv_value, conv_ttl],
         )
         return bool(done)
 
