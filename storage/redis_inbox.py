@@ -89,7 +89,9 @@ if amount > 0 then
     redis.call('EXPIRE', KEYS[4], window)
   end
 end
-return {'mine', tostring(attempts), too_fast, redis.call('GET', KEYS[5])}
+local conversation = false
+if KEYS[5] ~= KEYS[1] then conversation = redis.call('GET', KEYS[5]) end
+return {'mine', tostring(attempts), too_fast, conversation}
 """
 
 # KEYS: hash, pending, log, session key. ARGV: owner, status, reply, record ('' = none), member, ttl,
