@@ -10,10 +10,13 @@ Redis must not cost each message a socket timeout.
 
 from __future__ import annotations
 
+import threading
 import time
+from collections import deque
 from functools import lru_cache
 
-from limits import parse, storage, strategies
+from limits import RateLimitItem, parse, storage, strategies
+from limits.util import WindowStats
 
 from storage.breaker import CircuitBreaker
 from storage.redis_client import REDIS_DOWN, redis_pool
@@ -22,11 +25,66 @@ from storage.redis_client import REDIS_DOWN, redis_pool
 _parse_rate = lru_cache(maxsize=32)(parse)
 
 
+class LocalMovingWindow:
+    """The moving-window limiter in this process (the embedded default, and while Redis is down).
+
+    Same rule as ``limits``' moving window (at most ``amount`` hits within the last ``expiry``
+    seconds), without its memory storage: that one starts a timer thread every 10 ms which scans
+    every key, so with a few thousand followers the limiter cost more than answering them. Here a
+    key's old hits are dropped when it is used, and idle keys once a minute.
+    """
+
+    SWEEP_EVERY = 60.0
+
+    def __init__(self) -> None:
+        self._hits: dict[str, tuple[deque[float], int]] = {}
+        self._lock = threading.Lock()
+        self._swept = time.time()
+
+    def _current(self, item: RateLimitItem, identifiers: tuple[str, ...], now: float) -> deque[float]:
+        key = item.key_for(*identifiers)
+        expiry = int(item.get_expiry())
+        hits, _ = self._hits.get(key) or (deque(), expiry)
+        while hits and hits[0] <= now - expiry:
+            hits.popleft()
+        self._hits[key] = (hits, expiry)
+        return hits
+
+    def _sweep(self, now: float) -> None:
+        if now - self._swept < self.SWEEP_EVERY:
+            return
+        self._swept = now
+        for key, (hits, expiry) in list(self._hits.items()):
+            if not hits or hits[-1] <= now - expiry:
+                del self._hits[key]
+
+    def hit(self, item: RateLimitItem, *identifiers: str, cost: int = 1) -> bool:
+        now = time.time()
+        with self._lock:
+            self._sweep(now)
+            hits = self._current(item, identifiers, now)
+            if len(hits) + cost > item.amount:
+                return False
+            hits.extend([now] * cost)
+            return True
+
+    def test(self, item: RateLimitItem, *identifiers: str) -> bool:
+        with self._lock:
+            return len(self._current(item, identifiers, time.time())) < item.amount
+
+    def get_window_stats(self, item: RateLimitItem, *identifiers: str) -> WindowStats:
+        now = time.time()
+        with self._lock:
+            hits = self._current(item, identifiers, now)
+            reset = hits[0] + item.get_expiry() if hits else now
+            return WindowStats(reset, max(0, item.amount - len(hits)))
+
+
 class RateLimiter:
     def __init__(self, redis_url: str | None, breaker: CircuitBreaker | None = None,
                  timeout: float = 0.5) -> None:
         self.breaker = breaker
-        self.local = strategies.MovingWindowRateLimiter(storage.MemoryStorage())
+        self.local = LocalMovingWindow()
         self.shared: strategies.MovingWindowRateLimiter | None = None
         if redis_url:
             assert breaker is not None, "a Redis rate limiter needs the shared Redis breaker"
