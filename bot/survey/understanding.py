@@ -20,10 +20,15 @@ I/O, tables built once per question, well under 0.2 ms a call (bench/survey_answ
 
 from __future__ import annotations
 
+import os
 import re
 import unicodedata
 from dataclasses import dataclass
 from functools import lru_cache
+
+# Only single characters are looked up here, so pypinyin's phrase dictionary (44 MB per process, and
+# half a second to load) is never needed: its documented switch, set before its first import.
+os.environ.setdefault("PYPINYIN_NO_PHRASES", "true")
 
 from pypinyin import Style, lazy_pinyin
 

@@ -9,10 +9,15 @@ vocabulary and swap in the handbook word when one sounds the same.
 from __future__ import annotations
 
 import itertools
+import os
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from functools import lru_cache
+
+# Only single characters are looked up here, so pypinyin's phrase dictionary (44 MB per process, and
+# half a second to load) is never needed: its documented switch, set before its first import.
+os.environ.setdefault("PYPINYIN_NO_PHRASES", "true")
 
 from pypinyin import Style, pinyin
 
