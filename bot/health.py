@@ -27,6 +27,10 @@ HEALTH_BUDGET = 1.0  # seconds for the whole check
 _PING_BUDGET = 0.8
 
 
+# Rows in the write-behind log above which /healthz says degraded (a flusher writes 500 per pass).
+LOG_BACKLOG_WARN = 5000
+
+
 def check(services: Services) -> tuple[int, dict[str, Any]]:
     report: dict[str, Any] = {}
     reasons: list[str] = []
@@ -73,6 +77,18 @@ def check(services: Services) -> tuple[int, dict[str, Any]]:
             queue["pending"] = None
             reasons.append(f"queue unavailable ({type(exc).__name__}): sends run in threads")
     report["queue"] = queue
+
+    if services.redis_inbox is not None and report["redis"] == "ok":
+        # The write-behind log: rows waiting for the database. Thousands means the flusher cannot keep up
+        # or the database refuses them (records it refused for good wait in the Redis list in:dead).
+        try:
+            backlog = services.redis_inbox.backlog()
+            report["log_backlog"] = backlog
+            if backlog >= LOG_BACKLOG_WARN:
+                reasons.append(f"{backlog} message-log rows waiting to be written")
+        except Exception as exc:  # noqa: BLE001 - reported, never raised
+            report["log_backlog"] = None
+            reasons.append(f"message-log backlog unknown ({type(exc).__name__})")
 
     spooled = services.spool.pending()
     report["spool"] = spooled

@@ -90,6 +90,8 @@ def test_a_read_only_answer_is_logged_behind_with_the_window_kept(
     wait_for(lambda: len(rows(services)) == 2, timeout=5)
     later = follower(services, sim.openid)
     assert later is not None and later.last_seen > opened and later.last_interaction == opened
+    health = server_client.get("/healthz").json()
+    assert health["status"] == "ok" and health["log_backlog"] == 0
 
 
 def test_a_retry_gets_the_first_reply_from_redis_and_one_row(
