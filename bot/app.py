@@ -6,6 +6,7 @@ import logging
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI
 
@@ -33,6 +34,21 @@ def warm_up(pipeline: Pipeline) -> None:
             warm(pipeline.services)
         except Exception:  # a cold cache is slower, not broken
             log.exception("warm-up step failed")
+
+
+class SisongApp(FastAPI):
+    """FastAPI, with ``/wechat`` answered before its routing and middleware (``bot.webhook.Webhook``):
+    every WeChat message goes there, and those layers had cost more than the message itself."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.webhook = webhook.Webhook(self)
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http" and scope["path"] == webhook.PATH:
+            await self.webhook(scope, receive, send)
+            return
+        await super().__call__(scope, receive, send)
 
 
 def create_app(services: Services | None = None) -> FastAPI:
@@ -83,9 +99,8 @@ def create_app(services: Services | None = None) -> FastAPI:
             if owns_services:
                 services.close()
 
-    app = FastAPI(title="Sisong 四送助手", version="1", lifespan=lifespan, docs_url=None, redoc_url=None,
+    app = SisongApp(title="Sisong 四送助手", version="1", lifespan=lifespan, docs_url=None, redoc_url=None,
                   description="工作台接口：先 POST /api/v1/login/access-token 取令牌，再带 Authorization: Bearer … 调用。")
-    app.include_router(webhook.router)
     app.include_router(health.router)
     console.install(app)
     return app
