@@ -74,6 +74,9 @@ class LogFlusher:
 
     def flush(self) -> int:
         """One pass: records taken before (a failed commit) first, then a new batch. Returns rows written."""
+        breaker = self.services.redis_breaker
+        if breaker is not None and not breaker.allow():
+            return 0  # Redis is down: the records wait there; the breaker has said so once
         with self._lock:
             try:
                 if time.monotonic() - self._requeued_at >= REQUEUE_EVERY:
@@ -87,13 +90,18 @@ class LogFlusher:
                 else:
                     self.inbox.heartbeat(self.id, HEARTBEAT)
             except REDIS_DOWN as exc:
-                log.warning("message log: Redis unavailable (%s)", type(exc).__name__)
+                if breaker is not None:
+                    breaker.trip(exc)  # logs once per outage, not once per pass
                 return 0
             if not records:
                 return 0
             if not self._write(records):
                 return 0
-            self.inbox.done(self.id)
+            try:
+                self.inbox.done(self.id)
+            except REDIS_DOWN as exc:  # written; the list goes back and is written again, harmlessly
+                if breaker is not None:
+                    breaker.trip(exc)
             return len(records)
 
     def _write(self, records: list[dict]) -> bool:
@@ -137,11 +145,17 @@ def drain(services: Services) -> int:
             batch = flusher.flush()
             written += batch
             # Done when the buffer is empty and no other flusher holds records it has not committed.
-            if batch == 0 and (redis_inbox.backlog() == 0 and redis_inbox.in_flight() == 0
-                               or time.monotonic() > deadline):
+            try:
+                settled = batch == 0 and redis_inbox.backlog() == 0 and redis_inbox.in_flight() == 0
+            except REDIS_DOWN:
+                break  # nothing can be drained from a Redis that is down
+            if batch == 0 and (settled or time.monotonic() > deadline):
                 break
             if batch == 0:
                 time.sleep(0.01)
     finally:
-        redis_inbox.retire(flusher.id)
+        try:
+            redis_inbox.retire(flusher.id)
+        except REDIS_DOWN:
+            pass
     return written

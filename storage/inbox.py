@@ -157,7 +157,7 @@ def insert_settled(session: Session, record: dict[str, Any], *, payload: str | N
     values = _row_values(record)
     owed = values["status"] == OWED
     values.update(payload=payload, settled_at=None if owed else values["settled_at"],
-                  lease_until=utcnow() + timedelta(seconds=resend_after) if owed else None)
+                  lease_until=utcnow() + timedelta(seconds=resend_after) if owed else None, now=utcnow())
     row = conn.execute(_statement(conn.dialect.name, "insert_settled"), values).first()
     if row is None:
         raise LostClaim(record["key"])
@@ -168,14 +168,16 @@ def flush_records(session: Session, records: list[dict[str, Any]]) -> int:
     """Write a batch of the write-behind log (settled messages and their followers' last-seen times).
 
     Idempotent, so a batch written twice (its flusher died after the commit) changes nothing: rows
-    whose ``dedupe_key`` exists are skipped, and a follower's times only move forward. Returns the
+    whose ``dedupe_key`` exists are skipped (but a database claim whose worker died is settled by
+    the Redis attempt that answered it), and a follower's times only move forward. Returns the
     number of records written.
     """
     if not records:
         return 0
     conn = session.connection()
     dialect = conn.dialect.name
-    rows = [_row_values(record) | {"payload": None, "lease_until": None} for record in records]
+    now = utcnow()
+    rows = [_row_values(record) | {"payload": None, "lease_until": None, "now": now} for record in records]
     # One executemany: the driver batches the round trips, and ON CONFLICT still applies per row.
     conn.execute(_statement(dialect, "flush"), rows)
     touches: dict[str, dict[str, Any]] = {}
@@ -215,7 +217,16 @@ def _build_insert_settled(dialect: str, returning: bool = True) -> Any:
         status=bindparam("status"), attempts=bindparam("attempts"), payload=bindparam("payload"),
         lease_until=bindparam("lease_until", type_=UTCDateTime()),
         settled_at=bindparam("settled_at", type_=UTCDateTime()),
-    ).on_conflict_do_nothing(index_elements=["dedupe_key"])
+    )
+    # A database claim of the same message whose worker died (claimed while Redis was down) is taken
+    # over, as a retry's claim would; a live one (lease not run out) or a settled row is left alone.
+    settled = ("status", "handler", "latency_ms", "reply", "payload", "lease_until", "settled_at")
+    insert = insert.on_conflict_do_update(
+        index_elements=["dedupe_key"],
+        set_={**{name: insert.excluded[name] for name in settled}, "owner": None,
+              "attempts": table.c.attempts + insert.excluded.attempts},
+        where=and_(table.c.status == RECEIVED, table.c.lease_until < bindparam("now", type_=UTCDateTime())),
+    )
     return insert.returning(table.c.id) if returning else insert
 
 

@@ -420,6 +420,7 @@ def test_no_cadre_notice_and_no_queue_entry_when_the_unit_of_work_fails(
         raise inbox.LostClaim(0)
 
     monkeypatch.setattr(inbox, "settle", lost)
+    monkeypatch.setattr(inbox, "insert_settled", lost)  # the same commit for a message claimed in Redis
     sim = WeChatSimulator(TOKEN, APPID, openid="oNoEffect0000000000000001")
     assert sim.post(client, sim.text("找人工")).is_success
     time.sleep(1.0)  # the embedded consumer would have sent a queued notice by now
