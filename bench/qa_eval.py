@@ -5,7 +5,8 @@
 Every handbook the project ships is measured on its own question set (a fresh
 SQLite database each): the sample 第X条 handbook (青山县, tests/data/qa_eval.jsonl),
 a 政策文件汇编 of eight documents numbered 一、（一） (云溪县, qa_eval_yunxi.jsonl) and
-a 问答 booklet (石桥县, qa_eval_shiqiao.jsonl). Each set says which questions were
+a 问答 booklet (石桥县, qa_eval_shiqiao.jsonl) and a second compilation written
+before any tuning on it (白水县, qa_eval_baishui.jsonl, all held out). Each set says which questions were
 tuned on (``dev``/``tune``) and which were held out (``holdout*``/``heldout``).
 
 Figures: source hit@1 and hit@3 (the cited article, in the right document),
