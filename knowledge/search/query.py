@@ -35,6 +35,10 @@ UNKNOWN_RARE, RARE_BELOW = 0.9, 3000
 UNKNOWN_COMMON, COMMON_BELOW = 0.45, 15000
 UNKNOWN_EVERYDAY = 0.2
 UNKNOWN_SINGLE = 0.1
+# A rare noun the handbook never uses (房产证, 商业保险) is most likely the very thing asked about:
+# it weighs this much more than other rare words, so a section sharing the rest of the question
+# ("易地搬迁的房子能办房产证不") does not pass for an answer.
+RARE_NOUN_FACTOR = 1.3
 # Salience of a word by its kind, for both known and unknown words: single
 # characters and function words (每个, 一次, 已经) say little about the topic.
 SINGLE_CHAR = 0.3
@@ -349,8 +353,12 @@ class QueryAnalyzer:
                 frequency = max((self.segmenter.frequency(t) for t in concept.terms if len(t) < len(concept.surface)),
                                 default=0)
             factor = UNKNOWN_RARE if frequency < RARE_BELOW else UNKNOWN_COMMON if frequency < COMMON_BELOW else UNKNOWN_EVERYDAY
-            if concept.salience == FUNCTION_WORD:
+            # Function words run together weigh half; a lone noun (狗, 猫) is not one of them,
+            # although both have the same salience.
+            if concept.salience == FUNCTION_WORD and not concept.noun:
                 factor *= 0.5
+        if factor == UNKNOWN_RARE and concept.salience >= 1.0 and (concept.noun or concept.surface[-1] in PAPER_SUFFIXES):
+            factor *= RARE_NOUN_FACTOR  # a thing, or a paper of its own (房产证)
         return factor * self.index.max_idf()
 
 
