@@ -19,7 +19,7 @@ from knowledge.nlp.homophones import Correction, HomophoneMap
 from knowledge.nlp.synonyms import SynonymHit, SynonymTable
 from knowledge.nlp.tokenizer import Segmenter, is_han, normalize_text
 from knowledge.search.index import PassageIndex
-from knowledge.search.senses import HandbookText
+from knowledge.search.senses import HandbookText, bounded
 
 OWN_WEIGHT = 1.0  # the household's own words (and their homophone fixes)
 SYNONYM_WEIGHT = 0.6  # what the synonym table adds
@@ -126,6 +126,9 @@ class QueryAnalyzer:
         self.text = text
         vocabulary = set(index.vocab) | set(_dictionary_words(segmenter))
         self.homophones = HomophoneMap(vocabulary)
+        # Per snapshot: the same words weigh the same in every question.
+        self._salience_memo: dict[tuple[str, bool, frozenset[str]], float] = {}
+        self._idf_memo: dict[frozenset[int], float] = {}
 
     def _is_known(self, run: str) -> bool:
         return run in self.index.vocab or self.segmenter.is_dictionary_word(run) or run in self.synonyms.rules
@@ -259,6 +262,16 @@ class QueryAnalyzer:
         return all(t in ASPECT_WORDS for t in self.segmenter.words(text))
 
     def _salience(self, concept: Concept) -> float:
+        """How much the concept names a thing (1) rather than a way of saying (see SINGLE_CHAR...);
+        the same words always get the same answer, so it is remembered per snapshot."""
+        key = (concept.surface, bool(concept.expansions), frozenset(concept.terms))
+        found = self._salience_memo.get(key)
+        if found is None:
+            bounded(self._salience_memo)
+            found = self._salience_memo[key] = self._salience_of(concept)
+        return found
+
+    def _salience_of(self, concept: Concept) -> float:
         if sum(1 for ch in concept.surface if is_han(ch) or ch.isalnum()) < 2:
             return SINGLE_CHAR
         tag = self.segmenter.tag(concept.surface)
@@ -329,13 +342,16 @@ class QueryAnalyzer:
         # What the concept stands for: the rule's words and the whole phrase, not its own
         # pieces (一年 in 干满一年 says nothing of 稳岗).
         words = concept.expansions | {concept.surface} if concept.expansions else concept.heads
-        ids = [self.index.term_id(t) for t in words]
-        ids = [tid for tid in ids if tid is not None]
+        ids = frozenset(tid for tid in (self.index.term_id(t) for t in words) if tid is not None)
         if len(ids) < 2:
             return rarest
-        passages = np.unique(np.concatenate([self.index.postings(tid) for tid in ids]))
-        n, df = self.index.num_docs, len(passages)
-        return float(np.log(1.0 + (n - df + 0.5) / (df + 0.5)))
+        found = self._idf_memo.get(ids)
+        if found is None:
+            bounded(self._idf_memo)
+            passages = np.unique(np.concatenate([self.index.postings(tid) for tid in ids]))
+            n, df = self.index.num_docs, len(passages)
+            found = self._idf_memo[ids] = float(np.log(1.0 + (n - df + 0.5) / (df + 0.5)))
+        return found
 
     def _unknown_weight(self, concept: Concept) -> float:
         """The weight of a word the handbook never uses (in this sense) and no synonym explains.
