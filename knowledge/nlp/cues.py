@@ -163,6 +163,17 @@ def asked_facts(question: str) -> frozenset[str]:
     return frozenset(kind for kind, pattern in FACT_QUESTIONS.items() if pattern.search(question))
 
 
+_FACT_MEMO: dict[str, frozenset[str]] = {}
+_FACT_MEMO_LIMIT = 50_000
+
+
 def fact_kinds(text: str) -> frozenset[str]:
-    """The kinds of fact (amount, when, where, materials, age, times) ``text`` states."""
-    return frozenset(kind for kind, pattern in FACT_PATTERNS.items() if pattern.search(text))
+    """The kinds of fact (amount, when, where, materials, age, times) ``text`` states.
+
+    Asked of the same handbook sentences for question after question: remembered (bounded)."""
+    found = _FACT_MEMO.get(text)
+    if found is None:
+        if len(_FACT_MEMO) >= _FACT_MEMO_LIMIT:
+            _FACT_MEMO.clear()
+        found = _FACT_MEMO[text] = frozenset(kind for kind, pattern in FACT_PATTERNS.items() if pattern.search(text))
+    return found

@@ -250,8 +250,10 @@ class Ranker:
             # enter the top k. Explaining asks for the whole shortlist, so nothing is skipped there.
             if len(best) >= k and score * (1 + FACT_FIT) < best[-1]:
                 break
-            coverage, matched, own = self.coverages(position, query, documents)
             fit = len(asked & self.facts[position]) / len(asked) if asked and self.facts else 0.0
+            if len(best) >= k and score * (1 + FACT_FIT * fit) < best[-1]:
+                continue  # this one cannot enter the top k (a later one still may)
+            coverage, matched, own = self.coverages(position, query, documents)
             candidate = Candidate(position, score, coverage, matched, fit,
                                   own if documents and self.compilation else None)
             out.append(candidate)
