@@ -26,8 +26,9 @@ DOCUMENT_CREDIT = 0.4  # a compilation's section lacks the word, another section
 COMPILATION_DOCUMENTS = 3  # this many documents or more: a compilation, whose documents are topics  # the article has only a piece of a synonym's words (保障 of 最低生活保障)
 ALL_PIECES_CREDIT = 0.8  # every part of a word the handbook lacks, apart (特困…供养 for 特困供养)
 UNMATCHED_KNOWN = 0.35  # cost of a handbook word the article lacks, relative to its weight
-# ...except a specific noun (中药, 耕地: about as rare as the handbook's rarest words): missing from
-# the article, it is what the question is about, not how it is phrased ("家庭医生能开中药不").
+# ...except a specific name of a thing (中药, 耕地, 要还 => 还款: about as rare as the handbook's
+# rarest words): missing from the article, it is what the question is about, not how it is
+# phrased ("家庭医生能开中药不", "临时救助的钱要还不").
 UNMATCHED_SPECIFIC = 0.7
 SPECIFIC_SHARE = 0.85
 COVERAGE_BASE = 0.2  # a candidate covering none of the question keeps this share of its score
@@ -220,7 +221,7 @@ class Ranker:
 
     def _missing_cost(self, concept: Concept) -> float:
         """What a handbook word the article lacks costs, relative to its weight (see UNMATCHED_SPECIFIC)."""
-        if concept.noun and concept.salience >= 1.0 and concept.weight >= SPECIFIC_SHARE * self.index.max_idf():
+        if concept.salience >= 1.0 and concept.weight >= SPECIFIC_SHARE * self.index.max_idf():
             return UNMATCHED_SPECIFIC
         return UNMATCHED_KNOWN
 
