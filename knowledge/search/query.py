@@ -357,7 +357,8 @@ class QueryAnalyzer:
         """The weight of a word the handbook never uses (in this sense) and no synonym explains.
 
         Rare words name things (驾照 31, 彩礼 45 in jieba's counts): most likely
-        the topic the handbook lacks. Everyday words (知道, 突然) are mostly phrasing.
+        the topic the handbook lacks, and so do nouns however everyday (电脑). Everyday
+        words of other kinds (知道, 突然) are mostly phrasing.
         A lone character counts little, unless it is a noun (猫 in "猫丢了咋办").
         """
         if concept.salience <= SINGLE_CHAR and not concept.noun:
@@ -375,6 +376,10 @@ class QueryAnalyzer:
                 factor *= 0.5
         if factor == UNKNOWN_RARE and concept.salience >= 1.0 and (concept.noun or concept.surface[-1] in PAPER_SUFFIXES):
             factor *= RARE_NOUN_FACTOR  # a thing, or a paper of its own (房产证)
+        if concept.noun and len(concept.surface) >= 2 and concept.salience >= 1.0 and factor < UNKNOWN_RARE:
+            # A name of a thing the handbook never uses, however everyday (电脑, 考试, 飞机): it is
+            # what the question is about; everyday verbs and adverbs (知道, 突然) stay phrasing.
+            factor = UNKNOWN_RARE
         return factor * self.index.max_idf()
 
 
