@@ -58,8 +58,25 @@ def mentions(sentence: str, term: str) -> bool:
     return re.search(rf"(?<![\d.]){re.escape(term)}(?![\d.])", sentence) is not None
 
 
-def _bigrams(text: str) -> set[str]:
-    return {text[i:i + 2] for i in range(len(text) - 1) if _WORDLIKE.fullmatch(text[i:i + 2])}
+# The same handbook sentences are cut and paired for question after question: remembered, bounded.
+_MEMO_LIMIT = 50_000
+_BIGRAMS: dict[str, frozenset[str]] = {}
+_UNITS: dict[str, tuple[tuple[str, int], ...]] = {}
+
+
+def _remember(memo: dict, key: str, value):  # type: ignore[no-untyped-def]
+    if len(memo) >= _MEMO_LIMIT:
+        memo.clear()
+    memo[key] = value
+    return value
+
+
+def _bigrams(text: str) -> frozenset[str]:
+    found = _BIGRAMS.get(text)
+    if found is None:
+        found = _remember(_BIGRAMS, text, frozenset(
+            text[i:i + 2] for i in range(len(text) - 1) if _WORDLIKE.fullmatch(text[i:i + 2])))
+    return found
 
 
 def _contributions(sentence: str, query: Query, unit: float, title: str = "") -> dict[str, float]:
@@ -165,11 +182,14 @@ def answer_units(text: str) -> list[str]:
 
 def _units(text: str) -> list[tuple[str, int]]:
     """(unit, the number of the sentence it comes from)."""
-    units = []
-    for n, sentence in enumerate(split_sentences(text)):
-        parts = [p for p in re.split(r"(?<=[；;])", sentence) if p.strip()] if len(sentence) > SHORT_UNIT else [sentence]
-        units.extend((p.strip(), n) for p in parts)
-    return units
+    found = _UNITS.get(text)
+    if found is None:
+        units = []
+        for n, sentence in enumerate(split_sentences(text)):
+            parts = [p for p in re.split(r"(?<=[；;])", sentence) if p.strip()] if len(sentence) > SHORT_UNIT else [sentence]
+            units.extend((p.strip(), n) for p in parts)
+        found = _remember(_UNITS, text, tuple(units))
+    return list(found)
 
 
 def _topic_part(parts: dict[str, float]) -> float:

@@ -317,8 +317,9 @@ class Responder:
                  for h in c.heads if len(h) >= 2}
         if not topic:
             return {}
-        titles = {a.document for a in self.snapshot.articles if any(h in a.document for h in topic)}
-        return {i: DOCUMENT_TOPIC_BOOST for i, a in enumerate(self.snapshot.articles) if a.document in titles}
+        documents = self.snapshot.document_positions
+        return {i: DOCUMENT_TOPIC_BOOST for title, positions in documents.items()
+                if any(h in title for h in topic) for i in positions}
 
     def _no_answer(self, query: Query, last_topic: str | None) -> Answer:
         if not query.topic_concepts:

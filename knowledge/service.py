@@ -13,6 +13,7 @@ import threading
 import time
 from pathlib import Path
 
+from knowledge.answer_cache import AnswerCache
 from knowledge.responder import Responder, article_pages
 from knowledge.result import Answer, Source
 from knowledge.explain import Explanation, explain
@@ -48,6 +49,7 @@ class KnowledgeBase:
         self._synonyms_mtime: int | None = None  # of SISONG_KB_SYNONYMS_FILE when the snapshot was loaded
         self._failed: tuple[int, int | None] | None = None  # (generation, mtime) whose reload failed
         self._missing_warned = False
+        self._answers: AnswerCache | None = None  # of the snapshot it was filled from
 
     @classmethod
     def open(cls, db: Database, settings: KnowledgeSettings | None = None) -> "KnowledgeBase":
@@ -139,10 +141,46 @@ class KnowledgeBase:
     # -- answering ------------------------------------------------------------------
 
     def answer(self, question: str, last_topic: str | None = None) -> Answer:
-        """Reply to one message; pass the previous answer's ``topic`` for follow-ups."""
+        """Reply to one message; pass the previous answer's ``topic`` for follow-ups.
+
+        A question asked again with the same previous topic, on the same knowledge base, is
+        answered from the answer cache (``SISONG_KB_ANSWER_CACHE``); see knowledge/answer_cache.py.
+        """
         snapshot = self._fresh_snapshot()
+        cache = self._answer_cache(snapshot)
+        if cache is None:
+            return self._respond(snapshot, question, last_topic)
+        # The cache is the snapshot's own (its generation and synonym file); the generation is in
+        # the key as well, so even a mix-up of caches could not serve another generation's answer.
+        key = (snapshot.generation, (question or "").strip(), last_topic)
+        found = cache.get(key)
+        if found is not None:
+            return found
+        answer = self._respond(snapshot, question, last_topic)
+        cache.put(key, answer)
+        return answer
+
+    def _respond(self, snapshot: Snapshot, question: str, last_topic: str | None) -> Answer:
         responder = Responder(snapshot, self.settings.kb_min_confidence, self.settings.kb_answer_chars)
         return responder.respond(question, last_topic)
+
+    def _answer_cache(self, snapshot: Snapshot) -> AnswerCache | None:
+        """The answer cache of ``snapshot``: a new, empty one when the snapshot changed."""
+        size = self.settings.kb_answer_cache
+        if size <= 0:
+            return None
+        cache = self._answers
+        if cache is None or cache.owner is not snapshot:
+            with self._lock:
+                cache = self._answers
+                if cache is None or cache.owner is not snapshot:
+                    cache = self._answers = AnswerCache(size, snapshot)
+        return cache
+
+    @property
+    def answer_cache(self) -> AnswerCache | None:
+        """The current answer cache (its ``hits``, ``misses``, length), None when off or before a question."""
+        return self._answers
 
     def ask(self, openid: str | None, question: str, last_topic: str | None = None) -> Answer:
         """``answer`` plus queueing the question for a person when it is handed over."""

@@ -29,6 +29,9 @@ class KnowledgeSettings(BaseSettings):
     # Target length of an answer's excerpt, in characters: the asked fact in one or two short
     # sentences an elderly reader takes in at a glance on a phone.
     kb_answer_chars: int = Field(default=120, ge=60, le=600)
+    # Answers kept per worker (least recently used go first) for questions asked again with the
+    # same previous topic; emptied whenever the knowledge base or the synonym file changes. 0: off.
+    kb_answer_cache: int = Field(default=4096, ge=0)
 
 
 @lru_cache(maxsize=1)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field, replace
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -82,6 +83,14 @@ class Snapshot:
     @property
     def empty(self) -> bool:
         return not self.articles
+
+    @cached_property
+    def document_positions(self) -> dict[str, tuple[int, ...]]:
+        """Each document's title -> the positions of its articles (a compilation's documents are topics)."""
+        found: dict[str, list[int]] = {}
+        for i, a in enumerate(self.articles):
+            found.setdefault(a.document, []).append(i)
+        return {title: tuple(positions) for title, positions in found.items()}
 
     def titles_with(self, word: str) -> frozenset[int]:
         """Positions of the articles whose title contains ``word`` (the few cue words, memoized)."""

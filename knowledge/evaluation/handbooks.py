@@ -3,6 +3,8 @@
 - ``qingshan``: the sample handbook (第X章/第X条), knowledge/data/qingshan_handbook.md.
 - ``yunxi``: a 政策文件汇编 of eight documents (通知, 实施方案, 办法, 细则, 规程), numbered 一、（一）, no 第X条.
 - ``shiqiao``: a 问答 booklet, numbered questions under 一、 headings.
+- ``baishui``: a second 政策文件汇编 (eight documents of another county, another order and wording),
+  written with its whole question set before any tuning on it; every question is held out.
 
 Every set marks which questions were tuned on (``dev``, ``tune``, ``tune2``) and which were held
 out (``holdout``, ``holdout2``, ``holdout3``, ``heldout``): held-out questions are never looked at
@@ -31,4 +33,5 @@ HANDBOOKS = (
     ShippedHandbook("qingshan", (DATA / "qingshan_handbook.md",), QUESTIONS / "qa_eval.jsonl"),
     ShippedHandbook("yunxi", (DATA / "handbooks" / "yunxi_compilation.md",), QUESTIONS / "qa_eval_yunxi.jsonl"),
     ShippedHandbook("shiqiao", (DATA / "handbooks" / "shiqiao_qa_booklet.md",), QUESTIONS / "qa_eval_shiqiao.jsonl"),
+    ShippedHandbook("baishui", (DATA / "handbooks" / "baishui_compilation.md",), QUESTIONS / "qa_eval_baishui.jsonl"),
 )

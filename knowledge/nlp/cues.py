@@ -34,7 +34,8 @@ CUES: tuple[Cue, ...] = (
     Cue(
         "where",
         re.compile(r"哪里|哪儿|哪点|哪哈|在哪|去哪|找哪|找谁|哪个部门|哪个单位|向哪|哪家"
-                   r"|哪个(来|管|负责|审|批|办|发|搞|收|定)|谁(来|管|负责|审|批|办|发|定)"),
+                   r"|哪个(来|管|负责|审|批|办|发|搞|收|定)|谁(来|管|负责|审|批|办|发|定)"
+                   r"|哪个(卡|银行|账户|折子|窗口|地方|医院|网点)|(打|发|存|转|汇)到哪"),
         re.compile(r"到.{0,12}(办理|申请|咨询|领取|登记|报名|反映)|向.{0,12}(申请|提出|反映)|找|村委会|乡镇|县.{0,4}(局|中心|残联|大厅)|窗口|网点|小程序"),
     ),
     Cue(
@@ -138,7 +139,8 @@ FACT_PATTERNS: dict[str, re.Pattern[str]] = {
         r"|每月|每季度|每学期|春季|秋季|年底|月底|次月|按月|按季度|开工后|完工后|验收合格后|到期前|之日起|以内|内(办结|发放|到账|拨付)"),
     "where": re.compile(
         r"(到|向|找|在).{0,16}(办理|申请|申领|领取|登记|报名|咨询|反映|提出|申报|缴纳|备案)|村民委员会|村委会|乡镇|街道|县.{0,8}(局|中心|所|站|残联|银行)"
-        r"|窗口|网点|银行|服务站|服务中心|卫生院|小程序|网站|热线|电话|\d{4}-?\d{7}|\d{5}"),
+        r"|窗口|网点|银行|服务站|服务中心|卫生院|小程序|网站|热线|电话|\d{4}-?\d{7}|\d{5}"
+        r"|一卡通|社保卡|社会保障卡|账户"),
     "materials": re.compile(r"提供|携带|带上|(?<![携地纽皮])带(?![动来领头薪])|材料|身份证|户口簿|证明|申请表|照片|复印件|授权书|学生证|录取通知书"),
     "age": re.compile(r"\d+\s*周?岁"),
     "times": re.compile(r"[一两二三四五六七八九十\d]+次|一次性|只.{0,6}一次|每年.{0,6}次"),
@@ -163,6 +165,17 @@ def asked_facts(question: str) -> frozenset[str]:
     return frozenset(kind for kind, pattern in FACT_QUESTIONS.items() if pattern.search(question))
 
 
+_FACT_MEMO: dict[str, frozenset[str]] = {}
+_FACT_MEMO_LIMIT = 50_000
+
+
 def fact_kinds(text: str) -> frozenset[str]:
-    """The kinds of fact (amount, when, where, materials, age, times) ``text`` states."""
-    return frozenset(kind for kind, pattern in FACT_PATTERNS.items() if pattern.search(text))
+    """The kinds of fact (amount, when, where, materials, age, times) ``text`` states.
+
+    Asked of the same handbook sentences for question after question: remembered (bounded)."""
+    found = _FACT_MEMO.get(text)
+    if found is None:
+        if len(_FACT_MEMO) >= _FACT_MEMO_LIMIT:
+            _FACT_MEMO.clear()
+        found = _FACT_MEMO[text] = frozenset(kind for kind, pattern in FACT_PATTERNS.items() if pattern.search(text))
+    return found

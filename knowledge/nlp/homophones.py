@@ -63,6 +63,9 @@ def keys(word: str) -> list[str]:
     return ["".join(combo) for combo in itertools.islice(combos, 27)]
 
 
+LOOKUP_MEMO = 50_000  # runs remembered: questions share most of their two-to-four-character runs
+
+
 @dataclass(frozen=True)
 class Correction:
     start: int
@@ -76,6 +79,7 @@ class HomophoneMap:
 
     def __init__(self, vocabulary: Iterable[str]) -> None:
         self.by_key: dict[str, set[str]] = {}
+        self._meant: dict[str, str | None] = {}  # run -> _lookup's answer (the map never changes)
         for word in vocabulary:
             if MIN_LEN <= len(word) <= MAX_LEN and all(is_han(c) for c in word):
                 for key in keys(word):
@@ -112,6 +116,14 @@ class HomophoneMap:
         return sorted(found, key=lambda c: c.start)
 
     def _lookup(self, run: str) -> str | None:
+        if run in self._meant:
+            return self._meant[run]
+        if len(self._meant) >= LOOKUP_MEMO:
+            self._meant.clear()
+        meant = self._meant[run] = self._best(run)
+        return meant
+
+    def _best(self, run: str) -> str | None:
         candidates: set[str] = set()
         for key in keys(run):
             candidates |= self.by_key.get(key, set())

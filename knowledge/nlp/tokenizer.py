@@ -27,6 +27,11 @@ STOPWORDS_FILE = DATA_DIR / "stopwords.txt"
 # Bump when tokenization logic changes: persisted indexes then rebuild once.
 TOKENIZER_VERSION = "4"  # 4: passages carry their document's title
 
+# Questions, synonym phrases and words are cut again and again (every question cuts the same
+# expansions, 补助 or 危房改造): short texts' cuts are remembered, a bounded number of them.
+MEMO_CHARS = 64
+MEMO_ENTRIES = 16384
+
 _WORD = re.compile(r"[\u3400-\u9fff\uf900-\ufaffA-Za-z0-9]")
 _FULLWIDTH = str.maketrans({chr(c): chr(c - 0xFEE0) for c in range(0xFF01, 0xFF5F)} | {"\u3000": " "})
 
@@ -57,6 +62,16 @@ class Segmenter:
         self.stopwords_path = stopwords_path
         self._lock = threading.Lock()
         self._jieba: jieba.Tokenizer | None = None
+        self._token_memo: dict[str, tuple[Token, ...]] = {}
+        self._boundary_memo: dict[str, frozenset[int]] = {}
+
+    @staticmethod
+    def _remember(memo: dict, key: str, value) -> None:
+        if len(key) > MEMO_CHARS:
+            return
+        if len(memo) >= MEMO_ENTRIES:
+            memo.clear()  # rare: a worker meets that many distinct short texts; start again
+        memo[key] = value
 
     @cached_property
     def stopwords(self) -> frozenset[str]:
@@ -96,7 +111,10 @@ class Segmenter:
 
     def tokens(self, text: str) -> list[Token]:
         """Search-mode tokens with their spans in ``normalize_text(text)``, stopwords and punctuation dropped."""
-        text = normalize_text(text)
+        cached = self._token_memo.get(text)
+        if cached is not None:
+            return list(cached)
+        key, text = text, normalize_text(text)
         raw = [(w.strip(), s, e) for w, s, e in self.jieba.tokenize(text, mode="search", HMM=False)]
         # "会不会" is a stopword; the "不会" search mode finds inside it must go with it.
         stopped = [(s, e) for w, s, e in raw if w in self.stopwords and e - s >= 2]
@@ -107,6 +125,7 @@ class Segmenter:
             if any(s <= start and end <= e and (e - s) > (end - start) for s, e in stopped):
                 continue
             out.append(Token(word, start, end))
+        self._remember(self._token_memo, key, tuple(out))
         return out
 
     def frequency(self, word: str) -> int:
@@ -115,10 +134,14 @@ class Segmenter:
 
     def boundaries(self, text: str) -> set[int]:
         """Word boundaries (offsets) of the plain segmentation of ``normalize_text(text)``."""
-        text = normalize_text(text)
+        cached = self._boundary_memo.get(text)
+        if cached is not None:
+            return set(cached)
+        key, text = text, normalize_text(text)
         edges = {0, len(text)}
         for _, start, end in self.jieba.tokenize(text, HMM=False):
             edges.update((start, end))
+        self._remember(self._boundary_memo, key, frozenset(edges))
         return edges
 
     @cached_property

@@ -39,6 +39,9 @@ class PassageIndex:
         self.num_docs = len(passage_ids)
         df = np.diff(indptr).astype(np.float64)
         self.idf = np.log(1.0 + (self.num_docs - df + 0.5) / (df + 0.5)) if self.num_docs else df
+        # Asked several times per question (unknown words' weight, the excerpt's unit): once per index.
+        self._max_idf = float(self.idf.max()) if len(self.idf) else 1.0
+        self._idf_list: list[float] = self.idf.tolist()
 
     # -- building and storing ------------------------------------------------
 
@@ -94,7 +97,7 @@ class PassageIndex:
 
     def term_idf(self, term: str) -> float:
         tid = self.vocab.get(term)
-        return float(self.idf[tid]) if tid is not None else 0.0
+        return self._idf_list[tid] if tid is not None else 0.0
 
     def postings(self, tid: int) -> np.ndarray:
         return self.indices[self.indptr[tid]:self.indptr[tid + 1]]
@@ -109,4 +112,5 @@ class PassageIndex:
         return scores
 
     def max_idf(self) -> float:
-        return float(self.idf.max()) if len(self.idf) else 1.0
+        """The rarest term's idf: the unit weights are measured in (precomputed: the index never changes)."""
+        return self._max_idf

@@ -19,7 +19,7 @@ from knowledge.nlp.homophones import Correction, HomophoneMap
 from knowledge.nlp.synonyms import SynonymHit, SynonymTable
 from knowledge.nlp.tokenizer import Segmenter, is_han, normalize_text
 from knowledge.search.index import PassageIndex
-from knowledge.search.senses import HandbookText
+from knowledge.search.senses import HandbookText, bounded
 
 OWN_WEIGHT = 1.0  # the household's own words (and their homophone fixes)
 SYNONYM_WEIGHT = 0.6  # what the synonym table adds
@@ -35,6 +35,10 @@ UNKNOWN_RARE, RARE_BELOW = 0.9, 3000
 UNKNOWN_COMMON, COMMON_BELOW = 0.45, 15000
 UNKNOWN_EVERYDAY = 0.2
 UNKNOWN_SINGLE = 0.1
+# A rare noun the handbook never uses (房产证, 商业保险) is most likely the very thing asked about:
+# it weighs this much more than other rare words, so a section sharing the rest of the question
+# ("易地搬迁的房子能办房产证不") does not pass for an answer.
+RARE_NOUN_FACTOR = 1.3
 # Salience of a word by its kind, for both known and unknown words: single
 # characters and function words (每个, 一次, 已经) say little about the topic.
 SINGLE_CHAR = 0.3
@@ -122,6 +126,9 @@ class QueryAnalyzer:
         self.text = text
         vocabulary = set(index.vocab) | set(_dictionary_words(segmenter))
         self.homophones = HomophoneMap(vocabulary)
+        # Per snapshot: the same words weigh the same in every question.
+        self._salience_memo: dict[tuple[str, bool, frozenset[str]], float] = {}
+        self._idf_memo: dict[frozenset[int], float] = {}
 
     def _is_known(self, run: str) -> bool:
         return run in self.index.vocab or self.segmenter.is_dictionary_word(run) or run in self.synonyms.rules
@@ -255,6 +262,16 @@ class QueryAnalyzer:
         return all(t in ASPECT_WORDS for t in self.segmenter.words(text))
 
     def _salience(self, concept: Concept) -> float:
+        """How much the concept names a thing (1) rather than a way of saying (see SINGLE_CHAR...);
+        the same words always get the same answer, so it is remembered per snapshot."""
+        key = (concept.surface, bool(concept.expansions), frozenset(concept.terms))
+        found = self._salience_memo.get(key)
+        if found is None:
+            bounded(self._salience_memo)
+            found = self._salience_memo[key] = self._salience_of(concept)
+        return found
+
+    def _salience_of(self, concept: Concept) -> float:
         if sum(1 for ch in concept.surface if is_han(ch) or ch.isalnum()) < 2:
             return SINGLE_CHAR
         tag = self.segmenter.tag(concept.surface)
@@ -325,19 +342,23 @@ class QueryAnalyzer:
         # What the concept stands for: the rule's words and the whole phrase, not its own
         # pieces (一年 in 干满一年 says nothing of 稳岗).
         words = concept.expansions | {concept.surface} if concept.expansions else concept.heads
-        ids = [self.index.term_id(t) for t in words]
-        ids = [tid for tid in ids if tid is not None]
+        ids = frozenset(tid for tid in (self.index.term_id(t) for t in words) if tid is not None)
         if len(ids) < 2:
             return rarest
-        passages = np.unique(np.concatenate([self.index.postings(tid) for tid in ids]))
-        n, df = self.index.num_docs, len(passages)
-        return float(np.log(1.0 + (n - df + 0.5) / (df + 0.5)))
+        found = self._idf_memo.get(ids)
+        if found is None:
+            bounded(self._idf_memo)
+            passages = np.unique(np.concatenate([self.index.postings(tid) for tid in ids]))
+            n, df = self.index.num_docs, len(passages)
+            found = self._idf_memo[ids] = float(np.log(1.0 + (n - df + 0.5) / (df + 0.5)))
+        return found
 
     def _unknown_weight(self, concept: Concept) -> float:
         """The weight of a word the handbook never uses (in this sense) and no synonym explains.
 
         Rare words name things (驾照 31, 彩礼 45 in jieba's counts): most likely
-        the topic the handbook lacks. Everyday words (知道, 突然) are mostly phrasing.
+        the topic the handbook lacks, and so do nouns however everyday (电脑). Everyday
+        words of other kinds (知道, 突然) are mostly phrasing.
         A lone character counts little, unless it is a noun (猫 in "猫丢了咋办").
         """
         if concept.salience <= SINGLE_CHAR and not concept.noun:
@@ -349,8 +370,16 @@ class QueryAnalyzer:
                 frequency = max((self.segmenter.frequency(t) for t in concept.terms if len(t) < len(concept.surface)),
                                 default=0)
             factor = UNKNOWN_RARE if frequency < RARE_BELOW else UNKNOWN_COMMON if frequency < COMMON_BELOW else UNKNOWN_EVERYDAY
-            if concept.salience == FUNCTION_WORD:
+            # Function words run together weigh half; a lone noun (狗, 猫) is not one of them,
+            # although both have the same salience.
+            if concept.salience == FUNCTION_WORD and not concept.noun:
                 factor *= 0.5
+        if factor == UNKNOWN_RARE and concept.salience >= 1.0 and (concept.noun or concept.surface[-1] in PAPER_SUFFIXES):
+            factor *= RARE_NOUN_FACTOR  # a thing, or a paper of its own (房产证)
+        if concept.noun and len(concept.surface) >= 2 and concept.salience >= 1.0 and factor < UNKNOWN_RARE:
+            # A name of a thing the handbook never uses, however everyday (电脑, 考试, 飞机): it is
+            # what the question is about; everyday verbs and adverbs (知道, 突然) stay phrasing.
+            factor = UNKNOWN_RARE
         return factor * self.index.max_idf()
 
 

@@ -26,6 +26,11 @@ DOCUMENT_CREDIT = 0.4  # a compilation's section lacks the word, another section
 COMPILATION_DOCUMENTS = 3  # this many documents or more: a compilation, whose documents are topics  # the article has only a piece of a synonym's words (保障 of 最低生活保障)
 ALL_PIECES_CREDIT = 0.8  # every part of a word the handbook lacks, apart (特困…供养 for 特困供养)
 UNMATCHED_KNOWN = 0.35  # cost of a handbook word the article lacks, relative to its weight
+# ...except a specific name of a thing (中药, 耕地, 要还 => 还款: about as rare as the handbook's
+# rarest words): missing from the article, it is what the question is about, not how it is
+# phrased ("家庭医生能开中药不", "临时救助的钱要还不").
+UNMATCHED_SPECIFIC = 0.7
+SPECIFIC_SHARE = 0.85
 COVERAGE_BASE = 0.2  # a candidate covering none of the question keeps this share of its score
 FACT_FIT = 0.6  # an article stating the kind of fact asked for (a time for "好久到账") ranks this much higher
 
@@ -73,6 +78,7 @@ class Ranker:
         # What kinds of fact each article states (computed once per snapshot, a regex per kind).
         self.facts = [fact_kinds(t) for t in text.texts] if text is not None else []
         self._known_sense: dict[str, bool] = {}
+        self._term_documents: dict[int, frozenset[int]] = {}
         self.passage_article = passage_article.astype(np.int64)
         self.article_count = article_count
         # Which terms each article has, as one set of article * V + term: "does article a have
@@ -105,8 +111,13 @@ class Ranker:
         tid = self.index.term_id(term)
         if tid is None or not len(self.article_document):
             return False
-        articles = self.passage_article[self.index.postings(tid)]
-        return bool((self.article_document[articles] == self.article_document[position]).any())
+        documents = self._term_documents.get(tid)
+        if documents is None:
+            # Which documents use the term: asked for every candidate of every question, computed once.
+            bounded(self._term_documents)
+            articles = self.passage_article[self.index.postings(tid)]
+            documents = self._term_documents[tid] = frozenset(np.unique(self.article_document[articles]).tolist())
+        return int(self.article_document[position]) in documents
 
     def _same_sense(self, position: int, term: str, papers_asked: bool) -> bool:
         """The article uses ``term`` as the question does (see senses.py)."""
@@ -180,21 +191,39 @@ class Ranker:
         usually the household's phrasing and costs little; a word the handbook
         never uses costs its full weight: that is the sign of a topic it lacks.
         """
+        coverage, matched, _ = self.coverages(position, query, documents)
+        return coverage, matched
+
+    def coverages(self, position: int, query: Query, documents: bool = True) -> tuple[float, list[Concept], float]:
+        """``coverage`` with and without the credit of the article's document, in one pass:
+        (coverage, concepts matched, coverage by the article's own words)."""
         concepts = query.topic_concepts or [c for c in query.concepts if not c.from_context]
         papers_asked = query.asks_papers
-        got = total = 0.0
+        got = total = own_got = own_total = 0.0
         matched = []
         for concept in concepts:
-            credit = self.credit(position, concept, papers_asked, documents)
+            own = self.credit(position, concept, papers_asked, documents=False)
+            credit = own
+            if not own and documents and self.compilation and concept.known and any(
+                    self._in_document(position, t) for t in concept.heads):
+                credit = DOCUMENT_CREDIT
             if credit:
                 matched.append(concept)
             known = self.known_sense(concept, papers_asked)
             # A word the handbook has only in another sense weighs as a word it lacks.
             weight = concept.weight if known or not concept.known else max(concept.weight, concept.unknown_weight)
-            missing = weight * (1 - credit)
+            cost = self._missing_cost(concept) if known else 1.0
             got += weight * credit
-            total += weight * credit + (missing * UNMATCHED_KNOWN if known else missing)
-        return (got / total if total > 0 else 0.0), matched
+            total += weight * credit + weight * (1 - credit) * cost
+            own_got += weight * own
+            own_total += weight * own + weight * (1 - own) * cost
+        return (got / total if total > 0 else 0.0), matched, (own_got / own_total if own_total > 0 else 0.0)
+
+    def _missing_cost(self, concept: Concept) -> float:
+        """What a handbook word the article lacks costs, relative to its weight (see UNMATCHED_SPECIFIC)."""
+        if concept.salience >= 1.0 and concept.weight >= SPECIFIC_SHARE * self.index.max_idf():
+            return UNMATCHED_SPECIFIC
+        return UNMATCHED_KNOWN
 
     def rank(self, query: Query, k: int = 3, boost: dict[int, float] | None = None,
              documents: bool = True) -> list[Candidate]:
@@ -210,15 +239,26 @@ class Ranker:
             for position, factor in boost.items():
                 scores[position] *= factor
         shortlist = np.argsort(-scores, kind="stable")[:SHORTLIST]
-        out = []
+        out: list[Candidate] = []
         asked = asked_facts(query.text)
-        for position in shortlist:
-            if scores[position] <= 0:
+        best: list[float] = []  # the k highest rank scores so far
+        for position in shortlist.tolist():
+            score = float(scores[position])
+            if score <= 0:
                 break
-            coverage, matched = self.coverage(int(position), query, documents)
-            own = self.coverage(int(position), query, False)[0] if documents and self.compilation else None
-            fit = len(asked & self.facts[int(position)]) / len(asked) if asked and self.facts else 0.0
-            out.append(Candidate(int(position), float(scores[position]), coverage, matched, fit, own))
+            # The shortlist is in falling BM25 order and a rank score is at most the BM25 score
+            # times (1 + FACT_FIT): once that bound is below the k-th best, no later candidate can
+            # enter the top k. Explaining asks for the whole shortlist, so nothing is skipped there.
+            if len(best) >= k and score * (1 + FACT_FIT) < best[-1]:
+                break
+            fit = len(asked & self.facts[position]) / len(asked) if asked and self.facts else 0.0
+            if len(best) >= k and score * (1 + FACT_FIT * fit) < best[-1]:
+                continue  # this one cannot enter the top k (a later one still may)
+            coverage, matched, own = self.coverages(position, query, documents)
+            candidate = Candidate(position, score, coverage, matched, fit,
+                                  own if documents and self.compilation else None)
+            out.append(candidate)
+            best = sorted(best + [candidate.rank_score], reverse=True)[:k]
         out.sort(key=lambda c: c.rank_score, reverse=True)
         return out[:k]
 
