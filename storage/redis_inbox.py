@@ -122,7 +122,7 @@ redis.call('ZREM', KEYS[2], ARGV[1])
 return {cur[3] or '', cur[4] or '1', cur[5] or '0'}
 """
 
-# KEYS: log, flushing list, flushers. ARGV: count, flusher id, heartbeat end (ms).
+# KEYS: log, this flusher's list. ARGV: count.
 _TAKE_BATCH = """
 local items = redis.call('LRANGE', KEYS[1], 0, tonumber(ARGV[1]) - 1)
 if #items > 0 then
@@ -261,7 +261,7 @@ class RedisInbox:
         """Move up to ``count`` records to this flusher's own list (kept there until :meth:`done`)."""
         now = int(self._now())
         self.client.zadd(FLUSHERS, {flusher: now + int(heartbeat * 1000)})
-        raw = self._take_batch(keys=[LOG, self.flushing(flusher), FLUSHERS], args=[count, flusher, 0])
+        raw = self._take_batch(keys=[LOG, self.flushing(flusher)], args=[count])
         records = []
         for item in raw:
             try:
