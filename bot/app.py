@@ -45,7 +45,7 @@ class SisongApp(FastAPI):
         self.webhook = webhook.Webhook(self)
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        if scope["type"] == "http" and scope["path"] == webhook.PATH:
+        if scope["type"] == "http" and scope["path"] in (webhook.PATH, webhook.PATH + "/"):
             await self.webhook(scope, receive, send)
             return
         await super().__call__(scope, receive, send)

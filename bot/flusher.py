@@ -20,7 +20,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from bot.services import Services
 from storage import inbox
 from storage.db import is_outage
-from storage.redis_client import REDIS_DOWN
+from storage.redis_client import REDIS_ERRORS
 from storage.redis_inbox import RedisInbox
 
 log = logging.getLogger(__name__)
@@ -89,7 +89,7 @@ class LogFlusher:
                     records = self.inbox.take_batch(self.id, BATCH, HEARTBEAT)
                 else:
                     self.inbox.heartbeat(self.id, HEARTBEAT)
-            except REDIS_DOWN as exc:
+            except REDIS_ERRORS as exc:
                 if breaker is not None:
                     breaker.trip(exc)  # logs once per outage, not once per pass
                 return 0
@@ -99,7 +99,7 @@ class LogFlusher:
                 return 0
             try:
                 self.inbox.done(self.id)
-            except REDIS_DOWN as exc:  # written; the list goes back and is written again, harmlessly
+            except REDIS_ERRORS as exc:  # written; the list goes back and is written again, harmlessly
                 if breaker is not None:
                     breaker.trip(exc)
             return len(records)
@@ -147,7 +147,7 @@ def drain(services: Services) -> int:
             # Done when the buffer is empty and no other flusher holds records it has not committed.
             try:
                 settled = batch == 0 and redis_inbox.backlog() == 0 and redis_inbox.in_flight() == 0
-            except REDIS_DOWN:
+            except REDIS_ERRORS:
                 break  # nothing can be drained from a Redis that is down
             if batch == 0 and (settled or time.monotonic() > deadline):
                 break
@@ -156,6 +156,6 @@ def drain(services: Services) -> int:
     finally:
         try:
             redis_inbox.retire(flusher.id)
-        except REDIS_DOWN:
+        except REDIS_ERRORS:
             pass
     return written

@@ -49,7 +49,7 @@ from storage import followers, inbox
 from storage.db import is_outage, wrote
 from storage.models.base import utcnow
 from storage.models.messages import ANSWERED, BUSY, FAILED, OWED, RECEIVED
-from storage.redis_client import REDIS_DOWN
+from storage.redis_client import REDIS_ERRORS
 from storage.redis_inbox import Claim
 
 if TYPE_CHECKING:
@@ -157,6 +157,8 @@ class Claimed:
     # Read along with a Redis claim: the follower's rate-limit verdict and conversation state.
     too_fast: bool = False
     conversation: str | None = None
+    # Settling found the message's row committed by another attempt (a Redis claim only).
+    found_in_database: bool = False
 
     @property
     def in_redis(self) -> bool:
@@ -240,7 +242,7 @@ class Pipeline:
                 key, owner, lease, inbound.raw_xml, replay_key=admission.key if admission else None,
                 digest=admission.digest if admission else "", replay_ttl=admission.ttl if admission else 600,
                 rate=rate, conversation_key=Conversation.key_of(openid))
-        except REDIS_DOWN as exc:
+        except REDIS_ERRORS as exc:  # down, or refusing (out of memory, read-only): the database path
             if breaker is not None:
                 breaker.trip(exc)
             return False
@@ -261,7 +263,7 @@ class Pipeline:
             try:
                 claim = redis_inbox.claim(key, owner, lease, inbound.raw_xml, rate=rate,
                                           conversation_key=Conversation.key_of(openid))
-            except REDIS_DOWN:
+            except REDIS_ERRORS:
                 delivery.offer(SUCCESS)  # the first attempt answers; the database path would wait the same
                 return True
         if claim.attempts > 1:
@@ -291,6 +293,17 @@ class Pipeline:
         else:  # owed (a customer-service message carries it), failed
             delivery.offer(SUCCESS)
 
+    def _follow_database(self, message: BaseMessage, claim: Claimed, words: str | None, delivery: Delivery,
+                         started: float) -> None:
+        """Another attempt committed this message (this one had taken over its Redis claim): later
+        retries follow the database row, and this delivery gets its reply as a database retry would."""
+        assert self.services.redis_inbox is not None and claim.key is not None
+        try:
+            self.services.redis_inbox.moved(claim.key, claim.owner)
+        except REDIS_ERRORS:
+            pass  # the claim's lease runs out; the sweeper then finds the settled row
+        self._follow_first(message, claim.key, words, delivery, started)
+
     def _poison_in_redis(self, message: BaseMessage, claim: Claimed, words: str | None) -> None:
         """Tried SISONG_MAX_ATTEMPTS times in Redis (each attempt's worker died): as :meth:`_poison`."""
         assert claim.key is not None and claim.record is not None
@@ -319,7 +332,7 @@ class Pipeline:
         try:
             return self.services.redis_inbox.settle(claim.key, claim.owner, status, reply, record,
                                                     settings.dedupe_ttl, conversation=saved)
-        except REDIS_DOWN as exc:
+        except REDIS_ERRORS as exc:
             if self.services.redis_breaker is not None:
                 self.services.redis_breaker.trip(exc)
             if record is None:  # the database row is written already: retries will find it there
@@ -442,7 +455,10 @@ class Pipeline:
                 session.rollback()
                 log.warning("message taken over by another worker; this attempt's work is dropped")
                 metrics.HANDLER_OUTCOMES.labels(name, "lost_claim").inc()
-                delivery.offer(SUCCESS)
+                if claim.found_in_database:
+                    self._follow_database(message, claim, words, delivery, started)
+                else:
+                    delivery.offer(SUCCESS)
                 return
             except SQLAlchemyError as exc:
                 session.rollback()
@@ -496,18 +512,24 @@ class Pipeline:
             "status": status, "handler": handler, "reply": _masked(text), "latency_ms": _ms(started),
             "settled_at": utcnow().isoformat(), "touch": _touch_kind(ctx.event),
         }
-        if status == ANSWERED and not wrote(session):
+        # A takeover (attempts > 1) always commits its row: the attempt it took over may be slow rather
+        # than dead and commit too, and only the database's unique key can tell which one counts.
+        if status == ANSWERED and record["attempts"] == 1 and not wrote(session):
             session.rollback()  # ends the read-only transaction: nothing to commit
             changes = ctx.conversation.take_changes()  # saved in the same script, before the reply
             try:
                 if not self._settle_in_redis(claim, status, text, record, conversation=changes):
                     raise inbox.LostClaim(claim.key)
                 return
-            except REDIS_DOWN:
+            except REDIS_ERRORS:
                 log.warning("Redis failed while settling; the message is logged in the database instead")
                 if changes is not None:
                     ctx.conversation.keep_changes()  # saved the usual way (in-process while Redis is down)
-        claim.row_id = inbox.insert_settled(session, record, payload=text)
+        try:
+            claim.row_id = inbox.insert_settled(session, record, payload=text)
+        except inbox.LostClaim:
+            claim.found_in_database = True  # another attempt committed this message: its reply counts
+            raise
         self._touch(ctx)
         session.commit()
         if not self._settle_in_redis(claim, status, text, None):
@@ -558,7 +580,7 @@ class Pipeline:
             if claim.in_redis and self.services.redis_inbox is not None:
                 try:
                     self.services.redis_inbox.mark(str(claim.key), OWED)  # a retry now gets "success"
-                except REDIS_DOWN:
+                except REDIS_ERRORS:
                     pass  # a retry may get the passive reply too; the customer message still goes once
         except SQLAlchemyError as exc:
             log.error("could not mark reply as owed (%s); sending it directly", type(exc).__name__)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -23,6 +24,7 @@ if TYPE_CHECKING:
     from knowledge.store.state import GenerationWatch
 
 log = logging.getLogger(__name__)
+_KNOWLEDGE_LOCK = threading.Lock()
 
 
 class MigrationsPending(Exception):
@@ -53,14 +55,16 @@ class Services:
     def knowledge(self) -> "KnowledgeBase":
         """This process's policy knowledge base (loaded once, reloaded when the handbook changes)."""
         if self._knowledge is None:
-            from knowledge.service import KnowledgeBase
-            from knowledge.store.state import GenerationWatch
+            with _KNOWLEDGE_LOCK:  # two handler threads asking first must not start two watches
+                if self._knowledge is None:
+                    from knowledge.service import KnowledgeBase
+                    from knowledge.store.state import GenerationWatch
 
-            watch = None
-            if not self.db.is_sqlite:  # listen before the first load, so no change falls in between
-                watch = self._kb_watch = GenerationWatch(self.db.url.replace("postgresql+psycopg://", "postgresql://"))
-                watch.start()
-            self._knowledge = KnowledgeBase(self.db, watch=watch)
+                    watch = None
+                    if not self.db.is_sqlite:  # listen before the first load, so no change falls in between
+                        watch = GenerationWatch(self.db.url.replace("postgresql+psycopg://", "postgresql://"))
+                        self._kb_watch = watch.start()
+                    self._knowledge = KnowledgeBase(self.db, watch=watch)
         return self._knowledge
 
     @property

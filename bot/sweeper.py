@@ -46,7 +46,7 @@ from storage import inbox
 from storage import uploads
 from storage.accounts import purge_sessions
 from storage.db import is_outage
-from storage.redis_client import REDIS_DOWN
+from storage.redis_client import REDIS_ERRORS
 
 log = logging.getLogger(__name__)
 
@@ -207,16 +207,17 @@ class Sweeper:
         settings = self.services.settings
         resumed = 0
         try:
-            keys = redis_inbox.abandoned(TAKEOVER_GRACE)
-            for key in keys:
-                taken = redis_inbox.take_abandoned(key, TAKEOVER_GRACE)
+            for key in redis_inbox.abandoned(TAKEOVER_GRACE):
+                # Two steps: the claim is taken over in Redis (payload kept), written to the database
+                # inbox, and only then marked moved; a failure in between leaves it for the next pass.
+                owner = inbox.new_owner()
+                taken = redis_inbox.take_abandoned(key, TAKEOVER_GRACE, owner, settings.claim_lease)
                 if taken is None:
                     continue
                 try:
                     message = parse_message(taken.payload)
-                except Exception:  # noqa: BLE001 - kept as a dead letter below
+                except Exception:  # noqa: BLE001 - an unreadable payload: resume() gives it up
                     message = None
-                owner = inbox.new_owner()
                 with self.services.db.session() as session:
                     row = inbox.claim(
                         session, key=key, owner=owner, lease=settings.claim_lease,
@@ -225,14 +226,16 @@ class Sweeper:
                         event=event_of(message) if message is not None else None,
                         msg_id=str(getattr(message, "id", "") or "") or None,
                         text=logged_text(message) if message is not None else None, payload=taken.payload,
+                        attempts=taken.attempts,
                     )
+                redis_inbox.moved(key, owner)
                 if not row.mine(owner):
                     continue  # its row was committed before the worker died
-                log.warning("answering a message whose worker did not finish", extra={"attempt": taken.attempts})
+                log.warning("answering a message whose worker did not finish", extra={"attempt": row.attempts})
                 self.pipeline.resume(inbox.InboxRow(row.id, row.status, owner, row.attempts, row.lease_until,
                                                     taken.payload, row.openid), owner)
                 resumed += 1
-        except REDIS_DOWN as exc:
+        except REDIS_ERRORS as exc:
             if breaker is not None:
                 breaker.trip(exc)
         return resumed

@@ -49,12 +49,18 @@ class Webhook:
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         method = scope["method"]
         params = dict(parse_qsl(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True))
-        if method == "POST":
-            status, body, content_type, extra = await self._receive(scope, receive, params)
-        elif method in ("GET", "HEAD"):
-            status, body, content_type, extra = self._url_check(params)
-        else:
-            status, body, content_type, extra = 405, b"Method Not Allowed", _TEXT, [(b"allow", b"GET, POST")]
+        try:
+            if method == "POST":
+                status, body, content_type, extra = await self._receive(scope, receive, params)
+            elif method in ("GET", "HEAD"):
+                status, body, content_type, extra = self._url_check(params)
+            else:
+                status, body, content_type, extra = (405, b"Method Not Allowed", _TEXT,
+                                                     [(b"allow", b"GET, HEAD, POST")])
+        except Exception:  # a bug here must not show the follower "该公众号暂时无法提供服务"
+            log.exception("webhook failed")
+            metrics.REQUESTS.labels(method, "500").inc()
+            status, body, content_type, extra = 200, SUCCESS.encode(), _TEXT, []
         if status is None:  # the client went away: nobody to answer
             return
         headers = [(b"content-type", content_type), (b"content-length", str(len(body)).encode()), *extra]

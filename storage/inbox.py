@@ -83,18 +83,21 @@ def claim(
     msg_id: str | None,
     text: str | None,
     payload: str,
+    attempts: int = 1,
 ) -> InboxRow:
     """Insert the message's row, or take over a claim whose lease ran out; one statement.
 
     Returns the row as it now stands: ``row.mine(owner)`` says whether this
     attempt may answer. ``text`` must already be masked; ``payload`` is the
-    clear inbound XML, kept until the message is settled.
+    clear inbound XML, kept until the message is settled. ``attempts``: the attempts it already had
+    (a claim moved here from Redis keeps its count, so a message that kills workers is still given up).
     """
     now = utcnow()
     conn = session.connection()
     row = conn.execute(_statement(conn.dialect.name, "claim"), {
         "p_now": now, "p_lease_until": now + timedelta(seconds=lease), "p_openid": openid, "p_msg_type": msg_type,
         "p_event": event, "p_msg_id": msg_id, "p_text": text, "p_key": key, "p_owner": owner, "p_payload": payload,
+        "p_attempts": attempts,
     }).first()
     if row is None:  # a retry while the first attempt is alive, or after it settled
         row = session.execute(select(*_ROW).where(MessageLog.dedupe_key == key)).one()
@@ -120,7 +123,7 @@ def _build_claim(dialect: str) -> Any:
         created_at=now, direction="in", openid=bindparam("p_openid"), msg_type=bindparam("p_msg_type"),
         event=bindparam("p_event"), msg_id=bindparam("p_msg_id"), text=bindparam("p_text"), channel="passive",
         dedupe_key=bindparam("p_key"), status=RECEIVED, owner=bindparam("p_owner"), lease_until=lease_until,
-        attempts=1, payload=bindparam("p_payload"),
+        attempts=bindparam("p_attempts"), payload=bindparam("p_payload"),
     )
     return insert.on_conflict_do_update(
         index_elements=["dedupe_key"],

@@ -19,6 +19,10 @@ from storage.breaker import CircuitBreaker
 
 # What a hung or stopped Redis raises through redis-py (and through Huey and limits).
 REDIS_DOWN = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError)
+# Also what a Redis that answers but refuses raises (out of memory under maxmemory, read-only replica
+# after a failover, a command it does not know): where the message inbox uses Redis, any of these
+# sends the message down the database path instead of losing it.
+REDIS_ERRORS = (redis.exceptions.RedisError, OSError)
 
 def redis_pool(url: str, timeout: float, *, read_timeout: float | None = None,
                decode_responses: bool = False) -> redis.ConnectionPool:

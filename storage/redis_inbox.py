@@ -43,6 +43,8 @@ PREFIX = "sisong:"
 PENDING = PREFIX + "in:pending"
 LOG = PREFIX + "in:log"
 DEAD = PREFIX + "in:dead"
+DEAD_KEPT = 10_000
+DEAD_TTL = 30 * 24 * 3600
 FLUSHERS = PREFIX + "in:flushers"
 # A claim's hash lives this long while unsettled (the sweeper needs its payload), then as long as
 # WeChat may retry (its last retry comes ~15 s after the first delivery; the replay window is longer).
@@ -57,8 +59,9 @@ _CLAIM = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 if ARGV[6] ~= '' then
-  local first = redis.call('SET', KEYS[3], ARGV[6], 'NX', 'GET', 'EX', ARGV[7])
+  local first = redis.call('GET', KEYS[3])
   if first and first ~= ARGV[6] then return {'replayed', ''} end
+  if not first then redis.call('SET', KEYS[3], ARGV[6], 'EX', ARGV[7]) end
 end
 local cur = redis.call('HMGET', KEYS[1], 'status', 'lease', 'attempts', 'reply')
 local lease_end = now + tonumber(ARGV[3])
@@ -108,18 +111,46 @@ if ARGV[7] ~= '' then redis.call('SET', KEYS[4], ARGV[7], 'EX', ARGV[8]) end
 return 1
 """
 
-# KEYS: hash, pending. ARGV: member, grace_ms. The claim is handed to the database inbox:
-# its status becomes 'moved' (a retry then follows the database row) and its payload is returned.
+# KEYS: hash, pending. ARGV: member, grace ms, new owner, lease ms. Step one of handing an abandoned
+# claim to the database inbox: the sweeper takes it over like a retry would (owner, lease, attempts
+# + 1), keeping status and payload, so a sweeper that dies or cannot reach the database loses nothing.
 _TAKE = """
-local now
-do local t = redis.call('TIME'); now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) end
-local cur = redis.call('HMGET', KEYS[1], 'status', 'lease', 'payload', 'attempts', 'created')
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local cur = redis.call('HMGET', KEYS[1], 'status', 'lease', 'payload', 'attempts')
 if not cur[1] or cur[1] ~= 'received' then redis.call('ZREM', KEYS[2], ARGV[1]); return false end
 if tonumber(cur[2]) + tonumber(ARGV[2]) > now then return false end
+local attempts = tonumber(cur[4] or '1') + 1
+redis.call('HSET', KEYS[1], 'owner', ARGV[3], 'lease', now + tonumber(ARGV[4]), 'attempts', attempts)
+redis.call('ZADD', KEYS[2], now + tonumber(ARGV[4]), ARGV[1])
+return {cur[3] or '', tostring(attempts)}
+"""
+
+# KEYS: hash, pending. ARGV: owner, member. Step two, once the database inbox holds the message (or an
+# attempt found its row there): retries follow the database from now on.
+_MOVED = """
+local cur = redis.call('HMGET', KEYS[1], 'status', 'owner')
+if cur[1] ~= 'received' or cur[2] ~= ARGV[1] then return 0 end
 redis.call('HSET', KEYS[1], 'status', 'moved')
 redis.call('HDEL', KEYS[1], 'payload')
-redis.call('ZREM', KEYS[2], ARGV[1])
-return {cur[3] or '', cur[4] or '1', cur[5] or '0'}
+redis.call('ZREM', KEYS[2], ARGV[2])
+return 1
+"""
+
+# KEYS: hash. ARGV: status. A settled message's status for retries, if the hash still exists.
+_MARK = """
+if redis.call('EXISTS', KEYS[1]) == 1 then redis.call('HSET', KEYS[1], 'status', ARGV[1]); return 1 end
+return 0
+"""
+
+# KEYS: this flusher's list, log, flushers. ARGV: flusher id. A stopping flusher puts back what it
+# could not write (the database down at SIGTERM) before it stops announcing itself.
+_RETIRE = """
+local items = redis.call('LRANGE', KEYS[1], 0, -1)
+for i = #items, 1, -1 do redis.call('LPUSH', KEYS[2], items[i]) end
+redis.call('DEL', KEYS[1])
+redis.call('ZREM', KEYS[3], ARGV[1])
+return #items
 """
 
 # KEYS: log, this flusher's list. ARGV: count.
@@ -183,6 +214,9 @@ class RedisInbox:
         self._claim = client.register_script(_CLAIM)
         self._settle = client.register_script(_SETTLE)
         self._take = client.register_script(_TAKE)
+        self._moved = client.register_script(_MOVED)
+        self._mark = client.register_script(_MARK)
+        self._retire = client.register_script(_RETIRE)
         self._take_batch = client.register_script(_TAKE_BATCH)
         self._requeue = client.register_script(_REQUEUE)
         self._now = client.register_script(_NOW)
@@ -235,9 +269,11 @@ class RedisInbox:
 
     def mark(self, key: str, status: str) -> None:
         """Change a settled message's status for retries (an answer that became owed)."""
-        hashed = self._hash(key)
-        if self.client.exists(hashed):
-            self.client.hset(hashed, "status", status)
+        self._mark(keys=[self._hash(key)], args=[status])
+
+    def moved(self, key: str, owner: str) -> bool:
+        """Hand ``owner``'s claim to the database inbox: retries follow the database row from now on."""
+        return bool(self._moved(keys=[self._hash(key), PENDING], args=[owner, key]))
 
     # -- the sweeper -------------------------------------------------------------------------
 
@@ -247,13 +283,14 @@ class RedisInbox:
         members = self.client.zrangebyscore(PENDING, "-inf", now - int(grace * 1000), start=0, num=limit)
         return [_text(m) for m in members]
 
-    def take_abandoned(self, key: str, grace: float) -> Abandoned | None:
-        """Hand one abandoned claim over (to the database inbox); None if it settled or someone took it."""
-        taken = self._take(keys=[self._hash(key), PENDING], args=[key, int(grace * 1000)])
+    def take_abandoned(self, key: str, grace: float, owner: str, lease: float) -> Abandoned | None:
+        """Take one abandoned claim over for ``owner`` (step one of moving it to the database inbox;
+        :meth:`moved` is step two); None if it settled or someone else took it."""
+        taken = self._take(keys=[self._hash(key), PENDING], args=[key, int(grace * 1000), owner, int(lease * 1000)])
         if not taken:
             return None
-        payload, attempts, _created = (_text(v) for v in taken)
-        return Abandoned(key, payload, int(attempts or 1))
+        payload, attempts = (_text(v) for v in taken)
+        return Abandoned(key, payload, int(attempts or 2))
 
     # -- the write-behind log ------------------------------------------------------------------
 
@@ -267,26 +304,40 @@ class RedisInbox:
             try:
                 records.append(json.loads(item))
             except ValueError:
-                self.client.rpush(DEAD, item)
+                self.bury(_text(item))
         return records
 
     def pending_in_flight(self, flusher: str) -> list[dict[str, Any]]:
-        """Records this flusher took but has not confirmed (after a failed commit, say)."""
-        return [json.loads(item) for item in self.client.lrange(self.flushing(flusher), 0, -1)]
+        """Records this flusher took but has not confirmed (after a failed commit, say); an unreadable
+        one was put aside when it was taken."""
+        records = []
+        for item in self.client.lrange(self.flushing(flusher), 0, -1):
+            try:
+                records.append(json.loads(item))
+            except ValueError:
+                continue
+        return records
 
     def done(self, flusher: str) -> None:
         self.client.delete(self.flushing(flusher))
 
-    def bury(self, record: dict[str, Any]) -> None:
-        """A record the database refuses for good (not an outage): kept aside for a person, not retried."""
-        self.client.rpush(DEAD, json.dumps(record, ensure_ascii=False))
+    def bury(self, record: dict[str, Any] | str) -> None:
+        """A record the database refuses for good (not an outage): kept aside for a person, not retried
+        (the newest ``DEAD_KEPT``; they hold openids and masked words, so not for ever)."""
+        item = record if isinstance(record, str) else json.dumps(record, ensure_ascii=False)
+        pipe = self.client.pipeline()
+        pipe.rpush(DEAD, item)
+        pipe.ltrim(DEAD, -DEAD_KEPT, -1)
+        pipe.expire(DEAD, DEAD_TTL)
+        pipe.execute()
 
     def heartbeat(self, flusher: str, seconds: float) -> None:
         self.client.zadd(FLUSHERS, {flusher: int(self._now()) + int(seconds * 1000)})
 
-    def retire(self, flusher: str) -> None:
-        """A flusher stopping cleanly: its list is empty, its heartbeat goes."""
-        self.client.zrem(FLUSHERS, flusher)
+    def retire(self, flusher: str) -> int:
+        """A flusher stopping: what it took and could not write goes back to the front of the buffer,
+        then its heartbeat goes. Returns how many records went back."""
+        return int(self._retire(keys=[self.flushing(flusher), LOG, FLUSHERS], args=[flusher]))
 
     def requeue_dead_flushers(self) -> int:
         """Records of flushers whose heartbeat stopped go back to the buffer; returns how many."""

@@ -41,10 +41,13 @@ from tests.conftest import APPID, PG_URL, REDIS_URL, SECRET, TOKEN, wait_for
 
 
 @pytest.fixture
-def server_services(make_settings, backend) -> Iterator[Services]:  # type: ignore[no-untyped-def]
+def server_services(make_settings, backend, request) -> Iterator[Services]:  # type: ignore[no-untyped-def]
+    """Services on PostgreSQL + Redis; a test marked ``slow_flusher`` gets a flusher that waits a minute
+    between passes, so a row it sees at once was committed with its unit of work, not flushed."""
     if backend != "server":
         pytest.skip("the write-behind log needs Redis")
-    built = build_services(make_settings(claim_lease=1.0, log_flush_interval=0.05), migrate=True)
+    interval = 60.0 if request.node.get_closest_marker("slow_flusher") else 0.05
+    built = build_services(make_settings(claim_lease=1.0, log_flush_interval=interval), migrate=True)
     yield built
     built.close()
 
@@ -104,6 +107,7 @@ def test_a_retry_gets_the_first_reply_from_redis_and_one_row(
     assert len(rows(server_services)) == 1
 
 
+@pytest.mark.slow_flusher
 def test_a_unit_of_work_that_writes_commits_its_row_with_it(
         server_client: TestClient, server_services: Services, api) -> None:  # type: ignore[no-untyped-def]
     """A question the handbook cannot answer is queued for a person: that write and the message's row
@@ -254,3 +258,106 @@ def test_a_stopped_worker_loses_no_logged_message(make_settings, backend, api, t
         assert sorted(r.msg_id for r in rows(services)) == [str(9600000 + n) for n in range(20)]
     finally:
         services.close()
+
+
+# -- what the review of the first version found ------------------------------------------------
+
+
+def test_a_sweeper_that_cannot_reach_the_database_loses_nothing(
+        server_services: Services, api, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+    """The abandoned claim stays in Redis, payload and all, until the database inbox holds it."""
+    import handlers  # noqa: F401
+    from sqlalchemy.exc import OperationalError
+
+    services = server_services
+    services.queue.start_embedded()
+    assert services.redis_inbox is not None
+    sim = WeChatSimulator(TOKEN, APPID, openid="oBehindSweepDbDown0000001")
+    xml = sim.text("帮助", msg_id=9500040)
+    assert services.redis_inbox.claim("m:9500040", "dead:worker", 0.1, xml).mine
+    time.sleep(1.2)
+    real_claim = inbox.claim
+
+    def database_down(*args, **kwargs):  # type: ignore[no-untyped-def]
+        raise OperationalError("INSERT", {}, Exception("server closed the connection"))
+
+    monkeypatch.setattr(inbox, "claim", database_down)
+    sweeper = Sweeper(services, Pipeline(services, router))
+    assert sweeper.sweep()["resumed"] == 0
+    status, payload = services.redis_inbox.client.hmget("sisong:in:m:9500040", ["status", "payload"])
+    assert status == b"received" and payload == xml.encode()
+    monkeypatch.setattr(inbox, "claim", real_claim)
+    services.db.breaker.close()  # the failed claim opened it; its probe would close it in a few seconds
+    time.sleep(1.2)  # the failed sweeper's own lease runs out
+    wait_for(lambda: sweeper.sweep()["resumed"] == 1, timeout=10, interval=0.5)
+    (sent,) = wait_for(lambda: api.calls_to("message/custom/send"), timeout=10)
+    assert sent.json["touser"] == sim.openid
+    (row,) = rows(services)
+    assert row.attempts == 3  # the dead worker, the failed sweep, this one
+
+
+def test_a_stopping_flusher_puts_back_what_it_could_not_write(server_services: Services) -> None:
+    services = server_services
+    assert services.redis_inbox is not None
+    services.redis_inbox.client.rpush(LOG, *(json.dumps(record(f"m:95005{n:02d}", f"oBack{n:020d}"))
+                                             for n in range(3)))
+    stopping = LogFlusher(services, services.redis_inbox, interval=1)
+    assert len(services.redis_inbox.take_batch(stopping.id, 500, heartbeat=10)) == 3  # then the database fails
+    assert services.redis_inbox.retire(stopping.id) == 3
+    assert services.redis_inbox.backlog() == 3 and services.redis_inbox.in_flight() == 0
+    drain(services)
+    assert len(rows(services)) == 3
+
+
+@pytest.mark.slow_flusher
+def test_a_takeover_commits_its_row_and_a_slow_first_attempt_then_loses(
+        server_client: TestClient, server_services: Services) -> None:
+    """The first attempt was slow, not dead: the retry that took its claim over commits the row at once
+    (no write-behind), and the first attempt's own commit is refused by the unique key."""
+    services = server_services
+    assert services.redis_inbox is not None
+    sim = WeChatSimulator(TOKEN, APPID, openid="oBehindSlowFirst000000001")
+    xml = sim.text("帮助", msg_id=9500050)
+    assert services.redis_inbox.claim("m:9500050", "slow:first", 0.2, xml).mine
+    time.sleep(0.3)
+    assert "打字" in (sim.post(server_client, xml).text or "")
+    (row,) = rows(services)  # committed, not buffered
+    assert row.attempts == 2 and services.redis_inbox.backlog() == 0
+    late = record("m:9500050", sim.openid)
+    with pytest.raises(inbox.LostClaim):
+        with services.db.session() as session:
+            inbox.insert_settled(session, late, payload="第二个答复")
+
+
+def test_a_retry_after_a_commit_whose_worker_died_gets_the_committed_reply(
+        server_client: TestClient, server_services: Services) -> None:
+    """The worker committed the row, then died before answering or settling in Redis: the retry takes the
+    Redis claim over, finds the row, and answers with its reply instead of running the handler again."""
+    services = server_services
+    assert services.redis_inbox is not None
+    sim = WeChatSimulator(TOKEN, APPID, openid="oBehindCommitted000000001")
+    xml = sim.text("找人工", msg_id=9500060)
+    assert services.redis_inbox.claim("m:9500060", "dead:after:commit", 0.2, xml).mine
+    with services.db.session() as session:
+        inbox.insert_settled(session, record("m:9500060", sim.openid) | {"reply": "已记下"}, payload="已记下，工作人员会联系您。")
+    time.sleep(0.3)
+    assert sim.post(server_client, xml).text == "已记下，工作人员会联系您。"
+    with services.db.session() as session:
+        assert session.scalar(select(func.count()).select_from(KbUnanswered)) == 0  # the handler did not run again
+    assert services.redis_inbox.look("m:9500060").status == "moved"
+
+
+def test_a_redis_that_refuses_sends_messages_down_the_database_path(
+        server_client: TestClient, server_services: Services, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Out of memory, read-only after a failover: Redis answers but refuses; the message is answered and
+    logged through the database inbox, not lost."""
+    import redis
+
+    def refused(*args, **kwargs):  # type: ignore[no-untyped-def]
+        raise redis.exceptions.ResponseError("OOM command not allowed when used memory > 'maxmemory'.")
+
+    monkeypatch.setattr(RedisInbox, "claim", refused)
+    sim = WeChatSimulator(TOKEN, APPID, openid="oBehindRefused00000000001")
+    assert "打字" in (sim.post(server_client, sim.text("帮助", msg_id=9500070)).text or "")
+    (row,) = rows(server_services)  # the database inbox's row, committed at once
+    assert row.status == "answered" and row.msg_id == "9500070"

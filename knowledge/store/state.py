@@ -80,14 +80,16 @@ class GenerationWatch:
     def _run(self) -> None:
         while not self._stop.is_set():
             try:
-                with psycopg.connect(self.url, autocommit=True, connect_timeout=2) as conn:
+                # Keepalives find a server that stopped answering (no query of ours runs here to notice,
+                # and a query between waits could swallow a notification arriving meanwhile).
+                with psycopg.connect(self.url, autocommit=True, connect_timeout=2, keepalives=1,
+                                     keepalives_idle=5, keepalives_interval=2, keepalives_count=3) as conn:
                     conn.execute(f"LISTEN {CHANNEL}")
                     self.listening = True
                     self._ready.set()
                     while not self._stop.is_set():
                         for _ in conn.notifies(timeout=1.0):
                             self.seen += 1
-                        conn.execute("SELECT 1")  # a dead server is noticed within a second or so
             except Exception as exc:  # noqa: BLE001 - fall back to reading the generation per question
                 if self.listening:
                     log.warning("knowledge base: change notifications lost (%s); checking every question",
