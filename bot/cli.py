@@ -128,6 +128,7 @@ def serve(
             host=settings.host,
             port=settings.port,
             workers=settings.workers,
+            timeout_worker_healthcheck=settings.worker_healthcheck,
             loop="uvloop",
             http="httptools",
             log_level=settings.log_level.lower(),

@@ -43,6 +43,10 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
     workers: int = Field(default=1, ge=1, le=64)
+    # Seconds uvicorn's supervisor waits for a worker to answer its health check before replacing it. A
+    # worker importing everything and loading the handbook on a busy machine took longer than uvicorn's 5 s,
+    # was killed, and its replacement again, so the service ran on fewer workers without saying so.
+    worker_healthcheck: int = Field(default=60, ge=5, le=600)
     embedded_worker: Literal["auto", "true", "false"] = "auto"
 
     wecom_robot_url: str | None = None
