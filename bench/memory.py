@@ -19,6 +19,7 @@ Exits 1 if the verdict fails, so it can gate a change by hand; it is not run
 by the test suite.
 
     python bench/memory.py [--messages 100000] [--followers 20000] [--every 10000] [--connections 32]
+        [--uvicorn-healthcheck SECONDS]
 """
 
 from __future__ import annotations
@@ -127,6 +128,8 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--warmup", type=int, default=2_000, help="messages before the first sample")
     parser.add_argument("--flat-mb", type=float, default=5.0, help="allowed growth over the last half")
+    parser.add_argument("--uvicorn-healthcheck", type=float, metavar="SECONDS",
+                        help="raise uvicorn's 5 s worker health check (a busy machine; see bench/webhook.py)")
     args = parser.parse_args()
 
     import secrets
@@ -143,7 +146,7 @@ def main() -> None:
     started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     load_before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory(prefix="sisong-memory-") as tmp:
-        target = start_sisong("server", Path(tmp), None)
+        target = start_sisong("server", Path(tmp), None, args.uvicorn_healthcheck)
         try:
             master = target.procs[0].pid
             deadline = time.monotonic() + 30

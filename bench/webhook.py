@@ -37,6 +37,7 @@ Prints tables and the server logs' warnings; asserts nothing.
     python bench/webhook.py [--seconds 10] [--connections 32] [--threads 2]
         [--only sisong|peer] [--setup sqlite|server|both] [--mode plain|safe|both]
         [--rate 1000 (0: skip)] [--rate-seconds 5] [--rate-mode plain|safe|both] [--handler-threads N]
+        [--uvicorn-healthcheck SECONDS]
 """
 
 from __future__ import annotations
@@ -260,15 +261,15 @@ def cpu_seconds(pids: list[int]) -> float:
     return total
 
 
-def settle(target: Target, limit: float = 90) -> float:
-    """Wait until the target's processes are nearly idle (< 10 % of a core over half a second).
+def settle(targets: list[Target], limit: float = 90) -> float:
+    """Wait until every server's processes are nearly idle (< 10 % of a core over half a second).
 
     After an overload (the fixed-rate test on a slow setup) Sisong still has
-    handler work queued behind the deadline hand-off; the next run must not
-    pay for it. Returns the seconds waited.
+    handler work queued behind the deadline hand-off; the next run, on this
+    server or another, must not pay for it. Returns the seconds waited.
     """
     started = time.monotonic()
-    pids = tree_pids(target.procs[0].pid)
+    pids = [pid for target in targets for pid in tree_pids(target.procs[0].pid)]
     while time.monotonic() - started < limit:
         before = cpu_seconds(pids)
         time.sleep(0.5)
@@ -290,7 +291,11 @@ def wait_ready(url: str, procs: list[subprocess.Popen[bytes]], what: str, log: P
             pass
         time.sleep(0.2)
     for proc in procs:
-        proc.kill()
+        proc.terminate()  # not kill: uvicorn's and gunicorn's masters stop their workers on SIGTERM
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
     tail = log.read_text(errors="replace")[-1500:] if log else ""
     if "died" in tail:
         tail += ("\n(uvicorn kills a worker that does not answer its 5 s health check; a worker still "
@@ -298,9 +303,38 @@ def wait_ready(url: str, procs: list[subprocess.Popen[bytes]], what: str, log: P
     raise SystemExit(f"{what} did not start in 120 s\n{tail}")
 
 
-def start_sisong(setup: str, workdir: Path, handler_threads: int | None) -> Target:
+HEALTHCHECK_SHIM = """\
+# Written by bench/webhook.py --uvicorn-healthcheck: uvicorn's worker health-check timeout for
+# `sisong serve`, which does not set it (5 s); nothing else of the server is touched.
+import uvicorn.config
+
+_init = uvicorn.config.Config.__init__
+
+
+def _patched(self, *args, **kwargs):
+    kwargs.setdefault("timeout_worker_healthcheck", {seconds})
+    _init(self, *args, **kwargs)
+
+
+uvicorn.config.Config.__init__ = _patched
+"""
+
+
+def start_sisong(setup: str, workdir: Path, handler_threads: int | None, healthcheck: float | None = None) -> Target:
+    """``sisong serve`` from this tree; ``healthcheck`` raises uvicorn's 5 s worker health check.
+
+    On a busy 2-core machine a spawned worker can take longer than 5 s to import bot.cli (its
+    __main__); uvicorn then kills it as hung and starts another, which fares no better, and the
+    2-worker setup never comes up. The option is for measuring on such a machine; it changes
+    nothing on the message path, and the bench says when it was used.
+    """
     port = free_port()
     env = sisong_env(port, workdir, setup, handler_threads)
+    if healthcheck:
+        shim = workdir / "shim"
+        shim.mkdir(exist_ok=True)
+        (shim / "sitecustomize.py").write_text(HEALTHCHECK_SHIM.format(seconds=int(healthcheck)))
+        env["PYTHONPATH"] = f"{shim}{os.pathsep}{env['PYTHONPATH']}"
     log = workdir / f"sisong-{setup}.log"
     if setup == "server":
         subprocess.run([sys.executable, "-m", "bot.cli", "db", "upgrade"], env=env, check=True, cwd=workdir,
@@ -475,10 +509,10 @@ def run_wrk(target: Target, mode: str, requests: list[bytes], seconds: float, th
 
 
 def closed_loop(target: Target, mode: str, args: argparse.Namespace, workdir: Path,
-                questions: list[str]) -> Result:
+                questions: list[str], everyone: list[Target]) -> Result:
     """Warm-up (sizes the signed set), then the measured run; once more with twice the set if a
     Sisong run had to reuse requests."""
-    waited = settle(target)
+    waited = settle(everyone)
     warm = run_wrk(target, mode, presign(mode, 6000, target.port, questions), 2, args.threads,
                    args.connections, workdir, set(questions))
     rate = max(warm.requests / max(warm.seconds, 0.1), 300)
@@ -486,7 +520,7 @@ def closed_loop(target: Target, mode: str, args: argparse.Namespace, workdir: Pa
     if not target.is_sisong:
         size = min(size, 20_000)  # the echo keeps no state: reusing a signed request costs it nothing
     for _attempt in range(2):
-        waited += settle(target)
+        waited += settle(everyone)
         before = scrape(target) if target.is_sisong else Counter()
         result = run_wrk(target, mode, presign(mode, size, target.port, questions), args.seconds, args.threads,
                          args.connections, workdir, set(questions))
@@ -614,10 +648,11 @@ async def _open_loop(port: int, requests: list[bytes], rate: float, limit: int):
     return records, errors, pool.peak
 
 
-def open_loop(target: Target, mode: str, rate: float, seconds: float, questions: list[str]) -> OpenLoopResult:
+def open_loop(target: Target, mode: str, rate: float, seconds: float, questions: list[str],
+              everyone: list[Target]) -> OpenLoopResult:
     import uvloop
 
-    waited = settle(target, limit=180)
+    waited = settle(everyone, limit=180)
     requests = presign(mode, int(rate * seconds), target.port, questions)
     cpu = time.process_time()
     records, errors, peak = uvloop.run(_open_loop(target.port, requests, rate, 512))
@@ -682,6 +717,8 @@ def main() -> None:
     parser.add_argument("--rate-mode", choices=("plain", "safe", "both"), default="plain",
                         help="modes of the fixed-rate test (among --mode)")
     parser.add_argument("--handler-threads", type=int, help="SISONG_HANDLER_THREADS (default: the server's)")
+    parser.add_argument("--uvicorn-healthcheck", type=float, metavar="SECONDS",
+                        help="raise uvicorn's 5 s worker health check (a busy machine; see start_sisong)")
     args = parser.parse_args()
     # A SIGTERM (a timeout around the bench) must still stop the servers it started.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
@@ -701,20 +738,27 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="sisong-bench-") as tmp:
         workdir = Path(tmp)
         try:
-            peers = {} if args.only == "sisong" else {mode: start_peer(mode, workdir) for mode in modes}
-            sisongs = [] if args.only == "peer" else [start_sisong(s, workdir, args.handler_threads) for s in setups]
-            targets = [*peers.values(), *sisongs]
+            # One at a time into `targets`, so a server that fails to start does not leave the others running.
+            sisongs: list[Target] = []
+            for setup in setups if args.only != "peer" else ():
+                sisongs.append(start_sisong(setup, workdir, args.handler_threads, args.uvicorn_healthcheck))
+                targets.append(sisongs[-1])
+            peers: dict[str, Target] = {}
+            for mode in modes if args.only != "sisong" else ():
+                peers[mode] = start_peer(mode, workdir)
+                targets.append(peers[mode])
+            started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
             for mode in modes:
                 for target in ([peers[mode]] if mode in peers else []) + sisongs:
                     smokes[f"{target.label}, {mode}"] = smoke(target, mode, questions)
                     console.print(f"[dim]{time.strftime('%H:%M:%S')} {target.label}, {mode} …[/dim]")
-                    results.append(closed_loop(target, mode, args, workdir, questions))
+                    results.append(closed_loop(target, mode, args, workdir, questions, targets))
             if args.rate > 0:
                 for mode in [m for m in modes if args.rate_mode in (m, "both")]:
                     for target in ([peers[mode]] if mode in peers else []) + sisongs:
                         console.print(f"[dim]{time.strftime('%H:%M:%S')} {target.label}, {mode}, "
                                       f"{args.rate:,.0f} msg/s offered …[/dim]")
-                        fixed.append(open_loop(target, mode, args.rate, args.rate_seconds, questions))
+                        fixed.append(open_loop(target, mode, args.rate, args.rate_seconds, questions, targets))
         finally:
             for target in targets:
                 target.stop()
@@ -765,6 +809,8 @@ def main() -> None:
     console.print(f"{started}, {uname.sysname} {uname.release} {uname.machine}, {os.cpu_count()} CPUs, Python "
                   f"{sys.version.split()[0]}, load average (1 min) {load_before:.2f} before, "
                   f"{os.getloadavg()[0]:.2f} after (this bench's own load included)")
+    if args.uvicorn_healthcheck:
+        console.print(f"uvicorn's worker health check raised to {args.uvicorn_healthcheck:g} s (--uvicorn-healthcheck)")
     for label, text in smokes.items():
         console.print(f"[dim]smoke reply, {label}: {text[:60]!r}[/dim]")
     for label, lines in logs.items():
