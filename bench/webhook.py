@@ -10,29 +10,37 @@ What runs, alternating target by target within each mode:
   workers of the ``sync`` class (gunicorn's default, and what WeRoBot's
   ``robot.run(server="gunicorn")`` starts through bottle), signature checked;
 * Sisong (``sisong serve`` from this tree) answering policy questions: the
-  embedded SQLite setup (1 worker) and PostgreSQL + Redis
+  embedded SQLite setup (1 worker, a fresh database) and PostgreSQL + Redis
   (``SISONG_WORKERS=2``; SISONG_BENCH_DATABASE_URL / SISONG_BENCH_REDIS_URL);
+  the WeChat API points at a closed local port, so late answers (the deadline
+  hand-off) fail at once and never leave the machine;
 * plain and safe (AES) mode.
 
 Load is wrk, 2 threads x 32 keep-alive connections, closed loop. wrk cannot
 sign, so each run's requests are signed right before it (fresh timestamps,
 the server's 300 s signature window stays on), one MsgId each, questions from
 tests/data/qa_eval.jsonl (the sample handbook Sisong loads on an empty
-database), spread over enough new followers that none comes near
-SISONG_FOLLOWER_RATE. A 2 s warm-up first sizes the signed set; a run that
-used a request twice (a dedupe hit, not the full path) is flagged. The peer,
-which keeps no state, may reuse its set. Every reply is checked
-(bench/presigned.lua): only a 200 with XML that is not "系统繁忙" or another
-failure text counts as throughput. In safe mode a sample of replies is
-decrypted for that check. For Sisong, /metrics before and after each run says
-which handlers ran.
+database), spread over new followers, at most 8 messages each, so none comes
+near SISONG_FOLLOWER_RATE. A 2 s warm-up first sizes the signed set; a Sisong
+run that used a request twice (a dedupe hit, not the full path) is redone
+with twice the set, then flagged. The peer, which keeps no state, may reuse
+its set. Every reply is checked (bench/presigned.lua): only a 200 with XML
+that is not "系统繁忙" or another failure text counts as throughput; in safe
+mode that text is encrypted, so a sample of replies is decrypted and its
+failure share applied. For Sisong, /metrics before and after each run says
+which handlers ran. Before each run the bench waits for every server to go
+idle (an overloaded Sisong keeps working through its backlog).
 
-Then p99 at a fixed offered rate (``--rate``, default 1000 msg/s): an open-loop
-asyncio generator in this process sends on schedule whatever the replies do
-(latency counts from the scheduled time, so a slow server cannot slow the
-load down) and prints the rate it achieved and its own lag, to prove it kept up.
+Then p99 at a fixed offered rate (``--rate``, default 1000 msg/s, plain mode,
+5 s): an open-loop asyncio generator in this process sends on schedule
+whatever the replies do (latency counts from the scheduled time, so a slow
+server cannot slow the load down; up to 512 connections) and prints the rate
+it achieved and its own lag, to prove it kept up.
 
-Prints tables and the server logs' warnings; asserts nothing.
+Prints tables, the machine and its load, and the Sisong servers' logged
+warnings; asserts nothing. ``--uvicorn-healthcheck`` is for a busy machine
+where uvicorn kills 2-worker Sisong's workers before they are up (see
+start_sisong).
 
     python bench/webhook.py [--seconds 10] [--connections 32] [--threads 2]
         [--only sisong|peer] [--setup sqlite|server|both] [--mode plain|safe|both]
@@ -206,8 +214,25 @@ class Target:
                 proc.kill()
 
 
+def server_env() -> dict[str, str]:
+    """This environment without SISONG_ settings and without PYTHONDONTWRITEBYTECODE.
+
+    A server imports the project from compiled bytecode, as an installed one
+    does; with PYTHONDONTWRITEBYTECODE set (some shells and CI set it) every
+    process compiled bot/, storage/, knowledge/ from source on each start,
+    several seconds on a busy machine, and uvicorn killed the spawned workers
+    as hung (its 5 s health check) before they were up.
+    """
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SISONG_") and k != "PYTHONDONTWRITEBYTECODE"}
+    if not getattr(server_env, "compiled", False):
+        subprocess.run([sys.executable, "-m", "compileall", "-q", "bot", "storage", "handlers", "knowledge", "bench"],
+                       cwd=ROOT, env=env, check=False, stdout=subprocess.DEVNULL)
+        server_env.compiled = True  # type: ignore[attr-defined]
+    return env
+
+
 def sisong_env(port: int, workdir: Path, setup: str, handler_threads: int | None) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SISONG_")}
+    env = server_env()
     env.update(
         SISONG_WECHAT_TOKEN=TOKEN,
         SISONG_WECHAT_APPID=APPID,
@@ -324,9 +349,10 @@ def start_sisong(setup: str, workdir: Path, handler_threads: int | None, healthc
     """``sisong serve`` from this tree; ``healthcheck`` raises uvicorn's 5 s worker health check.
 
     On a busy 2-core machine a spawned worker can take longer than 5 s to import bot.cli (its
-    __main__); uvicorn then kills it as hung and starts another, which fares no better, and the
-    2-worker setup never comes up. The option is for measuring on such a machine; it changes
-    nothing on the message path, and the bench says when it was used.
+    __main__), above all without compiled bytecode (see ``server_env``); uvicorn then kills it as
+    hung and starts another, which fares no better, and the 2-worker setup never comes up. The
+    option is for measuring on such a machine; it changes nothing on the message path, and the
+    bench says when it was used.
     """
     port = free_port()
     env = sisong_env(port, workdir, setup, handler_threads)
@@ -348,7 +374,7 @@ def start_sisong(setup: str, workdir: Path, handler_threads: int | None, healthc
 
 def start_peer(mode: str, workdir: Path) -> Target:
     port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SISONG_")}
+    env = server_env()
     env.update(PEER_TOKEN=TOKEN, PEER_APPID=APPID, PYTHONPATH=str(ROOT))
     if mode == "safe":
         env["PEER_AES_KEY"] = AES_KEY
@@ -368,8 +394,14 @@ def smoke(target: Target, mode: str, questions: list[str]) -> str:
     raw = presign(mode, 1, target.port, questions[3:4])[0]
     head, body = raw.split(b"\r\n\r\n", 1)
     path = head.split(b" ")[1].decode()
-    response = httpx.post(f"http://127.0.0.1:{target.port}{path}", content=body,
-                          headers={"Content-Type": "text/xml"}, timeout=30)
+    try:
+        response = httpx.post(f"http://127.0.0.1:{target.port}{path}", content=body,
+                              headers={"Content-Type": "text/xml"}, timeout=30)
+    except httpx.HTTPError as exc:
+        state = ", ".join(f"pid {p.pid} {'running' if p.poll() is None else f'exited {p.returncode}'}"
+                          for p in target.procs)
+        tail = target.log.read_text(errors="replace")[-2000:] if target.log else ""
+        raise SystemExit(f"{target.label} {mode}: smoke request failed ({exc}); {state}\n{tail}") from None
     if response.status_code != 200:
         raise SystemExit(f"{target.label} {mode}: smoke request got {response.status_code}")
     text = decode_reply(mode, response.content)
