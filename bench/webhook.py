@@ -494,9 +494,10 @@ def run_wrk(target: Target, mode: str, requests: list[bytes], seconds: float, th
             for request in requests[index::threads]:
                 out.write(b"%d\n" % len(request))
                 out.write(request)
-    every, keep = 50, 200
-    command = ["wrk", "-t", str(threads), "-c", str(connections), "-d", f"{max(1, round(seconds))}s", "--timeout", "10s",
-               "-s", str(LUA), f"http://127.0.0.1:{target.port}/wechat",
+    keep = 200  # bodies kept per wrk thread, spread over the signed set
+    every = max(1, len(requests) // (keep * threads))
+    command = ["wrk", "-t", str(threads), "-c", str(connections), "-d", f"{max(1, round(seconds))}s",
+               "--timeout", "10s", "-s", str(LUA), f"http://127.0.0.1:{target.port}/wechat",
                "--", str(prefix), str(threads), str(every), str(keep), str(workdir / "replies")]
     done = subprocess.run(command, capture_output=True, text=True, check=False)
     if done.returncode != 0 or "BENCH " not in done.stdout:
@@ -535,7 +536,7 @@ def run_wrk(target: Target, mode: str, requests: list[bytes], seconds: float, th
             except ValueError:
                 wrong = True
             result.sampled_bad += wrong
-    if mode == "plain":
+    if mode == "plain" and target.is_sisong:
         result.sampled_bad = 0  # plain failure texts were counted exactly in Lua
     return result
 
@@ -822,7 +823,7 @@ def main() -> None:
 
     if fixed:
         table = Table(title=f"webhook, open loop at a fixed offered rate, {args.rate_seconds:g} s, asyncio generator")
-        for column in ("setup", "mode", "offered", "sent msg/s", "generator lag p99 / max ms", "answered msg/s",
+        for column in ("setup", "mode", "offered", "dispatched msg/s", "generator lag p99 / max ms", "answered msg/s",
                        "p50 ms", "p99 ms", "max ms", "bad / errors", "connections", "generator CPU"):
             table.add_column(column, justify="left" if column in ("setup", "mode") else "right")
         for f in fixed:
@@ -831,8 +832,9 @@ def main() -> None:
                           f"{f.p99:.1f}", f"{f.max:.0f}", f"{f.bad:,} / {f.errors:,}", str(f.connections),
                           f"{f.gen_cpu:.0%}")
         console.print(table)
-        console.print("Latency counts from the scheduled send time. The generator kept up if 'sent msg/s' is "
-                      "the offered rate and its lag stays at a few ms.")
+        console.print("Latency counts from the scheduled send time. The generator kept up if 'dispatched msg/s' "
+                      "is the offered rate and its lag (dispatch - schedule) stays at a few ms; a request that "
+                      "then waits for one of the 512 connections waits inside its latency.")
         for f in fixed:
             if f.waited > 2:
                 console.print(f"  {f.label}, {f.mode}: waited {f.waited:.0f} s for the server to go idle first")
