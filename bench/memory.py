@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import signal
 import sys
 import tempfile
 import time
@@ -51,7 +52,12 @@ LIMIT_MB = 250.0
 
 
 def rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+    """Resident set size in MB; 0 for a process that has gone (the next sample reports the replacement)."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return 0.0
+    for line in status.splitlines():
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
     return 0.0
@@ -131,6 +137,8 @@ def main() -> None:
     parser.add_argument("--uvicorn-healthcheck", type=float, metavar="SECONDS",
                         help="raise uvicorn's 5 s worker health check (a busy machine; see bench/webhook.py)")
     args = parser.parse_args()
+    # A SIGTERM (a timeout around the bench) must still stop the server it started.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
 
     import secrets
 

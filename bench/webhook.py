@@ -337,7 +337,8 @@ _init = uvicorn.config.Config.__init__
 
 
 def _patched(self, *args, **kwargs):
-    kwargs.setdefault("timeout_worker_healthcheck", {seconds})
+    # uvicorn.run passes its own default (5) explicitly, so set it rather than setdefault.
+    kwargs["timeout_worker_healthcheck"] = max(kwargs.get("timeout_worker_healthcheck") or 0, {seconds})
     _init(self, *args, **kwargs)
 
 
