@@ -59,6 +59,7 @@ import math
 import os
 import re
 import secrets
+import shutil
 import signal
 import socket
 import subprocess
@@ -756,8 +757,7 @@ def main() -> None:
     args = parser.parse_args()
     # A SIGTERM (a timeout around the bench) must still stop the servers it started.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
-    if not Path("/usr/bin/wrk").exists() and not any(
-            (Path(p) / "wrk").exists() for p in os.environ.get("PATH", "").split(os.pathsep)):
+    if not shutil.which("wrk"):
         raise SystemExit("wrk is needed: apt-get install wrk")
 
     modes = ("plain", "safe") if args.mode == "both" else (args.mode,)
