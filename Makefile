@@ -17,7 +17,7 @@ run: install
 	$(BIN)/sisong serve
 
 test: install
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n 2
 
 bench: install
 	$(BIN)/pip install --quiet -e ".[bench]"

@@ -44,9 +44,10 @@ class Settings(BaseSettings):
     port: int = Field(default=8000, ge=1, le=65535)
     workers: int = Field(default=1, ge=1, le=64)
     # Seconds uvicorn's supervisor waits for a worker to answer its health check before replacing it. A
-    # worker importing everything and loading the handbook on a busy machine took longer than uvicorn's 5 s,
-    # was killed, and its replacement again, so the service ran on fewer workers without saying so.
-    worker_healthcheck: int = Field(default=60, ge=5, le=600)
+    # worker importing everything on a busy machine took longer than uvicorn's 5 s, was killed, and its
+    # replacement again, so the service ran on fewer workers without saying so. Not much longer: the
+    # supervisor waits that long on a silent worker before it even looks at a SIGTERM.
+    worker_healthcheck: int = Field(default=15, ge=5, le=120)
     embedded_worker: Literal["auto", "true", "false"] = "auto"
 
     wecom_robot_url: str | None = None

@@ -92,7 +92,9 @@ def reply_to(api: FakeWeChatAPI, openid: str, timeout: float = 20.0) -> str:
 def inbound(services: Services) -> list[MessageLog]:
     drain(services)  # the Redis inbox logs behind (bot.flusher)
     with services.db.session() as session:
-        return list(session.scalars(select(MessageLog).where(MessageLog.direction == "in").order_by(MessageLog.id)))
+        # By arrival: a message logged behind (bot.flusher) gets its row id after later ones committed at once.
+        return list(session.scalars(select(MessageLog).where(MessageLog.direction == "in")
+                                    .order_by(MessageLog.created_at, MessageLog.id)))
 
 
 def queued_for_cadres(services: Services) -> list[str]:
