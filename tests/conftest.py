@@ -40,12 +40,15 @@ REDIS_URL = os.environ.get("SISONG_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 # PostgreSQL database (test_gw0, test_gw1, …, created when missing) and its own Redis database, so they never
 # empty each other's tables. Set in the environment too, for modules and subprocesses that read it there.
 WORKER = os.environ.get("PYTEST_XDIST_WORKER", "")
-if WORKER:
+# Once per process: a test module importing ``tests.conftest`` loads this file a second time (pytest loaded it
+# as ``conftest``), and the suffix must not be applied to the already suffixed URLs (test_gw0_gw0).
+if WORKER and os.environ.get("SISONG_TEST_WORKER_URLS") != WORKER:
     _index = int(WORKER.lstrip("gw") or 0)
     PG_URL = f"{PG_URL}_{WORKER}"
     _redis_base, _redis_db = REDIS_URL.rsplit("/", 1)
     REDIS_URL = f"{_redis_base}/{max(0, int(_redis_db) - _index)}"
     os.environ["SISONG_TEST_POSTGRES_URL"], os.environ["SISONG_TEST_REDIS_URL"] = PG_URL, REDIS_URL
+    os.environ["SISONG_TEST_WORKER_URLS"] = WORKER
 
 
 def _ensure_worker_database() -> None:
