@@ -139,7 +139,8 @@ def drain(services: Services) -> int:
     redis_inbox = services.redis_inbox
     flusher = LogFlusher(services, redis_inbox, interval=0)
     written = 0
-    deadline = time.monotonic() + 10
+    # Long enough for a dead flusher's heartbeat to lapse and its batch to come back (then written here).
+    deadline = time.monotonic() + HEARTBEAT + REQUEUE_EVERY + 2
     try:
         while True:
             batch = flusher.flush()
