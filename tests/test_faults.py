@@ -19,6 +19,7 @@ import time
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
@@ -37,6 +38,8 @@ from storage.models import KbUnanswered, MessageLog
 from storage.models.base import utcnow
 from tests.conftest import APPID, PG_URL, REDIS_URL, SECRET, TOKEN, wait_for
 from tests.support.fault_proxy import FaultProxy
+
+REDIS_DB = int(urlsplit(REDIS_URL).path.strip("/") or 0)  # this test process's database (xdist workers differ)
 
 FAST = {"breaker_seconds": 1.0, "sweep_interval": 0.2, "claim_lease": 1.0}
 
@@ -94,7 +97,7 @@ def rows(services: Services) -> list[MessageLog]:
 
 def test_hung_redis_costs_followers_nothing(make_settings, backend, redis_proxy, api) -> None:  # type: ignore[no-untyped-def]
     _server_only(backend)
-    settings = make_settings(redis_url=redis_proxy.redis_url(15), **FAST)
+    settings = make_settings(redis_url=redis_proxy.redis_url(REDIS_DB), **FAST)
     services = build_services(settings, migrate=True)
     sim = WeChatSimulator(TOKEN, APPID, openid="oRedisHang00000000000001")
     try:
@@ -130,7 +133,7 @@ def test_hung_redis_costs_followers_nothing(make_settings, backend, redis_proxy,
 
 def test_hung_redis_never_blocks_the_rate_limiter_or_state_per_message(make_settings, backend, redis_proxy) -> None:  # type: ignore[no-untyped-def]
     _server_only(backend)
-    services = build_services(make_settings(redis_url=redis_proxy.redis_url(15), **FAST), migrate=True)
+    services = build_services(make_settings(redis_url=redis_proxy.redis_url(REDIS_DB), **FAST), migrate=True)
     try:
         redis_proxy.hang()
         started = time.monotonic()

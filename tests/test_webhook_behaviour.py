@@ -5,13 +5,14 @@ from __future__ import annotations
 import re
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
 from bot.flusher import drain
+from bot.config import Settings
 from bot.context import Context
 from bot.router import _Keyword, router
 from bot.services import Services
@@ -21,6 +22,12 @@ from storage.models import Follower, KbUnanswered, MessageLog
 from tests.conftest import wait_for
 
 CALLS: list[str] = []
+
+
+@pytest.fixture
+def settings(make_settings: Callable[..., Settings]) -> Settings:
+    """The hand-off tests here time their handlers against a 1.5 s deadline (the suite's default is 3 s)."""
+    return make_settings(reply_deadline=1.5)
 
 
 @pytest.fixture
