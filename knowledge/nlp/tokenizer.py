@@ -1,7 +1,8 @@
-"""Word segmentation with jieba and the shipped domain dictionary.
+"""Word segmentation with jieba's dictionary and the shipped domain dictionary.
 
-One jieba ``Tokenizer`` per process, separate from jieba's global one so other
-code using jieba is not affected by our dictionary. HMM new-word guessing is
+One ``WordDictionary`` per process (knowledge/nlp/dictionary.py: jieba's cuts from a
+compact trie, ~150 MB less a worker than ``jieba.Tokenizer`` and ``jieba.posseg``),
+separate from jieba's global tokenizer. HMM new-word guessing is
 off: the index and the queries must cut text the same way, and guessed words
 ("能补", "底保") would differ between a handbook sentence and a question.
 Search mode also yields the short words inside long ones, so "危房" in a
@@ -11,7 +12,6 @@ question still meets "危房改造" in the handbook.
 from __future__ import annotations
 
 import hashlib
-import logging
 import re
 import threading
 import unicodedata
@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 
-import jieba
+from knowledge.nlp.dictionary import WordDictionary
 
 DATA_DIR = Path(__file__).resolve().parent.parent / "data"
 DOMAIN_DICT = DATA_DIR / "domain_dict.txt"
@@ -34,9 +34,6 @@ MEMO_ENTRIES = 16384
 
 _WORD = re.compile(r"[\u3400-\u9fff\uf900-\ufaffA-Za-z0-9]")
 _FULLWIDTH = str.maketrans({chr(c): chr(c - 0xFEE0) for c in range(0xFF01, 0xFF5F)} | {"\u3000": " "})
-
-jieba.setLogLevel(logging.WARNING)
-
 
 def normalize_text(text: str) -> str:
     """Full-width letters/digits to ASCII, NFKC, lower case: "ＤＬ级" and "dl级" meet "DL级"."""
@@ -61,7 +58,7 @@ class Segmenter:
         self.dict_path = dict_path
         self.stopwords_path = stopwords_path
         self._lock = threading.Lock()
-        self._jieba: jieba.Tokenizer | None = None
+        self._dictionary: WordDictionary | None = None
         self._token_memo: dict[str, tuple[Token, ...]] = {}
         self._boundary_memo: dict[str, frozenset[int]] = {}
 
@@ -90,24 +87,29 @@ class Segmenter:
         return digest.hexdigest()[:32]
 
     @property
-    def jieba(self) -> jieba.Tokenizer:
-        if self._jieba is None:
+    def dictionary(self) -> WordDictionary:
+        if self._dictionary is None:
             with self._lock:
-                if self._jieba is None:
-                    tokenizer = jieba.Tokenizer()
-                    tokenizer.initialize()
-                    tokenizer.load_userdict(str(self.dict_path))
-                    # Questions are lower-cased by normalize_text; so must our words be ("D级" -> "d级").
-                    for line in self.dict_path.read_text(encoding="utf-8").splitlines():
-                        word = line.split(" ")[0].strip()
-                        if word and word != word.lower():
-                            tokenizer.add_word(word.lower(), 20000)
-                    self._jieba = tokenizer
-        return self._jieba
+                if self._dictionary is None:
+                    self._dictionary = WordDictionary(extra=self._domain_words())
+        return self._dictionary
+
+    def _domain_words(self) -> list[tuple[str, int]]:
+        """Our words and counts, in file order, then their lower-case forms.
+
+        Questions are lower-cased by normalize_text; so must our words be ("D级" -> "d级").
+        A line without a count gets 20000, the count every word of ours has.
+        """
+        words: list[tuple[str, int]] = []
+        for line in self.dict_path.read_text(encoding="utf-8").splitlines():
+            fields = line.strip().lstrip("\ufeff").split()
+            if fields and not fields[0].startswith("#"):
+                words.append((fields[0], int(fields[1]) if len(fields) > 1 and fields[1].isdigit() else 20000))
+        return words + [(word.lower(), 20000) for word, _ in words if word != word.lower()]
 
     def is_dictionary_word(self, word: str) -> bool:
         """True for words jieba knows (its own dictionary or ours)."""
-        return bool(self.jieba.FREQ.get(word))
+        return bool(self.dictionary.count(word))
 
     def tokens(self, text: str) -> list[Token]:
         """Search-mode tokens with their spans in ``normalize_text(text)``, stopwords and punctuation dropped."""
@@ -115,7 +117,7 @@ class Segmenter:
         if cached is not None:
             return list(cached)
         key, text = text, normalize_text(text)
-        raw = [(w.strip(), s, e) for w, s, e in self.jieba.tokenize(text, mode="search", HMM=False)]
+        raw = [(w.strip(), s, e) for w, s, e in self.dictionary.tokenize(text, search=True)]
         # "会不会" is a stopword; the "不会" search mode finds inside it must go with it.
         stopped = [(s, e) for w, s, e in raw if w in self.stopwords and e - s >= 2]
         out = []
@@ -130,7 +132,7 @@ class Segmenter:
 
     def frequency(self, word: str) -> int:
         """jieba's corpus count for a word (0 if unknown): how everyday a word is."""
-        return int(self.jieba.FREQ.get(word) or 0)
+        return self.dictionary.count(word)
 
     def boundaries(self, text: str) -> set[int]:
         """Word boundaries (offsets) of the plain segmentation of ``normalize_text(text)``."""
@@ -139,20 +141,14 @@ class Segmenter:
             return set(cached)
         key, text = text, normalize_text(text)
         edges = {0, len(text)}
-        for _, start, end in self.jieba.tokenize(text, HMM=False):
+        for _, start, end in self.dictionary.tokenize(text):
             edges.update((start, end))
         self._remember(self._boundary_memo, key, frozenset(edges))
         return edges
 
-    @cached_property
-    def _tags(self) -> dict[str, str]:
-        import jieba.posseg
-
-        return jieba.posseg.POSTokenizer(self.jieba).word_tag_tab
-
     def tag(self, word: str) -> str | None:
         """jieba's part-of-speech tag for a dictionary word (n, v, m, ...), None if unknown."""
-        return self._tags.get(word)
+        return self.dictionary.tag(word)
 
     def words(self, text: str) -> list[str]:
         return [t.word for t in self.tokens(text)]
@@ -163,7 +159,7 @@ _DEFAULT_LOCK = threading.Lock()
 
 
 def default_segmenter() -> Segmenter:
-    """The process-wide segmenter (jieba loads its dictionary once, ~0.7 s)."""
+    """The process-wide segmenter (its dictionary is built once, at first use, ~1 s)."""
     global _DEFAULT
     if _DEFAULT is None:
         with _DEFAULT_LOCK:
