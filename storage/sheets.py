@@ -31,7 +31,6 @@ from datetime import date, datetime, time
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from openpyxl.utils import get_column_letter
 
 XLSX_MAGIC = b"PK\x03\x04"
 _ZERO_FORMAT = re.compile(r'^0+$')
@@ -196,6 +195,8 @@ def _pad(digits: str, number_format: str | None) -> str:
 
 def column_letter(index: int) -> str:
     """0-based column index → Excel letter, for messages ("第 3 行 E 列")."""
+    from openpyxl.utils import get_column_letter  # openpyxl costs a web worker ~9 MB until a sheet is read
+
     return get_column_letter(index + 1)
 
 

@@ -12,15 +12,16 @@ import io
 import logging
 import re
 from collections import Counter
-
-from pypdf import PdfReader
-from pypdf.errors import PdfReadError
+from typing import TYPE_CHECKING
 
 from knowledge.ingest import errors
 from knowledge.ingest.blocks import Block
 from knowledge.ingest.errors import HandbookFileError
 from knowledge.ingest.reflow import reflow
 from knowledge.nlp.tokenizer import is_han
+
+if TYPE_CHECKING:
+    from pypdf import PdfReader
 
 _PAGE_NUMBER = re.compile(r"^[-—–\s]*(第\s*)?\d{1,4}(\s*页)?[-—–\s]*$|^\d{1,4}\s*/\s*\d{1,4}$")
 _READABLE_PUNCT = set("，。、；：？！“”‘’（）《》【】—…·,.;:?!()[]%-/+ \n\t")
@@ -35,7 +36,7 @@ def readable_share(text: str) -> float:
     return good / len(chars)
 
 
-def _page_lines(reader: PdfReader, name: str) -> list[list[str]]:
+def _page_lines(reader: "PdfReader", name: str) -> list[list[str]]:
     pages = []
     for page in reader.pages:
         try:
@@ -62,6 +63,10 @@ def _drop_furniture(pages: list[list[str]]) -> list[str]:
 
 
 def read_pdf(name: str, content: bytes) -> tuple[list[Block], str | None]:
+    # Imported here: pypdf costs a web worker ~13 MB, and only an upload ever reads a PDF.
+    from pypdf import PdfReader
+    from pypdf.errors import PdfReadError
+
     logging.getLogger("pypdf").setLevel(logging.ERROR)
     try:
         reader = PdfReader(io.BytesIO(content))

@@ -7,8 +7,7 @@ from pathlib import Path
 from knowledge.ingest import errors
 from knowledge.ingest.blocks import RawDocument
 from knowledge.ingest.errors import HandbookFileError
-from knowledge.ingest.read_docx import read_docx
-from knowledge.ingest.read_pdf import read_pdf, readable_share
+from knowledge.ingest.read_pdf import readable_share
 from knowledge.ingest.read_text import read_markdown, read_txt
 
 SUPPORTED = (".docx", ".pdf", ".md", ".markdown", ".txt")
@@ -34,9 +33,15 @@ def read_bytes(name: str, content: bytes, suffix: str) -> RawDocument:
     if not content.strip():
         raise HandbookFileError(name, errors.EMPTY)
     title: str | None = None
+    # The .docx and .pdf readers are imported when a file needs them: their libraries cost a
+    # web worker ~20 MB, and only an upload ever reads such a file.
     if suffix == ".docx":
+        from knowledge.ingest.read_docx import read_docx
+
         blocks, title = read_docx(name, content)
     elif suffix == ".pdf":
+        from knowledge.ingest.read_pdf import read_pdf
+
         blocks, title = read_pdf(name, content)
     elif suffix in (".md", ".markdown"):
         blocks = read_markdown(name, content)

@@ -24,22 +24,27 @@ from __future__ import annotations
 import re
 from array import array
 from collections.abc import Iterable, Iterator
+from importlib.util import find_spec
 from math import log
 from pathlib import Path
 
-import jieba
 import marisa_trie
 
-# jieba's own patterns (jieba/__init__.py): blocks of Han/latin/digits are cut with the
-# dictionary; whitespace is kept as a token; anything else goes out a character at a time.
-_RE_HAN = jieba.re_han_default
-_RE_SKIP = jieba.re_skip_default
-_RE_ENG = jieba.re_eng
+# jieba's own patterns (re_han_default, re_skip_default, re_eng in jieba/__init__.py), copied so
+# that jieba itself is never imported (with its HMM tables, ~10 MB): blocks of Han/latin/digits
+# are cut with the dictionary; whitespace is kept as a token; anything else goes out a
+# character at a time.
+_RE_HAN = re.compile("([\u4E00-\u9FD5a-zA-Z0-9+#&\\._%\\-]+)", re.U)
+_RE_SKIP = re.compile("(\r\n|\\s)", re.U)
+_RE_ENG = re.compile("[a-zA-Z0-9]", re.U)
 
 
 def jieba_dict_path() -> Path:
-    """jieba's main dictionary (dict.txt), shipped inside the package."""
-    return Path(jieba.__file__).resolve().parent / jieba.DEFAULT_DICT_NAME
+    """jieba's main dictionary (dict.txt), shipped inside the package (found without importing it)."""
+    spec = find_spec("jieba")
+    if spec is None or spec.origin is None:
+        raise RuntimeError("jieba is not installed (pip install jieba)")
+    return Path(spec.origin).resolve().parent / "dict.txt"
 
 
 def _dict_lines(path: Path) -> Iterator[list[str]]:
