@@ -143,16 +143,6 @@ if redis.call('EXISTS', KEYS[1]) == 1 then redis.call('HSET', KEYS[1], 'status',
 return 0
 """
 
-# KEYS: this flusher's list, log, flushers. ARGV: flusher id. A stopping flusher puts back what it
-# could not write (the database down at SIGTERM) before it stops announcing itself.
-_RETIRE = """
-local items = redis.call('LRANGE', KEYS[1], 0, -1)
-for i = #items, 1, -1 do redis.call('LPUSH', KEYS[2], items[i]) end
-redis.call('DEL', KEYS[1])
-redis.call('ZREM', KEYS[3], ARGV[1])
-return #items
-"""
-
 # KEYS: log, this flusher's list. ARGV: count.
 _TAKE_BATCH = """
 local items = redis.call('LRANGE', KEYS[1], 0, tonumber(ARGV[1]) - 1)
@@ -163,13 +153,15 @@ end
 return items
 """
 
-# KEYS: flushers, log. ARGV: now ms, prefix of flushing lists. Lists of flushers whose heartbeat
-# stopped go back to the front of the buffer.
-_REQUEUE = """
-local dead = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
+# KEYS: flushers, log. ARGV: prefix of flushing lists, now ms, flusher id (or ''). The lists of the
+# flushers whose heartbeat stopped before now — or of the one named, stopping: what it could not write
+# (the database down at SIGTERM) — go back to the front of the buffer, and those flushers are forgotten.
+_PUT_BACK = """
+local ids
+if ARGV[3] ~= '' then ids = {ARGV[3]} else ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[2]) end
 local moved = 0
-for _, id in ipairs(dead) do
-  local list = ARGV[2] .. id
+for _, id in ipairs(ids) do
+  local list = ARGV[1] .. id
   local items = redis.call('LRANGE', list, 0, -1)
   for i = #items, 1, -1 do redis.call('LPUSH', KEYS[2], items[i]) end
   moved = moved + #items
@@ -216,9 +208,8 @@ class RedisInbox:
         self._take = client.register_script(_TAKE)
         self._moved = client.register_script(_MOVED)
         self._mark = client.register_script(_MARK)
-        self._retire = client.register_script(_RETIRE)
         self._take_batch = client.register_script(_TAKE_BATCH)
-        self._requeue = client.register_script(_REQUEUE)
+        self._put_back = client.register_script(_PUT_BACK)
         self._now = client.register_script(_NOW)
 
     @staticmethod
@@ -337,11 +328,11 @@ class RedisInbox:
     def retire(self, flusher: str) -> int:
         """A flusher stopping: what it took and could not write goes back to the front of the buffer,
         then its heartbeat goes. Returns how many records went back."""
-        return int(self._retire(keys=[self.flushing(flusher), LOG, FLUSHERS], args=[flusher]))
+        return int(self._put_back(keys=[FLUSHERS, LOG], args=[self.flushing(""), 0, flusher]))
 
     def requeue_dead_flushers(self) -> int:
         """Records of flushers whose heartbeat stopped go back to the buffer; returns how many."""
-        return int(self._requeue(keys=[FLUSHERS, LOG], args=[int(self._now()), PREFIX + "in:flushing:"]))
+        return int(self._put_back(keys=[FLUSHERS, LOG], args=[self.flushing(""), int(self._now()), ""]))
 
     def backlog(self) -> int:
         return int(self.client.llen(LOG))
