@@ -113,6 +113,12 @@ def serve(
         raise typer.Exit(1) from None
     finally:
         services.db.dispose()
+    if settings.workers > 1:
+        # Built once here, the word dictionary's cache is then mapped by every worker (~0.01 s
+        # each instead of ~1 s and ~20 MB; SISONG_KB_DICTIONARY_CACHE).
+        from knowledge.nlp.tokenizer import default_segmenter
+
+        len(default_segmenter().dictionary)
     for key, value in settings.model_dump().items():  # the workers re-read settings from the env
         if value is not None and key in {"host", "port", "workers"}:
             os.environ[f"SISONG_{key.upper()}"] = str(value)

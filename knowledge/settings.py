@@ -7,6 +7,7 @@ place (docs/knowledge.md).
 
 from __future__ import annotations
 
+import tempfile
 from functools import lru_cache
 from pathlib import Path
 
@@ -32,6 +33,10 @@ class KnowledgeSettings(BaseSettings):
     # Answers kept per worker (least recently used go first) for questions asked again with the
     # same previous topic; emptied whenever the knowledge base or the synonym file changes. 0: off.
     kb_answer_cache: int = Field(default=4096, ge=0)
+    # Where the compact word dictionary (knowledge/nlp/dictionary.py) is kept once built, so that
+    # every worker maps the same files instead of building its own (~1 s and ~20 MB each). Files
+    # are named after a digest of what they are built from. Empty: each process builds in memory.
+    kb_dictionary_cache: str = str(Path(tempfile.gettempdir()) / "sisong-dictionary")
 
 
 @lru_cache(maxsize=1)

@@ -110,3 +110,38 @@ def test_a_worker_keeps_the_dictionary_small() -> None:
     grown = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=ROOT,
                            env={**os.environ, "PYTHONPATH": str(ROOT)}, check=True, timeout=120)
     assert int(grown.stdout.strip()) < 40, grown.stdout
+
+
+def test_a_cached_dictionary_is_mapped_and_cuts_the_same(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """The first process builds and keeps it; the next maps the files; inputs that change make new files."""
+    segmenter = Segmenter()
+    extra = segmenter._domain_words()
+    built = WordDictionary.load(extra, tmp_path)
+    files = sorted(p.name for p in tmp_path.iterdir())
+    assert [name.rsplit(".", 1)[1] for name in files] == ["arrays", "json", "trie"]
+    mapped = WordDictionary.load(extra, tmp_path)
+    assert isinstance(mapped.counts, memoryview) and not isinstance(built.counts, memoryview)
+    assert (mapped.total, mapped.longest, len(mapped)) == (built.total, built.longest, len(built))
+    for text in _texts()[::7]:
+        assert list(mapped.tokenize(text, search=True)) == list(built.tokenize(text, search=True)), text
+    for word in ("危房", "补助", "建档立卡户", "d级", "危房改", "的", "qwerty"):
+        assert (mapped.count(word), mapped.tag(word)) == (built.count(word), built.tag(word)), word
+
+    # Another word list (a changed domain dictionary) is another set of files, never the old one.
+    WordDictionary.load([*extra, ("羊棚子", 20000)], tmp_path)
+    assert len(list(tmp_path.glob("*.trie"))) == 2
+
+    # A damaged cache is rebuilt, not trusted.
+    arrays = next(p for p in tmp_path.glob("*.arrays") if p.name.split(".")[0] == files[0].split(".")[0])
+    arrays.write_bytes(arrays.read_bytes()[:1000])
+    again = WordDictionary.load(extra, tmp_path)
+    assert not isinstance(again.counts, memoryview) and again.count("补助") == built.count("补助")
+    assert isinstance(WordDictionary.load(extra, tmp_path).counts, memoryview)  # and written back whole
+
+    # A cache that cannot be written costs each process its own copy, and a warning, not an error.
+    blocked = tmp_path / "not-a-directory"
+    blocked.write_text("x")
+    with caplog.at_level("WARNING"):
+        alone = WordDictionary.load(extra, blocked)
+    assert alone.count("补助") == built.count("补助")
+    assert "cannot keep it" in caplog.text

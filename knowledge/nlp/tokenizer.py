@@ -54,9 +54,12 @@ class Token:
 class Segmenter:
     """jieba with our dictionary and stopwords; thread-safe after first use."""
 
-    def __init__(self, dict_path: Path = DOMAIN_DICT, stopwords_path: Path = STOPWORDS_FILE) -> None:
+    def __init__(self, dict_path: Path = DOMAIN_DICT, stopwords_path: Path = STOPWORDS_FILE,
+                 cache_dir: Path | None = None) -> None:
+        """``cache_dir``: where the built word dictionary is kept for other processes (None: not kept)."""
         self.dict_path = dict_path
         self.stopwords_path = stopwords_path
+        self.cache_dir = cache_dir
         self._lock = threading.Lock()
         self._dictionary: WordDictionary | None = None
         self._token_memo: dict[str, tuple[Token, ...]] = {}
@@ -91,7 +94,7 @@ class Segmenter:
         if self._dictionary is None:
             with self._lock:
                 if self._dictionary is None:
-                    self._dictionary = WordDictionary(extra=self._domain_words())
+                    self._dictionary = WordDictionary.load(self._domain_words(), self.cache_dir)
         return self._dictionary
 
     def _domain_words(self) -> list[tuple[str, int]]:
@@ -159,10 +162,14 @@ _DEFAULT_LOCK = threading.Lock()
 
 
 def default_segmenter() -> Segmenter:
-    """The process-wide segmenter (its dictionary is built once, at first use, ~1 s)."""
+    """The process-wide segmenter; its word dictionary is mapped from ``SISONG_KB_DICTIONARY_CACHE``
+    (built there first if missing, ~1 s)."""
     global _DEFAULT
     if _DEFAULT is None:
         with _DEFAULT_LOCK:
             if _DEFAULT is None:
-                _DEFAULT = Segmenter()
+                from knowledge.settings import get_knowledge_settings
+
+                cache = get_knowledge_settings().kb_dictionary_cache
+                _DEFAULT = Segmenter(cache_dir=Path(cache) if cache else None)
     return _DEFAULT
