@@ -16,7 +16,7 @@ from knowledge import fixed_replies, reply_text
 from knowledge.result import Answer, Source
 from knowledge.nlp.cn_numbers import parse_cn_number
 from knowledge.nlp.sentences import split_sentences
-from knowledge.nlp.cues import CUE_TITLE_TERMS
+from knowledge.nlp.cues import CUE_TITLE_TERMS, asks_money
 from knowledge.search.faq_match import core
 from knowledge.search.query import Query
 from knowledge.search.ranker import SHORTLIST, Candidate
@@ -269,7 +269,7 @@ class Responder:
         if not candidates:
             return self._no_answer(query, last_topic)
         best = candidates[0]
-        if best.coverage < self.min_confidence:
+        if best.coverage < self.min_confidence or self._lacks_the_sum(query, best):
             return self._no_answer(query, last_topic)
         article = self.snapshot.articles[best.position]
         body = reply_text.excerpt(article, query, self.answer_chars, self._unit)
@@ -277,6 +277,13 @@ class Responder:
         sources = [_source(self.snapshot.articles[c.position], c.score) for c in candidates[:SOURCES]]
         return Answer(reply_text.answer_text(article, body), sources, topic=article_topic(article.id),
                       confidence=round(best.coverage, 4), kind=kind)
+
+    def _lacks_the_sum(self, query: Query, best: Candidate) -> bool:
+        """A question for a sum of money ("自来水费一吨好多钱", "流转费一亩好多") whose best article
+        states no amount at all: the article is about the thing, not its price, and quoting it
+        would look like an answer without being one, so the question goes to a person."""
+        facts = self.snapshot.ranker.facts
+        return bool(facts) and asks_money(query.text) and "amount" not in facts[best.position]
 
     def _cue_title_boost(self, query: Query) -> dict[int, float]:
         """Articles whose title names what the question asks for (申请 for "咋个申请", 标准 for "多少").

@@ -35,7 +35,9 @@ CUES: tuple[Cue, ...] = (
         "where",
         re.compile(r"哪里|哪儿|哪点|哪哈|在哪|去哪|找哪|找谁|哪个部门|哪个单位|向哪|哪家"
                    r"|哪个(来|管|负责|审|批|办|发|搞|收|定)|谁(来|管|负责|审|批|办|发|定)"
-                   r"|哪个(卡|银行|账户|折子|窗口|地方|医院|网点)|(打|发|存|转|汇)到哪"),
+                   r"|哪个(卡|银行|账户|折子|窗口|地方|医院|网点)|(打|发|存|转|汇)到哪"
+                   # "是找村里还是找乡里": a choice between places is a where-question too.
+                   r"|(找|去|到|在)[^，,。？?！!\s]{1,6}还是(找|去|到|在)"),
         re.compile(r"到.{0,12}(办理|申请|咨询|领取|登记|报名|反映)|向.{0,12}(申请|提出|反映)|找|村委会|乡镇|县.{0,4}(局|中心|残联|大厅)|窗口|网点|小程序"),
     ),
     Cue(
@@ -158,6 +160,16 @@ FACT_QUESTIONS: dict[str, re.Pattern[str]] = {
     "where": CUES[2].question,
     "materials": re.compile(r"材料|资料|手续|证件|带啥|带什么|带哪些|要带|啥证明|什么证明|几张|照片|填啥|填什么"),
 }
+
+
+# Money words: "一吨好多钱", "流转费一亩好多", "补好多" ask for a sum of money, while "热线是好多"
+# asks for a number of another kind.
+_MONEY = re.compile(r"钱|费|补|奖|元|块|工资|津贴|报销|报好多|报多少|利息|贷")
+
+
+def asks_money(question: str) -> bool:
+    """Does the question ask how much money (not which phone number, not how long)?"""
+    return "amount" in asked_facts(question) and bool(_MONEY.search(question))
 
 
 def asked_facts(question: str) -> frozenset[str]:
