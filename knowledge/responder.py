@@ -16,7 +16,7 @@ from knowledge import fixed_replies, reply_text
 from knowledge.result import Answer, Source
 from knowledge.nlp.cn_numbers import parse_cn_number
 from knowledge.nlp.sentences import split_sentences
-from knowledge.nlp.cues import CUE_TITLE_TERMS, asks_money
+from knowledge.nlp.cues import CUE_TITLE_TERMS, PROCEDURE_WORDS, asks_money
 from knowledge.search.faq_match import core
 from knowledge.search.query import Query
 from knowledge.search.ranker import SHORTLIST, Candidate
@@ -30,7 +30,6 @@ CUE_TITLE_BOOST = 1.25
 CUE_TOPIC_TITLE_BOOST = 1.6
 DOCUMENT_TOPIC_BOOST = 1.3
 PROCEDURE_CUES = frozenset({"how", "where", "materials"})
-PROCEDURE_WORDS = frozenset("申请 申报 报名 办理 登记 领取 申领 验收 审批 审核 备案 鉴定 评定 公示".split())
 SINGLE_CHAR_TOPIC = 0.7  # only words, not lone characters, name a topic in a title
 SOURCES = 3  # articles cited in an answer's sources
 # A message that opens by carrying on from the last answer ("那要多久", "那在县外住院呢").

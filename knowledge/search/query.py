@@ -10,6 +10,7 @@ question is about something the handbook never mentions (驾照, 彩礼).
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -45,6 +46,13 @@ SINGLE_CHAR = 0.3
 FUNCTION_WORD = 0.3
 VERB = 0.7
 SINGLE_CHAR_QUERY_WEIGHT = 0.5  # in ranking too, a lone character is weak evidence
+# The asked action: what "能不能…不", "可以…吗", "咋个…" asks to do ("能不能换医生", "高龄津贴要退不",
+# "残疾证咋个换"). A verb there that the handbook never uses is the very thing asked about, and
+# the handbook says nothing of it however well it covers the rest: it weighs this much of the
+# rarest word's weight.
+ASKED_ACTION = 1.5
+_ACTION_OPENS = re.compile(r"能不能|能否|可不可以|可以|能|会不会|要不要|该不该|咋个|咋样|怎么|怎样|如何|咋|要")
+_ACTION_CLOSES = re.compile(r"(不|吗|嘛|没|没有|不了|呢|啊|行不行|可以不|得不)?[？?。！!~～\s]*$")
 _CUE_WORDS = frozenset(w for words in CUE_TERMS.values() for w in words)  # 提供 for "要带啥"
 PAPER_SUFFIXES = frozenset("证 卡".split())  # 老年证, 宅基地证, 慢性病卡: a paper or card of its own
 DIRECTIONS = frozenset("来 去 上 下 进 出 回 过 起 到 给".split())
@@ -155,7 +163,46 @@ class QueryAnalyzer:
             concepts.append(concept)
         for concept in concepts:
             self._weigh(concept)
+        self._weigh_asked_action(text, concepts)
         return Query(text, concepts, cues)
+
+    def _weigh_asked_action(self, text: str, concepts: list[Concept]) -> None:
+        """Raise the weight of a verb the handbook never uses when it is what the question asks to do.
+
+        The action is what stands between the last modal or "how" word and the closing
+        particle: "签了家庭医生能不能|换医生|不" → 换; "残疾证过期了咋个|换" → 换. Only verbs
+        count (the nouns there already weigh as things the handbook lacks), not light verbs
+        (拿来, 进去), not when the span asks for a fact ("要干好久才有"), only those the
+        handbook never uses in any form: a one-character verb counts when the handbook
+        never writes that character at all (修 is in 修缮, so "房子能修不" stays answerable).
+        """
+        close = _ACTION_CLOSES.search(text)
+        end = close.start() if close else len(text)
+        opens = [m for m in _ACTION_OPENS.finditer(text, 0, end)]
+        if not opens:
+            return
+        start = opens[-1].end()
+        inside = [c for c in concepts if c.start >= start and c.end <= end and not c.from_context]
+        if any(c.aspect for c in inside):
+            return  # "要干好久才有": it asks how long, not whether one may do something
+        floor = ASKED_ACTION * self.index.max_idf()
+        for concept in inside:
+            # Light verbs (拿来, 进去, 再补) say how, not what.
+            if concept.known or not self._is_verb(concept):
+                continue
+            if len(concept.surface) == 1:
+                if self.text is None or concept.surface in self.text.characters:
+                    continue
+            elif concept.salience < VERB:
+                continue
+            concept.unknown_weight = max(concept.unknown_weight, floor)
+            concept.weight = concept.focus = concept.unknown_weight
+
+    def _is_verb(self, concept: Concept) -> bool:
+        tag = self.segmenter.tag(concept.surface)
+        if tag is not None:
+            return tag.startswith("v")
+        return any((self.segmenter.tag(w) or "").startswith("v") for w in self.segmenter.words(concept.surface))
 
     def rewrites(self, question: str) -> tuple[list[Correction], list[SynonymHit]]:
         """For explaining only: the homophone fixes and synonym rules ``analyse`` applies to the question."""
