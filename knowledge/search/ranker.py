@@ -248,7 +248,7 @@ class Ranker:
         shortlist = np.argsort(-scores, kind="stable")[:SHORTLIST]
         out: list[Candidate] = []
         asked = asked_facts(query.text)
-        steps = self.named_steps(query) if asked & STEP_FACTS else frozenset()
+        steps = (self.named_steps(query) or self.anchor(query)) if asked & STEP_FACTS else frozenset()
         best: list[float] = []  # the k highest rank scores so far
         for position in shortlist.tolist():
             score = float(scores[position])
@@ -276,13 +276,26 @@ class Ranker:
         return frozenset(h for c in query.concepts if not c.from_context and c.heads & PROCEDURE_WORDS
                          for h in c.heads if len(h) >= 2)
 
+    @staticmethod
+    def anchor(query: Query) -> frozenset[str]:
+        """Without a named step, what a time or place is asked of is the question's most specific
+        topic: "贷款好久能放下来" asks when the loan is paid out (放款), not the loan's term."""
+        topics = [c for c in query.topic_concepts if c.known and c.salience >= 0.7]
+        if not topics:
+            return frozenset()
+        best = max(topics, key=lambda c: c.weight)
+        return frozenset(h for h in best.heads if len(h) >= 2)
+
     def stated(self, position: int, steps: frozenset[str]) -> frozenset[str]:
         """The kinds of fact the article states; with named ``steps``, a time or place counts only
         in a sentence that names one of them: "产业奖补几月份报名" wants the sentence that says when
-        to apply, not the one that says when the money is paid."""
+        to apply, not the one that says when the money is paid. An article whose title (its
+        chapter's, its document's) names them states them in every sentence."""
         kinds = self.facts[position]
         if not steps or not kinds & STEP_FACTS or self.text is None:
             return kinds
+        if any(w in self.text.titles[position] for w in steps):
+            return kinds  # the article is about it as a whole (《…小额信贷实施方案》三、办理流程)
         key = (position, steps)
         found = self._step_facts.get(key)
         if found is None:
