@@ -423,6 +423,11 @@ class QueryAnalyzer:
                 factor *= 0.5
         if factor == UNKNOWN_RARE and concept.salience >= 1.0 and (concept.noun or concept.surface[-1] in PAPER_SUFFIXES):
             factor *= RARE_NOUN_FACTOR  # a thing, or a paper of its own (房产证)
+        if concept.expansions and concept.salience >= 1.0 and factor < UNKNOWN_RARE:
+            # A rule says what it is (发电板 => 光伏, 羊棚子 => 圈舍): a policy thing of its own, and
+            # this handbook has none of its words; however everyday the household's word, the
+            # handbook lacks the thing.
+            factor = UNKNOWN_RARE
         if concept.noun and len(concept.surface) >= 2 and concept.salience >= 1.0 and factor < UNKNOWN_RARE:
             # A name of a thing the handbook never uses, however everyday (电脑, 考试, 飞机): it is
             # what the question is about; everyday verbs and adverbs (知道, 突然) stay phrasing.
