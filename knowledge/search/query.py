@@ -51,7 +51,7 @@ SINGLE_CHAR_QUERY_WEIGHT = 0.5  # in ranking too, a lone character is weak evide
 # the handbook says nothing of it however well it covers the rest: it weighs this much of the
 # rarest word's weight.
 ASKED_ACTION = 1.5
-_ACTION_OPENS = re.compile(r"能不能|能否|可不可以|可以|能|会不会|要不要|该不该|咋个|咋样|怎么|怎样|如何|咋|要")
+_ACTION_OPENS = re.compile(r"能不能|能否|可不可以|可以|能|会不会|要不要|该不该|咋个|咋样|啷个|哪门|怎么|怎样|如何|咋|要")
 _ACTION_CLOSES = re.compile(r"(不|吗|嘛|没|没有|不了|呢|啊|行不行|可以不|得不)?[？?。！!~～\s]*$")
 _CUE_WORDS = frozenset(w for words in CUE_TERMS.values() for w in words)  # 提供 for "要带啥"
 PAPER_SUFFIXES = frozenset("证 卡".split())  # 老年证, 宅基地证, 慢性病卡: a paper or card of its own
