@@ -132,7 +132,10 @@ class QueryAnalyzer:
         self.synonyms = synonyms
         self.index = index
         self.text = text
-        vocabulary = set(index.vocab) | set(_dictionary_words(segmenter))
+        # The households' own phrases are heard wrong too ("公意岗" for 公益岗): the rules' phrases
+        # of three characters or more are words a slip can be corrected to (shorter ones sound like
+        # everyday words: 的钱 is not 得钱), and the corrected question is read with the rules.
+        vocabulary = set(index.vocab) | set(_dictionary_words(segmenter)) | {p for p in synonyms.rules if len(p) >= 3}
         self.homophones = HomophoneMap(vocabulary)
         # Per snapshot: the same words weigh the same in every question.
         self._salience_memo: dict[tuple[str, bool, frozenset[str]], float] = {}
@@ -147,8 +150,9 @@ class QueryAnalyzer:
     def analyse(self, question: str, context: str | None = None) -> Query:
         text = normalize_text(question).strip()
         concepts = self._word_concepts(text)
-        concepts = self._apply_homophones(text, concepts)
-        concepts = self._apply_synonyms(text, concepts)
+        boundaries = self.segmenter.boundaries(text)
+        concepts, heard_right = self._apply_homophones(text, concepts, boundaries)
+        concepts = self._apply_synonyms(heard_right, concepts, boundaries)
         cues = question_cues(text)
         for cue in sorted(cues):
             concept = Concept(cue, -1, -1, aspect=True)
@@ -208,8 +212,8 @@ class QueryAnalyzer:
         """For explaining only: the homophone fixes and synonym rules ``analyse`` applies to the question."""
         text = normalize_text(question).strip()
         boundaries = self.segmenter.boundaries(text)
-        return (self.homophones.corrections(text, self._is_known, boundaries),
-                self.synonyms.find(text, boundaries))
+        fixes = self.homophones.corrections(text, self._is_known, boundaries)
+        return fixes, self.synonyms.find(_corrected(text, fixes), boundaries)
 
     def _word_concepts(self, text: str) -> list[Concept]:
         tokens = self.segmenter.tokens(text)
@@ -238,18 +242,21 @@ class QueryAnalyzer:
             concepts.append(concept)
         return concepts
 
-    def _apply_homophones(self, text: str, concepts: list[Concept]) -> list[Concept]:
-        for fix in self.homophones.corrections(text, self._is_known, self.segmenter.boundaries(text)):
+    def _apply_homophones(self, text: str, concepts: list[Concept],
+                          boundaries: set[int]) -> tuple[list[Concept], str]:
+        """The concepts with each slip replaced by what was meant, and the question as meant
+        (a fix sounds the same, so it has the same length and every offset stays)."""
+        fixes = self.homophones.corrections(text, self._is_known, boundaries)
+        for fix in fixes:
             concepts = [c for c in concepts if not (fix.start <= c.start and c.end <= fix.end)]
             concept = Concept(fix.heard, fix.start, fix.end)
             concept.add(fix.meant, OWN_WEIGHT, head=True)
             for term in self._terms_of(fix.meant):
                 concept.add(term, OWN_WEIGHT)
             concepts.append(concept)
-        return sorted(concepts, key=lambda c: c.start)
+        return sorted(concepts, key=lambda c: c.start), _corrected(text, fixes)
 
-    def _apply_synonyms(self, text: str, concepts: list[Concept]) -> list[Concept]:
-        boundaries = self.segmenter.boundaries(text)
+    def _apply_synonyms(self, text: str, concepts: list[Concept], boundaries: set[int]) -> list[Concept]:
         for hit in self.synonyms.find(text, boundaries):
             inside = [c for c in concepts if c.start < hit.end and hit.start < c.end]
             if inside:
@@ -433,6 +440,14 @@ class QueryAnalyzer:
             # what the question is about; everyday verbs and adverbs (知道, 突然) stay phrasing.
             factor = UNKNOWN_RARE
         return factor * self.index.max_idf()
+
+
+def _corrected(text: str, fixes: list[Correction]) -> str:
+    """``text`` with every slip replaced by the word meant (same length: offsets stay valid)."""
+    for fix in fixes:
+        if len(fix.meant) == fix.end - fix.start:
+            text = text[:fix.start] + fix.meant + text[fix.end:]
+    return text
 
 
 def _dictionary_words(segmenter: Segmenter) -> list[str]:
