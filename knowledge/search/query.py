@@ -213,6 +213,7 @@ class QueryAnalyzer:
         text = normalize_text(question).strip()
         boundaries = self.segmenter.boundaries(text)
         fixes = self.homophones.corrections(text, self._is_known, boundaries)
+        fixes = sorted(fixes + self._real_word_slips(self._word_concepts(text), fixes), key=lambda f: f.start)
         return fixes, self.synonyms.find(_corrected(text, fixes), boundaries)
 
     def _word_concepts(self, text: str) -> list[Concept]:
@@ -247,6 +248,7 @@ class QueryAnalyzer:
         """The concepts with each slip replaced by what was meant, and the question as meant
         (a fix sounds the same, so it has the same length and every offset stays)."""
         fixes = self.homophones.corrections(text, self._is_known, boundaries)
+        fixes = sorted(fixes + self._real_word_slips(concepts, fixes), key=lambda f: f.start)
         for fix in fixes:
             concepts = [c for c in concepts if not (fix.start <= c.start and c.end <= fix.end)]
             concept = Concept(fix.heard, fix.start, fix.end)
@@ -255,6 +257,20 @@ class QueryAnalyzer:
                 concept.add(term, OWN_WEIGHT)
             concepts.append(concept)
         return sorted(concepts, key=lambda c: c.start), _corrected(text, fixes)
+
+    def _real_word_slips(self, concepts: list[Concept], fixes: list[Correction]) -> list[Correction]:
+        """Real words the handbook never uses that sound exactly like one it does (检测户 -> 监测户)."""
+        found = []
+        for c in concepts:
+            word = c.surface
+            if (len(word) < 2 or word in self.index.vocab or word in self.synonyms.rules
+                    or not self.segmenter.is_dictionary_word(word)
+                    or any(f.start < c.end and c.start < f.end for f in fixes)):
+                continue
+            meant = self.homophones.handbook_word(word, self.index.vocab.__contains__)
+            if meant is not None:
+                found.append(Correction(c.start, c.end, word, meant))
+        return found
 
     def _apply_synonyms(self, text: str, concepts: list[Concept], boundaries: set[int]) -> list[Concept]:
         for hit in self.synonyms.find(text, boundaries):
