@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import lru_cache
 
 
 @dataclass(frozen=True)
@@ -178,8 +179,11 @@ def asks_money(question: str) -> bool:
     return "amount" in asked_facts(question) and bool(_MONEY.search(question))
 
 
+@lru_cache(maxsize=16384)
 def asked_facts(question: str) -> frozenset[str]:
-    """The kinds of fact (amount, when, where, materials, age, times) a question asks for."""
+    """The kinds of fact (amount, when, where, materials, age, times) a question asks for.
+
+    Asked by the ranker, the responder and the excerpt for the same question: remembered."""
     return frozenset(kind for kind, pattern in FACT_QUESTIONS.items() if pattern.search(question))
 
 
