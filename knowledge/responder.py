@@ -34,6 +34,9 @@ SINGLE_CHAR_TOPIC = 0.7  # only words, not lone characters, name a topic in a ti
 SOURCES = 3  # articles cited in an answer's sources
 # A message that opens by carrying on from the last answer ("那要多久", "那在县外住院呢").
 _CONTINUES = re.compile(r"^(那|那么|那要|那我|那个|那还|那如果|还有|另外)")
+# "那C级的呢", "县外的呢": the previous question asked again of another item.
+_SAME_QUESTION = re.compile(r"呢[？?。！!\s]*$")
+PREVIOUS_ARTICLE_BOOST = 1.3
 GROUP_LIMIT = 60  # articles of the previous chapter/document checked for a follow-up
 _ARTICLE_REF = re.compile(r"第([零〇一二两三四五六七八九十百千\d０-９]+)条")
 
@@ -254,6 +257,11 @@ class Responder:
                 for i, a in enumerate(self.snapshot.articles):
                     if a.document == previous.document:
                         boost.setdefault(i, factor ** 0.5)
+            if not own_topic or _SAME_QUESTION.search(question.strip()):
+                # "找哪个申请" after 雨露计划, "那C级的呢" after the amounts: the same article is asked
+                # again (another row, another fact of it) before its neighbours are.
+                position = self.snapshot.positions[previous.id]
+                boost[position] = boost.get(position, 1.0) * PREVIOUS_ARTICLE_BOOST
             for position, extra in cue_boost.items():
                 boost[position] = boost.get(position, 1.0) * extra
             # The previous document is the context already: its other sections earn no extra credit.

@@ -205,6 +205,10 @@ class Ranker:
         """``coverage`` with and without the credit of the article's document, in one pass:
         (coverage, concepts matched, coverage by the article's own words)."""
         concepts = query.topic_concepts or [c for c in query.concepts if not c.from_context]
+        if not query.has_topic:
+            # "找哪个申请" after 雨露计划: the previous topic is what it is about; its own words
+            # (找) only say how it is asked, and an article that happens to say 找 is no answer.
+            concepts = concepts + [c for c in query.concepts if c.from_context]
         papers_asked = query.asks_papers
         got = total = own_got = own_total = 0.0
         matched = []
