@@ -311,9 +311,13 @@ class Responder:
         procedure = {w for cue in query.cues & PROCEDURE_CUES for w in CUE_TITLE_TERMS[cue]}
         boost = {}
         articles, texts = self.snapshot.articles, self.snapshot.analyzer.text
+        # A compilation's section titles are short ("农户申请"): the document's title names its topic
+        # (《…住房安全保障实施方案》 for 危房改造, whose rule reads 住房).
+        compilation = self.snapshot.ranker.compilation
         for i in sorted(set().union(*(self.snapshot.titles_with(w) for w in words))):
             title = articles[i].title
-            named = any(w in title for w in procedure) and any(h in title for h in topic)
+            about = f"{title} {articles[i].document}" if compilation else title
+            named = any(w in title for w in procedure) and any(h in about for h in topic)
             boost[i] = CUE_TOPIC_TITLE_BOOST if named else CUE_TITLE_BOOST
         for i in sorted(set().union(*(self.snapshot.titles_with(w) for w in named_steps))):
             about = texts is None or any(h in texts.texts[i] or h in texts.titles[i] for h in topic - named_steps)

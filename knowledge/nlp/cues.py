@@ -148,6 +148,8 @@ FACT_PATTERNS: dict[str, re.Pattern[str]] = {
     "materials": re.compile(r"提供|携带|带上|(?<![携地纽皮])带(?![动来领头薪])|材料|身份证|户口簿|证明|申请表|照片|复印件|授权书|学生证|录取通知书"),
     "age": re.compile(r"\d+\s*周?岁"),
     "times": re.compile(r"[一两二三四五六七八九十\d]+次|一次性|只.{0,6}一次|每年.{0,6}次"),
+    # The procedure itself: who applies to whom ("向村民委员会提交书面申请"), an application form.
+    "how": re.compile(r"(到|向|找).{0,16}(办理|申请|申领|申报|报名|提出|提交|登记)|提出.{0,4}申请|书面申请|申请表|申报表"),
 }
 
 
@@ -162,6 +164,8 @@ FACT_QUESTIONS: dict[str, re.Pattern[str]] = {
     "when": CUES[3].question,
     "where": CUES[2].question,
     "materials": re.compile(r"材料|资料|手续|证件|带啥|带什么|带哪些|要带|啥证明|什么证明|几张|照片|填啥|填什么"),
+    # "咋个申请", "怎么办理", "申请流程": the way to apply, not whether one may.
+    "how": re.compile(r"(咋个|咋|怎么|怎样|如何|啷个|哪门)(申请|办理|办|弄|整|搞|申报|报名|登记|领)|(申请|办理)(流程|程序|手续)"),
 }
 
 
@@ -181,7 +185,7 @@ def asks_money(question: str) -> bool:
 
 @lru_cache(maxsize=16384)
 def asked_facts(question: str) -> frozenset[str]:
-    """The kinds of fact (amount, when, where, materials, age, times) a question asks for.
+    """The kinds of fact (amount, when, where, materials, age, times, how) a question asks for.
 
     Asked by the ranker, the responder and the excerpt for the same question: remembered."""
     return frozenset(kind for kind, pattern in FACT_QUESTIONS.items() if pattern.search(question))
@@ -192,7 +196,7 @@ _FACT_MEMO_LIMIT = 50_000
 
 
 def fact_kinds(text: str) -> frozenset[str]:
-    """The kinds of fact (amount, when, where, materials, age, times) ``text`` states.
+    """The kinds of fact (amount, when, where, materials, age, times, how) ``text`` states.
 
     Asked of the same handbook sentences for question after question: remembered (bounded)."""
     found = _FACT_MEMO.get(text)
