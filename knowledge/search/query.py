@@ -80,6 +80,7 @@ class Concept:
     known: bool = False
     aspect: bool = False
     noun: bool = False  # jieba calls it a noun (狗, 牛 as well as 驾照)
+    asked_action: bool = False  # the verb a "能不能…" question asks about (see _weigh_asked_action)
 
     def add(self, term: str, weight: float, head: bool = False) -> None:
         if weight > self.terms.get(term, 0.0):
@@ -192,7 +193,13 @@ class QueryAnalyzer:
         floor = ASKED_ACTION * self.index.max_idf()
         for concept in inside:
             # Light verbs (拿来, 进去, 再补) say how, not what.
-            if concept.known or not self._is_verb(concept):
+            if not self._is_verb(concept):
+                continue
+            if concept.known:
+                # A handbook word: an article that lacks it does not say whether one may do it
+                # ("低保户能不能出去打工" is not answered by a list of who gets 危房改造).
+                if len(concept.surface) > 1 and concept.salience >= VERB:
+                    concept.asked_action = True
                 continue
             if len(concept.surface) == 1:
                 if self.text is None or concept.surface in self.text.characters:

@@ -231,7 +231,10 @@ class Ranker:
         return (got / total if total > 0 else 0.0), matched, (own_got / own_total if own_total > 0 else 0.0)
 
     def _missing_cost(self, concept: Concept) -> float:
-        """What a handbook word the article lacks costs, relative to its weight (see UNMATCHED_SPECIFIC)."""
+        """What a handbook word the article lacks costs, relative to its weight (see UNMATCHED_SPECIFIC);
+        the action a question asks about costs all of it."""
+        if concept.asked_action:
+            return 1.0
         if concept.salience >= 1.0 and concept.weight >= SPECIFIC_SHARE * self.index.max_idf():
             return UNMATCHED_SPECIFIC
         return UNMATCHED_KNOWN
