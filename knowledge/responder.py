@@ -37,6 +37,9 @@ _CONTINUES = re.compile(r"^(那|那么|那要|那我|那个|那还|那如果|还
 # "那C级的呢", "县外的呢": the previous question asked again of another item.
 _SAME_QUESTION = re.compile(r"呢[？?。！!\s]*$")
 PREVIOUS_ARTICLE_BOOST = 1.3
+# "有啥子帮扶", "有哪些待遇": a question for a list, naming what is listed last.
+_LISTED = re.compile(r"(有|都有|还有|享受)(啥子|啥|什么|哪些|些啥|些什么|哪几种|哪样)(?P<what>[^\s，,。？?！!]{2,4}?)"
+                     r"(呢|吗|嘛|没|不|啊)?[？?。！!]*$")
 GROUP_LIMIT = 60  # articles of the previous chapter/document checked for a follow-up
 _ARTICLE_REF = re.compile(r"第([零〇一二两三四五六七八九十百千\d０-９]+)条")
 
@@ -225,6 +228,8 @@ class Responder:
         analyzer, ranker = self.snapshot.analyzer, self.snapshot.ranker
         query = analyzer.analyse(question)
         cue_boost = self._cue_title_boost(query)
+        for position, factor in self._listed_title_boost(query).items():
+            cue_boost[position] = cue_boost.get(position, 1.0) * factor
         for position, factor in self._document_boost(query).items():
             cue_boost[position] = cue_boost.get(position, 1.0) * factor
         # Explaining shows the whole shortlist; the answer only ever uses the first SOURCES.
@@ -324,6 +329,21 @@ class Responder:
             if i not in boost and about:
                 boost[i] = CUE_TITLE_BOOST
         return boost
+
+    def _listed_title_boost(self, query: Query) -> dict[int, float]:
+        """"监测户有啥子帮扶", "特困人员有哪些待遇": what is listed is named last, and the article
+        whose title names it ("帮扶措施") is the list asked for, not the one on who qualifies."""
+        match = _LISTED.search(query.text)
+        if match is None:
+            return {}
+        start, end = match.span("what")
+        heads = {h for c in query.concepts if not c.from_context and c.start < end and start < c.end
+                 for h in c.heads if len(h) >= 2}
+        titles = self.snapshot.analyzer.text
+        if not heads or titles is None:
+            return {}
+        return {i: CUE_TOPIC_TITLE_BOOST for i, article in enumerate(self.snapshot.articles)
+                if any(h in article.title for h in heads)}
 
     def _document_boost(self, query: Query) -> dict[int, float]:
         """In a compilation, the sections of a document whose title names the question's topic
