@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from knowledge.nlp.cues import ASPECT_WORDS, CUE_TERMS, asks_papers, only_asks, question_cues
+from knowledge.nlp.cues import ASPECT_WORDS, CUE_TERMS, asked_facts, asks_papers, only_asks, question_cues
 from knowledge.nlp.homophones import Correction, HomophoneMap
 from knowledge.nlp.synonyms import SynonymHit, SynonymTable
 from knowledge.nlp.tokenizer import Segmenter, is_han, normalize_text
@@ -188,12 +188,13 @@ class QueryAnalyzer:
             return
         start = opens[-1].end()
         inside = [c for c in concepts if c.start >= start and c.end <= end and not c.from_context]
-        if any(c.aspect for c in inside):
-            return  # "要干好久才有": it asks how long, not whether one may do something
+        if any(c.aspect for c in inside) or asked_facts(text[start:end]):
+            return  # "要干好久才有", "要种够几亩": it asks for a fact, not whether one may do something
         floor = ASKED_ACTION * self.index.max_idf()
         for concept in inside:
-            # Light verbs (拿来, 进去, 再补) say how, not what.
-            if not self._is_verb(concept):
+            # Light verbs (拿来, 进去, 再补) say how, not what. jieba's tags for lone characters are
+            # no guide (it calls 换 a noun): one the handbook never writes counts whatever its tag.
+            if len(concept.surface) > 1 and not self._is_verb(concept):
                 continue
             if concept.known:
                 # A handbook word: an article that lacks it does not say whether one may do it
