@@ -17,7 +17,8 @@ same for the plain baseline in the same run. ``--by-kind`` adds one line per
 kind of question (amount, when, where, materials, how, eligibility, list,
 table, followup, unanswerable). ``--failures`` lists what sisong gets wrong on
 the tuning splits only: held-out questions are never shown while tuning
-(``--heldout-failures`` shows them, for the final report).
+(``--heldout-failures`` shows them, for the final report); ``--tuning-only`` runs
+and prints the tuning splits alone, so tuning never spends a look at the held-out figures.
 Then the latency on a 500-article handbook, the latency of a question asked again (answer cache)
 and the import time of a 200-page .docx. Quality and p50 are measured with the answer cache off.
 """
@@ -77,8 +78,13 @@ def open_handbook(directory: Path, handbook: Handbook) -> KnowledgeBase:
     return kb
 
 
-def quality(directory: Path, handbook: Handbook, by_kind: bool, failures: bool, heldout_failures: bool) -> Metrics:
+def quality(directory: Path, handbook: Handbook, by_kind: bool, failures: bool, heldout_failures: bool,
+            tuning_only: bool = False) -> Metrics | None:
     items = load_items(handbook.questions)
+    if tuning_only:  # while tuning, not even the held-out figures are printed (each look spends them)
+        items = [i for i in items if i.split not in HELD_OUT]
+        if not items:  # a handbook written wholly as held-out (白水县) has nothing to tune on
+            return None
     kb = open_handbook(directory, handbook)
     baseline = PlainBaseline(kb._fresh_snapshot().articles)
     splits = list(dict.fromkeys(i.split for i in items))
@@ -145,6 +151,8 @@ def main() -> None:
     parser.add_argument("--skip-speed", action="store_true", help="only the quality figures")
     parser.add_argument("--by-kind", action="store_true", help="one line per kind of question")
     parser.add_argument("--failures", action="store_true", help="list what sisong gets wrong on the tuning splits")
+    parser.add_argument("--tuning-only", action="store_true",
+                        help="only the tuning splits: no held-out question is run or printed (use while tuning)")
     parser.add_argument("--heldout-failures", action="store_true",
                         help="list held-out failures too (not while tuning: the figures would stop meaning anything)")
     args = parser.parse_args()
@@ -153,7 +161,10 @@ def main() -> None:
     chosen = [h for h in HANDBOOKS if not args.handbook or h.name in args.handbook]
     with tempfile.TemporaryDirectory() as tmp:
         directory = Path(tmp)
-        held = {h.name: quality(directory, h, args.by_kind, args.failures, args.heldout_failures) for h in chosen}
+        held = {h.name: quality(directory, h, args.by_kind, args.failures, args.heldout_failures, args.tuning_only)
+                for h in chosen}
+        if args.tuning_only:
+            return
         print("\nheld-out, per handbook (targets: hit@1 0.90, facts 0.85, abstention 0.85, answer rate 0.92):")
         for name, m in held.items():
             print(row(f"sisong [{name}/held-out]", m))

@@ -13,6 +13,7 @@ from __future__ import annotations
 import re
 
 from knowledge.nlp.cues import asked_facts, fact_kinds, sentence_cue_hits
+from knowledge.search.ranker import STEP_FACTS, Ranker
 from knowledge.nlp.sentences import split_sentences
 from knowledge.search.query import Query
 from knowledge.snapshot import ArticleRecord
@@ -223,6 +224,10 @@ def excerpt(article: ArticleRecord, query: Query, max_chars: int, unit: float) -
     # such a fact, when one is about the question at all.
     asked = asked_facts(query.text) | (query.cues & {"materials", "where", "when"})
     stating = [i for i in range(len(sentences)) if totals[i] > 0 and asked & fact_kinds(sentences[i])]
+    if asked & STEP_FACTS:
+        # "产业奖补好久报名": the time of the step named (报名), not of the one after it (验收).
+        steps = Ranker.named_steps(query) or Ranker.anchor(query)
+        stating = [i for i in stating if any(w in sentences[i] for w in steps)] or stating
     pool = stating or list(range(len(sentences)))
     first = max(pool, key=lambda i: (totals[i], -i))
     # A clause whose sibling clauses say the same thing about the question ("开工后拨付40%；验收

@@ -16,7 +16,7 @@ from knowledge import fixed_replies, reply_text
 from knowledge.result import Answer, Source
 from knowledge.nlp.cn_numbers import parse_cn_number
 from knowledge.nlp.sentences import split_sentences
-from knowledge.nlp.cues import CUE_TITLE_TERMS
+from knowledge.nlp.cues import CUE_TITLE_TERMS, PROCEDURE_WORDS, asks_money
 from knowledge.search.faq_match import core
 from knowledge.search.query import Query
 from knowledge.search.ranker import SHORTLIST, Candidate
@@ -30,11 +30,16 @@ CUE_TITLE_BOOST = 1.25
 CUE_TOPIC_TITLE_BOOST = 1.6
 DOCUMENT_TOPIC_BOOST = 1.3
 PROCEDURE_CUES = frozenset({"how", "where", "materials"})
-PROCEDURE_WORDS = frozenset("申请 申报 报名 办理 登记 领取 申领 验收 审批 审核 备案 鉴定 评定 公示".split())
 SINGLE_CHAR_TOPIC = 0.7  # only words, not lone characters, name a topic in a title
 SOURCES = 3  # articles cited in an answer's sources
 # A message that opens by carrying on from the last answer ("那要多久", "那在县外住院呢").
 _CONTINUES = re.compile(r"^(那|那么|那要|那我|那个|那还|那如果|还有|另外)")
+# "那C级的呢", "县外的呢": the previous question asked again of another item.
+_SAME_QUESTION = re.compile(r"呢[？?。！!\s]*$")
+PREVIOUS_ARTICLE_BOOST = 1.3
+# "有啥子帮扶", "有哪些待遇": a question for a list, naming what is listed last.
+_LISTED = re.compile(r"(有|都有|还有|享受)(啥子|啥|什么|哪些|些啥|些什么|哪几种|哪样)(?P<what>[^\s，,。？?！!]{2,4}?)"
+                     r"(呢|吗|嘛|没|不|啊)?[？?。！!]*$")
 GROUP_LIMIT = 60  # articles of the previous chapter/document checked for a follow-up
 _ARTICLE_REF = re.compile(r"第([零〇一二两三四五六七八九十百千\d０-９]+)条")
 
@@ -223,6 +228,8 @@ class Responder:
         analyzer, ranker = self.snapshot.analyzer, self.snapshot.ranker
         query = analyzer.analyse(question)
         cue_boost = self._cue_title_boost(query)
+        for position, factor in self._listed_title_boost(query).items():
+            cue_boost[position] = cue_boost.get(position, 1.0) * factor
         for position, factor in self._document_boost(query).items():
             cue_boost[position] = cue_boost.get(position, 1.0) * factor
         # Explaining shows the whole shortlist; the answer only ever uses the first SOURCES.
@@ -255,6 +262,11 @@ class Responder:
                 for i, a in enumerate(self.snapshot.articles):
                     if a.document == previous.document:
                         boost.setdefault(i, factor ** 0.5)
+            if not own_topic or _SAME_QUESTION.search(question.strip()):
+                # "找哪个申请" after 雨露计划, "那C级的呢" after the amounts: the same article is asked
+                # again (another row, another fact of it) before its neighbours are.
+                position = self.snapshot.positions[previous.id]
+                boost[position] = boost.get(position, 1.0) * PREVIOUS_ARTICLE_BOOST
             for position, extra in cue_boost.items():
                 boost[position] = boost.get(position, 1.0) * extra
             # The previous document is the context already: its other sections earn no extra credit.
@@ -269,7 +281,7 @@ class Responder:
         if not candidates:
             return self._no_answer(query, last_topic)
         best = candidates[0]
-        if best.coverage < self.min_confidence:
+        if best.coverage < self.min_confidence or self._lacks_the_sum(query, best):
             return self._no_answer(query, last_topic)
         article = self.snapshot.articles[best.position]
         body = reply_text.excerpt(article, query, self.answer_chars, self._unit)
@@ -277,6 +289,13 @@ class Responder:
         sources = [_source(self.snapshot.articles[c.position], c.score) for c in candidates[:SOURCES]]
         return Answer(reply_text.answer_text(article, body), sources, topic=article_topic(article.id),
                       confidence=round(best.coverage, 4), kind=kind)
+
+    def _lacks_the_sum(self, query: Query, best: Candidate) -> bool:
+        """A question for a sum of money ("自来水费一吨好多钱", "流转费一亩好多") whose best article
+        states no amount at all: the article is about the thing, not its price, and quoting it
+        would look like an answer without being one, so the question goes to a person."""
+        facts = self.snapshot.ranker.facts
+        return bool(facts) and asks_money(query.text) and "amount" not in facts[best.position]
 
     def _cue_title_boost(self, query: Query) -> dict[int, float]:
         """Articles whose title names what the question asks for (申请 for "咋个申请", 标准 for "多少").
@@ -297,15 +316,34 @@ class Responder:
         procedure = {w for cue in query.cues & PROCEDURE_CUES for w in CUE_TITLE_TERMS[cue]}
         boost = {}
         articles, texts = self.snapshot.articles, self.snapshot.analyzer.text
+        # A compilation's section titles are short ("农户申请"): the document's title names its topic
+        # (《…住房安全保障实施方案》 for 危房改造, whose rule reads 住房).
+        compilation = self.snapshot.ranker.compilation
         for i in sorted(set().union(*(self.snapshot.titles_with(w) for w in words))):
             title = articles[i].title
-            named = any(w in title for w in procedure) and any(h in title for h in topic)
+            about = f"{title} {articles[i].document}" if compilation else title
+            named = any(w in title for w in procedure) and any(h in about for h in topic)
             boost[i] = CUE_TOPIC_TITLE_BOOST if named else CUE_TITLE_BOOST
         for i in sorted(set().union(*(self.snapshot.titles_with(w) for w in named_steps))):
             about = texts is None or any(h in texts.texts[i] or h in texts.titles[i] for h in topic - named_steps)
             if i not in boost and about:
                 boost[i] = CUE_TITLE_BOOST
         return boost
+
+    def _listed_title_boost(self, query: Query) -> dict[int, float]:
+        """"监测户有啥子帮扶", "特困人员有哪些待遇": what is listed is named last, and the article
+        whose title names it ("帮扶措施") is the list asked for, not the one on who qualifies."""
+        match = _LISTED.search(query.text)
+        if match is None:
+            return {}
+        start, end = match.span("what")
+        heads = {h for c in query.concepts if not c.from_context and c.start < end and start < c.end
+                 for h in c.heads if len(h) >= 2}
+        titles = self.snapshot.analyzer.text
+        if not heads or titles is None:
+            return {}
+        return {i: CUE_TOPIC_TITLE_BOOST for i, article in enumerate(self.snapshot.articles)
+                if any(h in article.title for h in heads)}
 
     def _document_boost(self, query: Query) -> dict[int, float]:
         """In a compilation, the sections of a document whose title names the question's topic

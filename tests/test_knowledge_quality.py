@@ -60,16 +60,19 @@ def test_beats_plain_jieba_bm25(results: tuple[Metrics, Metrics]) -> None:
     assert ours.abstain_recall > baseline.abstain_recall + 0.5
 
 
-# Held-out figures measured on 2026-11-28 00:19 UTC (bench/qa_eval.py), less a margin of about 0.03
+# Held-out figures measured on 2026-11-28 03:21 UTC (bench/qa_eval.py), less a margin of about 0.03
 # (abstention: about one question). Where a figure is below the target (hit@1 0.90, facts
 # 0.85, abstention 0.85, answer rate 0.92) it is asserted as it stands, so it cannot slide further
-# unnoticed: see docs/knowledge.md.
+# unnoticed: see docs/knowledge.md. Lowered that day, on purpose: the sample's abstention (0.92 ->
+# 0.90: one unanswerable held-out question of 61 is answered now) and the booklet's hit@1, facts
+# and answer rate (0.94 -> 0.90, 0.90, 0.92: two of its 43 answerable held-out questions were lost
+# to the rules that raised its abstention from 0.588 to 0.706).
 HELD_OUT_FLOORS = {
     #            hit@1  facts  abstention  answer rate
-    "qingshan": (0.87, 0.85, 0.92, 0.93),  # measured 0.904 0.887 0.951 0.965
-    "yunxi": (0.80, 0.80, 0.66, 0.95),  # measured 0.837 0.837 0.833 0.980 (6 unanswerable)
-    "shiqiao": (0.94, 0.94, 0.53, 0.94),  # measured 0.977 0.977 0.588 0.977 (17 unanswerable)
-    "baishui": (0.78, 0.78, 0.83, 0.94),  # measured 0.817 0.810 0.889 0.968 (never tuned on)
+    "qingshan": (0.89, 0.86, 0.90, 0.94),  # measured 0.922 0.896 0.934 0.974
+    "yunxi": (0.86, 0.86, 0.66, 0.95),  # measured 0.898 0.898 0.833 0.980 (6 unanswerable)
+    "shiqiao": (0.90, 0.90, 0.64, 0.92),  # measured 0.930 0.930 0.706 0.953 (17 unanswerable)
+    "baishui": (0.83, 0.81, 0.83, 0.94),  # measured 0.865 0.849 0.889 0.976 (never tuned on)
 }
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import lru_cache
 
 
 @dataclass(frozen=True)
@@ -23,7 +24,7 @@ class Cue:
 CUES: tuple[Cue, ...] = (
     Cue(
         "amount",
-        re.compile(r"多少|好多|几多|多钱|补.{0,2}钱|给.{0,2}钱|标准|额度|补不补|补点|多补|能报|报多|最多|最高|几个点|比例|工资|津贴|补贴|补助|奖励|多大|面积|平方|几年|期限"),
+        re.compile(r"多少|好多|几多|多钱|好些钱|几个钱|几块|块钱|补.{0,2}钱|给.{0,2}钱|标准|额度|补不补|补点|多补|能报|报多|最多|最高|几个点|比例|工资|津贴|补贴|补助|奖励|多大|面积|平方|几年|期限"),
         re.compile(r"\d[\d.,]*\s*(万元|元|%|平方米|周岁|年|个月|天)|[一二三四五六七八九十两]+(万元|元|年|个月)|全额|免除|免费|不承担"),
     ),
     Cue(
@@ -33,20 +34,22 @@ CUES: tuple[Cue, ...] = (
     ),
     Cue(
         "where",
-        re.compile(r"哪里|哪儿|哪点|哪哈|在哪|去哪|找哪|找谁|哪个部门|哪个单位|向哪|哪家"
+        re.compile(r"哪里|哪儿|哪点|哪哈|哪块|哪切|在哪|去哪|找哪|找谁|哪个部门|哪个单位|向哪|哪家"
                    r"|哪个(来|管|负责|审|批|办|发|搞|收|定)|谁(来|管|负责|审|批|办|发|定)"
-                   r"|哪个(卡|银行|账户|折子|窗口|地方|医院|网点)|(打|发|存|转|汇)到哪"),
+                   r"|哪个(卡|银行|账户|折子|窗口|地方|医院|网点)|(打|发|存|转|汇)到哪"
+                   # "是找村里还是找乡里": a choice between places is a where-question too.
+                   r"|(找|去|到|在)[^，,。？?！!\s]{1,6}还是(找|去|到|在)"),
         re.compile(r"到.{0,12}(办理|申请|咨询|领取|登记|报名|反映)|向.{0,12}(申请|提出|反映)|找|村委会|乡镇|县.{0,4}(局|中心|残联|大厅)|窗口|网点|小程序"),
     ),
     Cue(
         "when",
-        re.compile(r"什么时候|啥时候|几时|多久|多长时间|几号|哪天|几天|几点|好久|时间|到账|期限"
+        re.compile(r"什么时候|啥时候|啥子时候|么子时候|哪阵|几时|多久|多长时间|几号|哪天|几天|几点|好久|时间|到账|期限"
                    r"|(多少|好多)(天|个工作日|个月|小时)|几个月|几月份"),
         re.compile(r"\d+\s*(日|号|月|天|个工作日|小时|年)|[一二三四五六七八九十]+(个月|天|年)|每月|每年|每季度|之前|以前|以内|期间|前后|时"),
     ),
     Cue(
         "how",
-        re.compile(r"咋个|咋办|咋整|咋弄|怎么|怎样|如何|申请|办理|程序|流程|领$|咋领|怎么领"),
+        re.compile(r"咋个|咋办|咋整|咋弄|咋搞|啷个|哪门|怎么|怎样|如何|申请|办理|程序|流程|领$|咋领|怎么领"),
         re.compile(r"申请|办理|提出|程序|登记|申报|报名|审核|审批|办"),
     ),
     Cue(
@@ -86,7 +89,8 @@ ASPECT_WORDS = frozenset(
 # Question words: what is asked, never what it is about.
 _ASKING = re.compile(
     r"多少|好多|几多|多钱|多久|多长时间|多长|好久|几时|什么时候|啥时候|啥时|几号|哪天|几天|几点|几年|几个|几次|几张"
-    r"|哪里|哪儿|哪点|哪哈|哪个|哪些|哪家|咋个|咋样|咋办|咋整|咋弄|怎么|怎样|如何|多大|好大|啥子|啥|什么"
+    r"|哪里|哪儿|哪点|哪哈|哪块|哪切|哪个|哪些|哪家|哪阵|咋个|咋样|咋办|咋整|咋弄|咋搞|啷个|哪门|怎么|怎样|如何"
+    r"|多大|好大|啥子|么子|哪样|啥|什么|几块钱|几块|块钱"
     r"|带啥|要带|带什么|带哪些|最长|最久|最多|最高|最少"
 )
 
@@ -105,7 +109,7 @@ def only_asks(phrase: str, residue_is_filler: Callable[[str], bool]) -> bool:
 # Asking which papers to bring ("要带啥", "要啥证明", "要几张照片"), as opposed to merely
 # naming a paper ("出生证明丢了去哪补"), which is a question about the paper itself.
 _ASKS_PAPERS = re.compile(
-    r"材料|资料|手续|证件|东西|要带|带啥|带什么|带哪些|带上|带不带|几张|几份|啥证|什么证"
+    r"材料|资料|手续|证件|东西|要带|带啥|带什么|带哪些|带哪样|带上|带不带|几张|几份|啥证|什么证"
     r"|(要|需要|开|交|提供|准备)[^，,。？?！!\s]{0,4}(证明|照片|相片|复印件)"
 )
 
@@ -144,24 +148,46 @@ FACT_PATTERNS: dict[str, re.Pattern[str]] = {
     "materials": re.compile(r"提供|携带|带上|(?<![携地纽皮])带(?![动来领头薪])|材料|身份证|户口簿|证明|申请表|照片|复印件|授权书|学生证|录取通知书"),
     "age": re.compile(r"\d+\s*周?岁"),
     "times": re.compile(r"[一两二三四五六七八九十\d]+次|一次性|只.{0,6}一次|每年.{0,6}次"),
+    # The procedure itself: who applies to whom ("向村民委员会提交书面申请"), an application form.
+    "how": re.compile(r"(到|向|找).{0,16}(办理|申请|申领|申报|报名|提出|提交|登记)|提出.{0,4}申请|书面申请|申请表|申报表"),
 }
 
 
 # The question side: only words that ask for the fact ("补好多", "几号发", "去哪办", "要带啥"),
 # not topic words that happen to name money (补助, 补贴, 标准 are what many questions are about).
 FACT_QUESTIONS: dict[str, re.Pattern[str]] = {
-    "amount": re.compile(r"(多少|好多)(?!天|个工作日|个?月|年|小时|次|回)|几多|多钱|几成|比例|几个点|最高|最多|多大|好大|几亩|几头|几只|额度"
+    "amount": re.compile(r"(多少|好多)(?!天|个工作日|个?月|年|小时|次|回)|几多|多钱|几块|块钱|几成|比例|几个点|最高|最多|多大|好大|几亩|几头|几只|额度"
                          r"|有.{0,4}(补助|补贴|资助|奖补|奖励|津贴)(没|不|吗|嘛|没得|没有)|补不补|给不给钱"),
-    "age": re.compile(r"\d{2,3}(多|来)?(岁|周岁|了)|年纪|岁数|多大年纪|超龄|年龄"),
+    "age": re.compile(r"\d{2,3}(多|来)?(岁|周岁|了)|[二三四五六七八九]十[一二三四五六七八九]?(多|来)?(岁|周岁|了)"
+                     r"|年纪|岁数|多大年纪|超龄|年龄"),
     "times": re.compile(r"几回|几次|几趟|多少次|好多次|几道|几轮"),
     "when": CUES[3].question,
     "where": CUES[2].question,
     "materials": re.compile(r"材料|资料|手续|证件|带啥|带什么|带哪些|要带|啥证明|什么证明|几张|照片|填啥|填什么"),
+    # "咋个申请", "怎么办理", "申请流程": the way to apply, not whether one may.
+    "how": re.compile(r"(咋个|咋|怎么|怎样|如何|啷个|哪门)(申请|办理|办|弄|整|搞|申报|报名|登记|领)|(申请|办理)(流程|程序|手续)"),
 }
 
 
+# Steps of a procedure a household may name ("啥时候报名", "哪个来验收"): the time or place asked
+# is the time or place of that step.
+PROCEDURE_WORDS = frozenset("申请 申报 报名 办理 登记 领取 申领 验收 审批 审核 备案 鉴定 评定 公示".split())
+
+# Money words: "一吨好多钱", "流转费一亩好多", "补好多" ask for a sum of money, while "热线是好多"
+# asks for a number of another kind.
+_MONEY = re.compile(r"钱|费|补|奖|元|块|工资|津贴|报销|报好多|报多少|利息|贷")
+
+
+def asks_money(question: str) -> bool:
+    """Does the question ask how much money (not which phone number, not how long)?"""
+    return "amount" in asked_facts(question) and bool(_MONEY.search(question))
+
+
+@lru_cache(maxsize=16384)
 def asked_facts(question: str) -> frozenset[str]:
-    """The kinds of fact (amount, when, where, materials, age, times) a question asks for."""
+    """The kinds of fact (amount, when, where, materials, age, times, how) a question asks for.
+
+    Asked by the ranker, the responder and the excerpt for the same question: remembered."""
     return frozenset(kind for kind, pattern in FACT_QUESTIONS.items() if pattern.search(question))
 
 
@@ -170,7 +196,7 @@ _FACT_MEMO_LIMIT = 50_000
 
 
 def fact_kinds(text: str) -> frozenset[str]:
-    """The kinds of fact (amount, when, where, materials, age, times) ``text`` states.
+    """The kinds of fact (amount, when, where, materials, age, times, how) ``text`` states.
 
     Asked of the same handbook sentences for question after question: remembered (bounded)."""
     found = _FACT_MEMO.get(text)

@@ -47,6 +47,17 @@ POLYPHONES = frozenset("了还行长重得地的都种教调便传少觉数只�
 
 
 @lru_cache(maxsize=8192)
+def plain_readings(char: str) -> frozenset[str]:
+    """Every reading of one character, toneless and without dialect folding."""
+    options = pinyin(char, style=Style.NORMAL, heteronym=True, errors="ignore")
+    return frozenset(p for p in (options[0] if options else []) if p) or frozenset({char})
+
+
+def _sounds_same(a: str, b: str) -> bool:
+    return all(plain_readings(x) & plain_readings(y) for x, y in zip(a, b))
+
+
+@lru_cache(maxsize=8192)
 def readings(char: str) -> tuple[str, ...]:
     """Fuzzy readings of one character (two for common 多音字)."""
     if not is_han(char):
@@ -80,6 +91,7 @@ class HomophoneMap:
     def __init__(self, vocabulary: Iterable[str]) -> None:
         self.by_key: dict[str, set[str]] = {}
         self._meant: dict[str, str | None] = {}  # run -> _lookup's answer (the map never changes)
+        self._real: dict[str, str | None] = {}  # real word -> handbook_word's answer
         for word in vocabulary:
             if MIN_LEN <= len(word) <= MAX_LEN and all(is_han(c) for c in word):
                 for key in keys(word):
@@ -114,6 +126,26 @@ class HomophoneMap:
                     for i in range(start, end):
                         taken[i] = True
         return sorted(found, key=lambda c: c.start)
+
+    def handbook_word(self, word: str, in_handbook: Callable[[str], bool]) -> str | None:
+        """A handbook word that ``word`` — a real word the handbook never uses — may be a voice-input
+        slip for: one that sounds exactly the same (no dialect folding) and shares a character
+        (检测户 for 监测户, 公式 for 公示). Voice input writes real words, so a slip is often one;
+        the strict sound and the shared character keep 不住 from becoming 补助."""
+        found = self._real.get(word, "")
+        if found != "":
+            return found
+        if len(self._real) >= LOOKUP_MEMO:
+            self._real.clear()
+        best = None
+        if MIN_LEN <= len(word) <= MAX_LEN and all(is_han(c) for c in word):
+            candidates = {w for key in keys(word) for w in self.by_key.get(key, ())}
+            scored = sorted((sum(a == b for a, b in zip(w, word)), w) for w in candidates
+                            if w != word and len(w) == len(word) and in_handbook(w) and _sounds_same(w, word))
+            scored = [(shared, w) for shared, w in scored if shared >= 1]
+            best = scored[-1][1] if scored else None
+        self._real[word] = best
+        return best
 
     def _lookup(self, run: str) -> str | None:
         if run in self._meant:

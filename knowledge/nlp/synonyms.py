@@ -12,11 +12,13 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from knowledge.nlp.cn_numbers import parse_cn_number
 from knowledge.nlp.tokenizer import normalize_text
 
 # "我妈85了", "六十多岁" -> ask about age limits.
 _AGE = re.compile(r"(\d{2,3}|[一二三四五六七八九十百]{2,4})(多|来)?(岁|周岁)"
-                  r"|(?<![\d.])([5-9]\d|1[01]\d)(多|来)?了")  # "我妈85了": an age, not an amount
+                  r"|(?<![\d.])([5-9]\d|1[01]\d)(多|来)?了"  # "我妈85了": an age, not an amount
+                  r"|(?<![一二三四五六七八九十百两])([五六七八九]十[一二三四五六七八九]?|一百[零一二三四五六七八九十]*)(多|来)?了")  # "八十五了"
 
 
 @dataclass(frozen=True)
@@ -99,5 +101,15 @@ class SynonymTable:
                 hits.append(hit)
         hits.sort(key=lambda h: h.start)
         for match in _AGE.finditer(text):
-            hits.append(SynonymHit(match.group(), match.start(), match.end(), ("年龄", "周岁")))
+            hits.append(SynonymHit(match.group(), match.start(), match.end(), _age_words(match.group())))
         return hits
+
+
+OLD_AGE = 80  # what policy calls 高龄: "我妈八十五了补好多" asks about the 高龄津贴
+
+
+def _age_words(mention: str) -> tuple[str, ...]:
+    """Handbook words for an age a household mentions: 年龄, 周岁, and 高龄 from 80 on."""
+    digits = re.match(r"\d+", mention)
+    number = int(digits.group()) if digits else parse_cn_number(re.sub(r"(多|来)?(岁|周岁|了)$", "", mention))
+    return ("年龄", "周岁", "高龄") if number is not None and number >= OLD_AGE else ("年龄", "周岁")

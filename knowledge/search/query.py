@@ -10,11 +10,12 @@ question is about something the handbook never mentions (驾照, 彩礼).
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from knowledge.nlp.cues import ASPECT_WORDS, CUE_TERMS, asks_papers, only_asks, question_cues
+from knowledge.nlp.cues import ASPECT_WORDS, CUE_TERMS, asked_facts, asks_papers, only_asks, question_cues
 from knowledge.nlp.homophones import Correction, HomophoneMap
 from knowledge.nlp.synonyms import SynonymHit, SynonymTable
 from knowledge.nlp.tokenizer import Segmenter, is_han, normalize_text
@@ -45,6 +46,13 @@ SINGLE_CHAR = 0.3
 FUNCTION_WORD = 0.3
 VERB = 0.7
 SINGLE_CHAR_QUERY_WEIGHT = 0.5  # in ranking too, a lone character is weak evidence
+# The asked action: what "能不能…不", "可以…吗", "咋个…" asks to do ("能不能换医生", "高龄津贴要退不",
+# "残疾证咋个换"). A verb there that the handbook never uses is the very thing asked about, and
+# the handbook says nothing of it however well it covers the rest: it weighs this much of the
+# rarest word's weight.
+ASKED_ACTION = 1.5
+_ACTION_OPENS = re.compile(r"能不能|能否|可不可以|可以|能|会不会|要不要|该不该|咋个|咋样|啷个|哪门|怎么|怎样|如何|咋|要")
+_ACTION_CLOSES = re.compile(r"(不|吗|嘛|没|没有|不了|呢|啊|行不行|可以不|得不)?[？?。！!~～\s]*$")
 _CUE_WORDS = frozenset(w for words in CUE_TERMS.values() for w in words)  # 提供 for "要带啥"
 PAPER_SUFFIXES = frozenset("证 卡".split())  # 老年证, 宅基地证, 慢性病卡: a paper or card of its own
 DIRECTIONS = frozenset("来 去 上 下 进 出 回 过 起 到 给".split())
@@ -72,6 +80,7 @@ class Concept:
     known: bool = False
     aspect: bool = False
     noun: bool = False  # jieba calls it a noun (狗, 牛 as well as 驾照)
+    asked_action: bool = False  # the verb a "能不能…" question asks about (see _weigh_asked_action)
 
     def add(self, term: str, weight: float, head: bool = False) -> None:
         if weight > self.terms.get(term, 0.0):
@@ -124,7 +133,10 @@ class QueryAnalyzer:
         self.synonyms = synonyms
         self.index = index
         self.text = text
-        vocabulary = set(index.vocab) | set(_dictionary_words(segmenter))
+        # The households' own phrases are heard wrong too ("公意岗" for 公益岗): the rules' phrases
+        # of three characters or more are words a slip can be corrected to (shorter ones sound like
+        # everyday words: 的钱 is not 得钱), and the corrected question is read with the rules.
+        vocabulary = set(index.vocab) | set(_dictionary_words(segmenter)) | {p for p in synonyms.rules if len(p) >= 3}
         self.homophones = HomophoneMap(vocabulary)
         # Per snapshot: the same words weigh the same in every question.
         self._salience_memo: dict[tuple[str, bool, frozenset[str]], float] = {}
@@ -139,8 +151,9 @@ class QueryAnalyzer:
     def analyse(self, question: str, context: str | None = None) -> Query:
         text = normalize_text(question).strip()
         concepts = self._word_concepts(text)
-        concepts = self._apply_homophones(text, concepts)
-        concepts = self._apply_synonyms(text, concepts)
+        boundaries = self.segmenter.boundaries(text)
+        concepts, heard_right = self._apply_homophones(text, concepts, boundaries)
+        concepts = self._apply_synonyms(heard_right, concepts, boundaries)
         cues = question_cues(text)
         for cue in sorted(cues):
             concept = Concept(cue, -1, -1, aspect=True)
@@ -155,14 +168,61 @@ class QueryAnalyzer:
             concepts.append(concept)
         for concept in concepts:
             self._weigh(concept)
+        self._weigh_asked_action(text, concepts)
         return Query(text, concepts, cues)
+
+    def _weigh_asked_action(self, text: str, concepts: list[Concept]) -> None:
+        """Raise the weight of a verb the handbook never uses when it is what the question asks to do.
+
+        The action is what stands between the last modal or "how" word and the closing
+        particle: "签了家庭医生能不能|换医生|不" → 换; "残疾证过期了咋个|换" → 换. Only verbs
+        count (the nouns there already weigh as things the handbook lacks), not light verbs
+        (拿来, 进去), not when the span asks for a fact ("要干好久才有"), only those the
+        handbook never uses in any form: a one-character verb counts when the handbook
+        never writes that character at all (修 is in 修缮, so "房子能修不" stays answerable).
+        """
+        close = _ACTION_CLOSES.search(text)
+        end = close.start() if close else len(text)
+        opens = [m for m in _ACTION_OPENS.finditer(text, 0, end)]
+        if not opens:
+            return
+        start = opens[-1].end()
+        inside = [c for c in concepts if c.start >= start and c.end <= end and not c.from_context]
+        if any(c.aspect for c in inside) or asked_facts(text[start:end]):
+            return  # "要干好久才有", "要种够几亩": it asks for a fact, not whether one may do something
+        floor = ASKED_ACTION * self.index.max_idf()
+        for concept in inside:
+            # Light verbs (拿来, 进去, 再补) say how, not what. jieba's tags for lone characters are
+            # no guide (it calls 换 a noun): one the handbook never writes counts whatever its tag.
+            if len(concept.surface) > 1 and not self._is_verb(concept):
+                continue
+            if concept.known:
+                # A handbook word: an article that lacks it does not say whether one may do it
+                # ("低保户能不能出去打工" is not answered by a list of who gets 危房改造).
+                if len(concept.surface) > 1 and concept.salience >= VERB:
+                    concept.asked_action = True
+                continue
+            if len(concept.surface) == 1:
+                if self.text is None or concept.surface in self.text.characters:
+                    continue
+            elif concept.salience < VERB:
+                continue
+            concept.unknown_weight = max(concept.unknown_weight, floor)
+            concept.weight = concept.focus = concept.unknown_weight
+
+    def _is_verb(self, concept: Concept) -> bool:
+        tag = self.segmenter.tag(concept.surface)
+        if tag is not None:
+            return tag.startswith("v")
+        return any((self.segmenter.tag(w) or "").startswith("v") for w in self.segmenter.words(concept.surface))
 
     def rewrites(self, question: str) -> tuple[list[Correction], list[SynonymHit]]:
         """For explaining only: the homophone fixes and synonym rules ``analyse`` applies to the question."""
         text = normalize_text(question).strip()
         boundaries = self.segmenter.boundaries(text)
-        return (self.homophones.corrections(text, self._is_known, boundaries),
-                self.synonyms.find(text, boundaries))
+        fixes = self.homophones.corrections(text, self._is_known, boundaries)
+        fixes = sorted(fixes + self._real_word_slips(self._word_concepts(text), fixes), key=lambda f: f.start)
+        return fixes, self.synonyms.find(_corrected(text, fixes), boundaries)
 
     def _word_concepts(self, text: str) -> list[Concept]:
         tokens = self.segmenter.tokens(text)
@@ -191,18 +251,36 @@ class QueryAnalyzer:
             concepts.append(concept)
         return concepts
 
-    def _apply_homophones(self, text: str, concepts: list[Concept]) -> list[Concept]:
-        for fix in self.homophones.corrections(text, self._is_known, self.segmenter.boundaries(text)):
+    def _apply_homophones(self, text: str, concepts: list[Concept],
+                          boundaries: set[int]) -> tuple[list[Concept], str]:
+        """The concepts with each slip replaced by what was meant, and the question as meant
+        (a fix sounds the same, so it has the same length and every offset stays)."""
+        fixes = self.homophones.corrections(text, self._is_known, boundaries)
+        fixes = sorted(fixes + self._real_word_slips(concepts, fixes), key=lambda f: f.start)
+        for fix in fixes:
             concepts = [c for c in concepts if not (fix.start <= c.start and c.end <= fix.end)]
             concept = Concept(fix.heard, fix.start, fix.end)
             concept.add(fix.meant, OWN_WEIGHT, head=True)
             for term in self._terms_of(fix.meant):
                 concept.add(term, OWN_WEIGHT)
             concepts.append(concept)
-        return sorted(concepts, key=lambda c: c.start)
+        return sorted(concepts, key=lambda c: c.start), _corrected(text, fixes)
 
-    def _apply_synonyms(self, text: str, concepts: list[Concept]) -> list[Concept]:
-        boundaries = self.segmenter.boundaries(text)
+    def _real_word_slips(self, concepts: list[Concept], fixes: list[Correction]) -> list[Correction]:
+        """Real words the handbook never uses that sound exactly like one it does (检测户 -> 监测户)."""
+        found = []
+        for c in concepts:
+            word = c.surface
+            if (len(word) < 2 or word in self.index.vocab or word in self.synonyms.rules
+                    or not self.segmenter.is_dictionary_word(word)
+                    or any(f.start < c.end and c.start < f.end for f in fixes)):
+                continue
+            meant = self.homophones.handbook_word(word, self.index.vocab.__contains__)
+            if meant is not None:
+                found.append(Correction(c.start, c.end, word, meant))
+        return found
+
+    def _apply_synonyms(self, text: str, concepts: list[Concept], boundaries: set[int]) -> list[Concept]:
         for hit in self.synonyms.find(text, boundaries):
             inside = [c for c in concepts if c.start < hit.end and hit.start < c.end]
             if inside:
@@ -376,11 +454,24 @@ class QueryAnalyzer:
                 factor *= 0.5
         if factor == UNKNOWN_RARE and concept.salience >= 1.0 and (concept.noun or concept.surface[-1] in PAPER_SUFFIXES):
             factor *= RARE_NOUN_FACTOR  # a thing, or a paper of its own (房产证)
+        if concept.expansions and concept.salience >= 1.0 and factor < UNKNOWN_RARE:
+            # A rule says what it is (发电板 => 光伏, 羊棚子 => 圈舍): a policy thing of its own, and
+            # this handbook has none of its words; however everyday the household's word, the
+            # handbook lacks the thing.
+            factor = UNKNOWN_RARE
         if concept.noun and len(concept.surface) >= 2 and concept.salience >= 1.0 and factor < UNKNOWN_RARE:
             # A name of a thing the handbook never uses, however everyday (电脑, 考试, 飞机): it is
             # what the question is about; everyday verbs and adverbs (知道, 突然) stay phrasing.
             factor = UNKNOWN_RARE
         return factor * self.index.max_idf()
+
+
+def _corrected(text: str, fixes: list[Correction]) -> str:
+    """``text`` with every slip replaced by the word meant (same length: offsets stay valid)."""
+    for fix in fixes:
+        if len(fix.meant) == fix.end - fix.start:
+            text = text[:fix.start] + fix.meant + text[fix.end:]
+    return text
 
 
 def _dictionary_words(segmenter: Segmenter) -> list[str]:

@@ -13,7 +13,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from knowledge.nlp.cues import asked_facts, fact_kinds
+from knowledge.nlp.cues import PROCEDURE_WORDS, asked_facts, fact_kinds
+from knowledge.nlp.sentences import split_sentences
 from knowledge.search.index import PassageIndex
 from knowledge.search.query import Concept, Query
 from knowledge.search.senses import HandbookText, bounded
@@ -32,6 +33,7 @@ UNMATCHED_KNOWN = 0.35  # cost of a handbook word the article lacks, relative to
 UNMATCHED_SPECIFIC = 0.7
 SPECIFIC_SHARE = 0.85
 COVERAGE_BASE = 0.2  # a candidate covering none of the question keeps this share of its score
+STEP_FACTS = frozenset({"when", "where"})  # asked of a named step: "啥时候报名", "哪个来验收"
 FACT_FIT = 0.6  # an article stating the kind of fact asked for (a time for "好久到账") ranks this much higher
 
 
@@ -79,6 +81,8 @@ class Ranker:
         self.facts = [fact_kinds(t) for t in text.texts] if text is not None else []
         self._known_sense: dict[str, bool] = {}
         self._term_documents: dict[int, frozenset[int]] = {}
+        self._step_facts: dict[tuple[int, frozenset[str]], frozenset[str]] = {}
+        self._sentences: dict[int, list[str]] = {}
         self.passage_article = passage_article.astype(np.int64)
         self.article_count = article_count
         # Which terms each article has, as one set of article * V + term: "does article a have
@@ -133,7 +137,10 @@ class Ranker:
         lists as a paper to bring (身份证 in "申请时带身份证") does not count.
         """
         papers_asked = papers_asked or concept.from_context
-        if any(self._has(position, t, papers_asked) for t in concept.heads):
+        # A lone character stands for the concept only when it is the whole of it: 学 of "网上学"
+        # (a rule read 网上, the household added 学) is in every article on 学生 or 学手艺.
+        if any(self._has(position, t, papers_asked) for t in concept.heads
+               if len(t) >= 2 or len(concept.surface) <= 1):
             return 1.0
         # A lone character (分 of 分几回) is in every article: only pieces of two or more count.
         pieces = [t for t in concept.terms
@@ -198,6 +205,10 @@ class Ranker:
         """``coverage`` with and without the credit of the article's document, in one pass:
         (coverage, concepts matched, coverage by the article's own words)."""
         concepts = query.topic_concepts or [c for c in query.concepts if not c.from_context]
+        if not query.has_topic:
+            # "找哪个申请" after 雨露计划: the previous topic is what it is about; its own words
+            # (找) only say how it is asked, and an article that happens to say 找 is no answer.
+            concepts = concepts + [c for c in query.concepts if c.from_context]
         papers_asked = query.asks_papers
         got = total = own_got = own_total = 0.0
         matched = []
@@ -220,7 +231,10 @@ class Ranker:
         return (got / total if total > 0 else 0.0), matched, (own_got / own_total if own_total > 0 else 0.0)
 
     def _missing_cost(self, concept: Concept) -> float:
-        """What a handbook word the article lacks costs, relative to its weight (see UNMATCHED_SPECIFIC)."""
+        """What a handbook word the article lacks costs, relative to its weight (see UNMATCHED_SPECIFIC);
+        the action a question asks about costs all of it."""
+        if concept.asked_action:
+            return 1.0
         if concept.salience >= 1.0 and concept.weight >= SPECIFIC_SHARE * self.index.max_idf():
             return UNMATCHED_SPECIFIC
         return UNMATCHED_KNOWN
@@ -241,6 +255,7 @@ class Ranker:
         shortlist = np.argsort(-scores, kind="stable")[:SHORTLIST]
         out: list[Candidate] = []
         asked = asked_facts(query.text)
+        steps = (self.named_steps(query) or self.anchor(query)) if asked & STEP_FACTS else frozenset()
         best: list[float] = []  # the k highest rank scores so far
         for position in shortlist.tolist():
             score = float(scores[position])
@@ -251,7 +266,7 @@ class Ranker:
             # enter the top k. Explaining asks for the whole shortlist, so nothing is skipped there.
             if len(best) >= k and score * (1 + FACT_FIT) < best[-1]:
                 break
-            fit = len(asked & self.facts[position]) / len(asked) if asked and self.facts else 0.0
+            fit = len(asked & self.stated(position, steps)) / len(asked) if asked and self.facts else 0.0
             if len(best) >= k and score * (1 + FACT_FIT * fit) < best[-1]:
                 continue  # this one cannot enter the top k (a later one still may)
             coverage, matched, own = self.coverages(position, query, documents)
@@ -261,6 +276,44 @@ class Ranker:
             best = sorted(best + [candidate.rank_score], reverse=True)[:k]
         out.sort(key=lambda c: c.rank_score, reverse=True)
         return out[:k]
+
+    @staticmethod
+    def named_steps(query: Query) -> frozenset[str]:
+        """The words of a procedure step the question names (报名 with its readings 申报, 申请)."""
+        return frozenset(h for c in query.concepts if not c.from_context and c.heads & PROCEDURE_WORDS
+                         for h in c.heads if len(h) >= 2)
+
+    @staticmethod
+    def anchor(query: Query) -> frozenset[str]:
+        """Without a named step, what a time or place is asked of is the question's most specific
+        topic: "贷款好久能放下来" asks when the loan is paid out (放款), not the loan's term."""
+        topics = [c for c in query.topic_concepts if c.known and c.salience >= 0.7]
+        if not topics:
+            return frozenset()
+        best = max(topics, key=lambda c: c.weight)
+        return frozenset(h for h in best.heads if len(h) >= 2)
+
+    def stated(self, position: int, steps: frozenset[str]) -> frozenset[str]:
+        """The kinds of fact the article states; with named ``steps``, a time or place counts only
+        in a sentence that names one of them: "产业奖补几月份报名" wants the sentence that says when
+        to apply, not the one that says when the money is paid. An article whose title (its
+        chapter's, its document's) names them states them in every sentence."""
+        kinds = self.facts[position]
+        if not steps or not kinds & STEP_FACTS or self.text is None:
+            return kinds
+        if any(w in self.text.titles[position] for w in steps):
+            return kinds  # the article is about it as a whole (《…小额信贷实施方案》三、办理流程)
+        key = (position, steps)
+        found = self._step_facts.get(key)
+        if found is None:
+            bounded(self._step_facts)
+            sentences = self._sentences.get(position)
+            if sentences is None:
+                sentences = self._sentences[position] = split_sentences(self.text.texts[position])
+            step_kinds = {kind for sentence in sentences if any(w in sentence for w in steps)
+                          for kind in fact_kinds(sentence) & STEP_FACTS}
+            found = self._step_facts[key] = (kinds - STEP_FACTS) | frozenset(step_kinds)
+        return found
 
     def best_passages(self, query: Query, positions: list[int]) -> dict[int, tuple[int, float]]:
         """For explaining only: each article's best passage (its id) and that passage's BM25 score."""

@@ -64,6 +64,9 @@ class HandbookText:
         self._spans: dict[int, list[tuple[int, int]]] = {}
         self._only_paper: dict[tuple[int, str], bool] = {}
         self._with: dict[str, frozenset[int]] = {}
+        # Every character the handbook writes: a one-character verb it never writes at all
+        # (换, 退, 偷) is something it says nothing about, unlike 修 (修缮) or 学 (学生).
+        self.characters = frozenset("".join(self.texts) + "".join(self.titles))
 
     def articles_with(self, phrase: str) -> frozenset[int]:
         """Positions of the articles whose title or text contains ``phrase``, a phrase of

@@ -1,0 +1,124 @@
+"""General rules for how households ask, each on questions that are not in the evaluation sets.
+
+Voice input writes real words that sound right (检测户 for 监测户, 公式 for 公示) and slips
+of the households' own phrases (公意岗); dialects ask in their own words (啷个, 哪切, 八十五了);
+a question for a list names what is listed; a follow-up keeps its topic; a time or place is
+asked of the step named; and a question whose action or sum the handbook never states is
+handed over rather than answered with a neighbouring article.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from knowledge import KnowledgeBase, ensure_sample_loaded
+from knowledge.ingest.importer import import_files
+from knowledge.nlp.cues import asked_facts, asks_money
+from knowledge.nlp.homophones import HomophoneMap
+from knowledge.nlp.synonyms import SynonymTable
+from knowledge.settings import KnowledgeSettings
+from knowledge.testing import sqlite_database
+
+HANDBOOKS = Path(__file__).resolve().parent.parent / "knowledge" / "data" / "handbooks"
+
+
+@pytest.fixture(scope="module")
+def sample(tmp_path_factory: pytest.TempPathFactory) -> KnowledgeBase:
+    db = sqlite_database(tmp_path_factory.mktemp("sample"))
+    ensure_sample_loaded(db)
+    return KnowledgeBase.open(db, KnowledgeSettings(kb_answer_cache=0))
+
+
+def _opened(tmp_path_factory: pytest.TempPathFactory, name: str) -> KnowledgeBase:
+    db = sqlite_database(tmp_path_factory.mktemp(name))
+    import_files(db, [HANDBOOKS / name])
+    return KnowledgeBase.open(db, KnowledgeSettings(kb_answer_cache=0))
+
+
+@pytest.fixture(scope="module")
+def compilation(tmp_path_factory: pytest.TempPathFactory) -> KnowledgeBase:
+    return _opened(tmp_path_factory, "yunxi_compilation.md")
+
+
+@pytest.fixture(scope="module")
+def booklet(tmp_path_factory: pytest.TempPathFactory) -> KnowledgeBase:
+    return _opened(tmp_path_factory, "shiqiao_qa_booklet.md")
+
+
+def cited(kb: KnowledgeBase, question: str, last_topic: str | None = None) -> str | None:
+    answer = kb.answer(question, last_topic=last_topic)
+    return None if answer.handover or not answer.sources else answer.sources[0].article
+
+
+# -- the pieces ----------------------------------------------------------------
+
+
+def test_a_real_word_that_sounds_like_a_handbook_word_is_read_as_it() -> None:
+    words = HomophoneMap(["监测", "公示", "补助"])
+    handbook = {"监测", "公示", "补助"}.__contains__
+    assert words.handbook_word("检测", handbook) == "监测"
+    assert words.handbook_word("公式", handbook) == "公示"
+    assert words.handbook_word("不住", handbook) is None  # sounds alike with folding, shares nothing
+
+
+def test_ages_in_chinese_numerals_and_old_age() -> None:
+    table = SynonymTable()
+    hits = table.find("我妈八十五了，一个月补好多")
+    assert [h.expansions for h in hits] == [("年龄", "周岁", "高龄")]
+    assert table.find("六十多岁了还能贷款不")[0].expansions == ("年龄", "周岁")
+    assert "age" in asked_facts("家里老人八十五了补好多")
+
+
+def test_dialect_ways_of_asking() -> None:
+    assert "how" in asked_facts("低保啷个申请")
+    assert "where" in asked_facts("残疾证去哪切办")
+    assert "amount" in asked_facts("营养餐一天几块钱")
+    assert asks_money("自来水费一吨好多钱") and not asks_money("防返贫热线是好多")
+
+
+# -- on the shipped handbooks ---------------------------------------------------
+
+
+def test_voice_slips_are_answered_as_meant(sample: KnowledgeBase, compilation: KnowledgeBase) -> None:
+    assert cited(sample, "检测户住院押金要交不") == cited(sample, "监测户住院押金要交不") == "第三十四条"
+    assert cited(compilation, "低保公式几天") == "三、（二）"
+    assert cited(compilation, "公意岗一个月好多钱") == "二、（三）"
+
+
+def test_an_age_of_eighty_or_more_asks_about_the_old_age_allowance(sample: KnowledgeBase) -> None:
+    assert cited(sample, "家里老人八十五了一个月补好多") == "第四十八条"
+
+
+def test_a_follow_up_keeps_its_topic(sample: KnowledgeBase) -> None:
+    topic = sample.answer("雨露计划补好多").topic
+    assert cited(sample, "找哪个申请", topic) == "第三十条"
+    topic = sample.answer("危房改造补好多").topic
+    assert "1.5万元" in sample.answer("那C级的呢", last_topic=topic).text
+
+
+def test_how_and_when_are_asked_of_the_step_named(compilation: KnowledgeBase) -> None:
+    assert cited(compilation, "低保咋个申请") == "三、（一）"
+    assert cited(compilation, "产业奖补几月份报名") == "三、"
+    assert cited(compilation, "贷款好久能放下来") == "三、"
+
+
+def test_a_question_for_a_list_gets_the_article_titled_for_it(compilation: KnowledgeBase) -> None:
+    answer = compilation.answer("监测户有啥子帮扶")
+    assert answer.sources[0].article == "三、" and "①" in answer.text
+
+
+def test_what_the_handbook_never_states_is_handed_over(booklet: KnowledgeBase, compilation: KnowledgeBase) -> None:
+    # The asked action is a verb the booklet never uses, though it covers the rest.
+    assert booklet.answer("签了家庭医生能不能换医生").handover
+    assert booklet.answer("残疾证过期了咋个换").handover
+    # A sum asked of an article that states none.
+    assert booklet.answer("土地流转费一亩好多").handover
+    # A thing a rule names (发电板 => 光伏) that the handbook lacks.
+    assert compilation.answer("屋顶那个发电板有补助不").handover
+    # The asked action is missing from the only article sharing the rest.
+    assert compilation.answer("低保户能不能出去打工").handover
+    # Still answered: the same kinds of question where the handbook does say.
+    assert cited(booklet, "家庭医生签约要钱不") == "25．"
+    assert cited(compilation, "贷款拿来修房子行不行") == "二、（四）"
