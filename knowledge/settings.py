@@ -7,12 +7,23 @@ place (docs/knowledge.md).
 
 from __future__ import annotations
 
+import os
 import tempfile
 from functools import lru_cache
 from pathlib import Path
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def _user_cache() -> Path:
+    """$XDG_CACHE_HOME/sisong, else ~/.cache/sisong; a user without a home gets a private temp name."""
+    if os.environ.get("XDG_CACHE_HOME"):
+        return Path(os.environ["XDG_CACHE_HOME"]) / "sisong"
+    try:
+        return Path.home() / ".cache" / "sisong"
+    except RuntimeError:
+        return Path(tempfile.gettempdir()) / f"sisong-{os.getuid()}"
 
 
 class KnowledgeSettings(BaseSettings):
@@ -36,7 +47,8 @@ class KnowledgeSettings(BaseSettings):
     # Where the compact word dictionary (knowledge/nlp/dictionary.py) is kept once built, so that
     # every worker maps the same files instead of building its own (~1 s and ~20 MB each). Files
     # are named after a digest of what they are built from. Empty: each process builds in memory.
-    kb_dictionary_cache: str = str(Path(tempfile.gettempdir()) / "sisong-dictionary")
+    # The default is the user's own cache directory, not a shared /tmp another account could fill.
+    kb_dictionary_cache: str = Field(default_factory=lambda: str(_user_cache() / "dictionary"))
 
 
 @lru_cache(maxsize=1)
