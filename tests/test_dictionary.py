@@ -116,11 +116,13 @@ def test_a_cached_dictionary_is_mapped_and_cuts_the_same(tmp_path: Path, caplog:
     """The first process builds and keeps it; the next maps the files; inputs that change make new files."""
     segmenter = Segmenter()
     extra = segmenter._domain_words()
-    built = WordDictionary.load(extra, tmp_path)
+    built = WordDictionary(extra=extra)  # in memory, as without a cache
+    first = WordDictionary.load(extra, tmp_path)  # builds, keeps, then maps what it kept
     files = sorted(p.name for p in tmp_path.iterdir())
     assert [name.rsplit(".", 1)[1] for name in files] == ["arrays", "json", "trie"]
     mapped = WordDictionary.load(extra, tmp_path)
-    assert isinstance(mapped.counts, memoryview) and not isinstance(built.counts, memoryview)
+    assert isinstance(first.counts, memoryview) and isinstance(mapped.counts, memoryview)
+    assert not isinstance(built.counts, memoryview)
     assert (mapped.total, mapped.longest, len(mapped)) == (built.total, built.longest, len(built))
     for text in _texts()[::7]:
         assert list(mapped.tokenize(text, search=True)) == list(built.tokenize(text, search=True)), text
@@ -131,12 +133,37 @@ def test_a_cached_dictionary_is_mapped_and_cuts_the_same(tmp_path: Path, caplog:
     WordDictionary.load([*extra, ("羊棚子", 20000)], tmp_path)
     assert len(list(tmp_path.glob("*.trie"))) == 2
 
-    # A damaged cache is rebuilt, not trusted.
-    arrays = next(p for p in tmp_path.glob("*.arrays") if p.name.split(".")[0] == files[0].split(".")[0])
-    arrays.write_bytes(arrays.read_bytes()[:1000])
-    again = WordDictionary.load(extra, tmp_path)
-    assert not isinstance(again.counts, memoryview) and again.count("补助") == built.count("补助")
-    assert isinstance(WordDictionary.load(extra, tmp_path).counts, memoryview)  # and written back whole
+    # A damaged cache is rebuilt (and written back whole), not trusted and not an error on every question.
+    stem = tmp_path / files[0].rsplit(".", 1)[0]
+    trie, arrays, header = (stem.with_name(stem.name + suffix) for suffix in (".trie", ".arrays", ".json"))
+    good = header.read_text(encoding="utf-8")
+    other_ids = good.replace('"checks": {"\\u7684": ', '"checks": {"\\u7684": 1')
+    assert other_ids != good
+    for damage in (
+        lambda: arrays.write_bytes(arrays.read_bytes()[:1000]),
+        lambda: trie.write_bytes(b""),  # marisa raises RuntimeError on these
+        lambda: trie.write_bytes(trie.read_bytes()[:5000]),
+        lambda: trie.write_bytes(b"not a trie" * 100),
+        lambda: trie.unlink(),
+        lambda: header.write_text("[1, 2]", encoding="utf-8"),
+        # arrays of another build (key ids differ): the counts the header keeps no longer match
+        lambda: header.write_text(other_ids, encoding="utf-8"),
+    ):
+        damage()
+        with caplog.at_level("WARNING"):
+            again = WordDictionary.load(extra, tmp_path)
+        assert again.count("补助") == built.count("补助") and again.tag("危房") == "n"
+        assert isinstance(WordDictionary.load(extra, tmp_path).counts, memoryview)
+    assert "unreadable" in caplog.text
+
+    # A directory others may write in is not used: its files could be anyone's.
+    shared = tmp_path / "shared"
+    shared.mkdir(mode=0o777)
+    shared.chmod(0o777)
+    with caplog.at_level("WARNING"):
+        own = WordDictionary.load(extra, shared)
+    assert not isinstance(own.counts, memoryview) and not list(shared.iterdir())
+    assert "not using it" in caplog.text
 
     # A cache that cannot be written costs each process its own copy, and a warning, not an error.
     blocked = tmp_path / "not-a-directory"

@@ -1,4 +1,4 @@
-"""jieba's word list in a static trie: the same cuts in ~10 MB instead of ~160 MB a worker.
+"""jieba's word list in a static trie: the same cuts from ~7 MB of files every worker maps, not ~160 MB each.
 
 jieba keeps its 349,000-word dictionary as a Python dict of every word *and every prefix of
 every word* (~600,000 str keys, ~62 MB), and its part-of-speech table is another dict of
@@ -31,9 +31,11 @@ import logging
 import mmap
 import os
 import re
-import threading
+import sys
+import tempfile
 from array import array
 from collections.abc import Iterable, Iterator
+from importlib.metadata import version
 from importlib.util import find_spec
 from math import log
 from pathlib import Path
@@ -51,7 +53,10 @@ _RE_ENG = re.compile("[a-zA-Z0-9]", re.U)
 
 
 logger = logging.getLogger(__name__)
-CACHE_FORMAT = "1"  # bump when the files' layout or the way they are built changes
+CACHE_FORMAT = "2"  # bump when the files' layout or the way they are built changes
+# Counts the header keeps and a mapped copy must give back: arrays that do not belong to the trie
+# (another build's key ids) fail here instead of weighing words wrongly.
+_CHECK_WORDS = ("的", "补助", "危房", "低保", "政策")
 
 
 def jieba_dict_path() -> Path:
@@ -62,9 +67,22 @@ def jieba_dict_path() -> Path:
     return Path(spec.origin).resolve().parent / "dict.txt"
 
 
+def _private(directory: Path) -> bool:
+    """True when the directory is missing (it will be created 0700) or ours and not writable by others:
+    a cache another account can fill is not mapped."""
+    try:
+        st = directory.stat()
+    except FileNotFoundError:
+        return True
+    except OSError:
+        return False
+    return st.st_uid == os.getuid() and not st.st_mode & 0o022
+
+
 def _digest(main: Path, extra: list[tuple[str, int]]) -> str:
     """Names the cache files after everything they are built from."""
-    digest = hashlib.sha256(f"{CACHE_FORMAT}|".encode())
+    # The trie library's version and the byte order too: key ids or array layout could differ.
+    digest = hashlib.sha256(f"{CACHE_FORMAT}|{version('marisa-trie')}|{sys.byteorder}|".encode())
     digest.update(main.read_bytes())
     digest.update(json.dumps(extra, ensure_ascii=False).encode())
     return digest.hexdigest()[:24]
@@ -99,17 +117,27 @@ class WordDictionary:
         extra = list(extra)
         if cache_dir is None:
             return cls(main, extra)
+        if not _private(cache_dir):
+            logger.warning("word dictionary: %s belongs to another user or others may write in it; "
+                           "not using it (each process builds its own)", cache_dir)
+            return cls(main, extra)
         stem = cache_dir / f"words-{_digest(main, extra)}"
         try:
             return cls._mapped(stem)
-        except (OSError, ValueError, KeyError):
-            pass  # not built yet (or unreadable): build it
+        except FileNotFoundError:
+            pass  # not built yet
+        except Exception as exc:  # noqa: BLE001 - a damaged file (marisa raises RuntimeError): build it again
+            logger.warning("word dictionary: the cache in %s is unreadable (%s); building it again", cache_dir, exc)
         built = cls(main, extra)
         try:
             built._save(stem)
         except OSError as exc:
             logger.warning("word dictionary: cannot keep it in %s (%s); each process builds its own", cache_dir, exc)
-        return built
+            return built
+        try:
+            return cls._mapped(stem)  # the builder shares the pages too, and drops its private copy
+        except Exception:  # noqa: BLE001 - replaced meanwhile by a damaged copy: keep the one built here
+            return built
 
     def __init__(self, main: Path | None = None, extra: Iterable[tuple[str, int]] = ()) -> None:
         """Build from the files. ``extra``: our words with their counts, applied in order like
@@ -157,17 +185,24 @@ class WordDictionary:
     def _save(self, stem: Path) -> None:
         """Trie, arrays, then the header that marks the set complete; each file written aside and
         renamed, so a reader never sees half a file (two builders write identical files)."""
-        stem.parent.mkdir(parents=True, exist_ok=True)
+        stem.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         header = {"format": CACHE_FORMAT, "size": len(self.trie), "total": self.total,
-                  "longest": self.longest, "tag_names": self.tag_names}
+                  "longest": self.longest, "tag_names": self.tag_names,
+                  "checks": {word: self.count(word) for word in _CHECK_WORDS}}
         for suffix, write in (
             (".trie", lambda tmp: self.trie.save(str(tmp))),
             (".arrays", lambda tmp: tmp.write_bytes(self.counts.tobytes() + self.logs.tobytes() + self.tags.tobytes())),
             (".json", lambda tmp: tmp.write_text(json.dumps(header), encoding="utf-8")),
         ):
-            tmp = stem.with_name(f"{stem.name}{suffix}.{os.getpid()}-{threading.get_ident()}.tmp")
+            # A unique name in the directory (processes of two containers sharing it may have the
+            # same pid), on disk before it is renamed: after a power loss a name holds a whole file.
+            handle, name = tempfile.mkstemp(dir=stem.parent, prefix=stem.name, suffix=".tmp")
+            os.close(handle)
+            tmp = Path(name)
             try:
                 write(tmp)
+                with open(tmp, "rb") as written:
+                    os.fsync(written.fileno())
                 os.replace(tmp, stem.with_name(stem.name + suffix))
             finally:
                 tmp.unlink(missing_ok=True)
@@ -192,6 +227,8 @@ class WordDictionary:
         self.total = int(header["total"])
         self.log_total = log(self.total)
         self.longest = int(header["longest"])
+        if any(self.count(word) != count for word, count in header["checks"].items()):
+            raise ValueError("the arrays do not match the trie's key ids")
         return self
 
     # -- look-ups ----------------------------------------------------------------------
