@@ -8,9 +8,10 @@ stay part of its text. Each article keeps its label as written (第十二条),
 because that is what a household or cadre will quote back.
 
 A county 实施细则 often has 第X章 chapters with 一、（一）1. inside them and no 第X条.
-There every level nests (第X章 > 一、 > （一） > 1.) and each unit is labelled with its
-whole path, "第三章 二、（一）": "二、（一）" alone recurs in every chapter, and a label
-must name one place in its document. A 一、 without sub-items is a unit of its own.
+There the levels nest (第X章 > 一、 > （一）, and 1. lists stay in their （一）'s text as
+everywhere else) and each unit is labelled with its whole path, "第三章 二、（一）":
+"二、（一）" alone recurs in every chapter, and a label must name one place in its
+document. A 一、 without sub-items is a unit of its own.
 """
 
 from __future__ import annotations
@@ -140,7 +141,8 @@ def _nested_levels(items: list[_Classified], article_kind: str | None, chapter_k
     if _is_booklet(markers):
         return ()
     kinds = {m.kind for m in markers}
-    return tuple(k for k in NESTED_KINDS if k in kinds)
+    # Down to the article kind: finer markers (1. under （一）) stay in their unit's text.
+    return tuple(k for k in NESTED_KINDS[:NESTED_KINDS.index(article_kind) + 1] if k in kinds)
 
 
 class _Nesting:
