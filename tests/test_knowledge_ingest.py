@@ -389,6 +389,28 @@ def test_docx_with_article_markers_keeps_tables_in_their_article() -> None:
     assert "学段：初中；标准：1250元。" in doc.articles[0].text
 
 
+def test_docx_chapters_in_heading_styles_nest_their_sections() -> None:
+    """A Word 实施细则: 第X章 in a heading style, 一、 and （一） as plain paragraphs, a table in a （一）."""
+    def build(d: docx.Document) -> None:
+        d.add_heading("某县医疗救助实施细则", level=0)
+        d.add_heading("第一章 住院", level=1)
+        d.add_paragraph("一、起付标准")
+        d.add_paragraph("（一）一般人员。按医院等级确定，见下表。")
+        table = d.add_table(rows=2, cols=2)
+        table.rows[0].cells[0].text, table.rows[0].cells[1].text = "医院", "起付线"
+        table.rows[1].cells[0].text, table.rows[1].cells[1].text = "县医院", "500元"
+        d.add_paragraph("（二）脱贫人口。起付线降低50%。")
+        d.add_heading("第二章 救助", level=1)
+        d.add_paragraph("一、救助程序")
+        d.add_paragraph("出院时直接结算，不用另外申请。")
+
+    doc = parse("xize.docx", docx_bytes(build))
+    assert doc.title == "某县医疗救助实施细则"
+    assert [(a.label, a.title) for a in doc.articles] == [
+        ("第一章 一、（一）", "一般人员"), ("第一章 一、（二）", "脱贫人口"), ("第二章 一、", "救助程序")]
+    assert "医院：县医院；起付线：500元。" in doc.articles[0].text
+
+
 # -- PDF ------------------------------------------------------------------------------------------
 
 def test_pdf_text_is_read_and_page_numbers_dropped() -> None:
