@@ -88,6 +88,13 @@ def docx_bytes(build) -> bytes:  # type: ignore[no-untyped-def]
     return buffer.getvalue()
 
 
+def add_table(d: docx.Document, rows: list[tuple[str, str]]) -> None:
+    """A two-column Word table, header row first."""
+    table = d.add_table(rows=len(rows), cols=2)
+    for (left, right), row in zip(rows, table.rows):
+        row.cells[0].text, row.cells[1].text = left, right
+
+
 def parse(name: str, content: bytes):  # type: ignore[no-untyped-def]
     return parse_structure(read_bytes(name, content, Path(name).suffix))
 
@@ -360,9 +367,7 @@ def test_docx_heading_styles_and_tables() -> None:
         d.add_heading("住院押金", level=2)
         d.add_paragraph("在县域内定点医院住院不用交押金。")
         d.add_heading("报销比例", level=2)
-        table = d.add_table(rows=3, cols=2)
-        for (a, b), row in zip([("医院", "比例"), ("乡镇卫生院", "95%"), ("县医院", "90%")], table.rows):
-            row.cells[0].text, row.cells[1].text = a, b
+        add_table(d, [("医院", "比例"), ("乡镇卫生院", "95%"), ("县医院", "90%")])
         d.add_heading("慢性病", level=1)
         d.add_heading("门诊报销", level=2)
         d.add_paragraph("高血压、糖尿病门诊费用按规定报销。")
@@ -378,9 +383,7 @@ def test_docx_with_article_markers_keeps_tables_in_their_article() -> None:
     def build(d: docx.Document) -> None:
         d.add_paragraph("第一章 教育")
         d.add_paragraph("第一条 寄宿生生活补助标准见下表。")
-        table = d.add_table(rows=2, cols=2)
-        table.rows[0].cells[0].text, table.rows[0].cells[1].text = "学段", "标准"
-        table.rows[1].cells[0].text, table.rows[1].cells[1].text = "初中", "1250元"
+        add_table(d, [("学段", "标准"), ("初中", "1250元")])
         d.add_paragraph().add_run().add_break(WD_BREAK.PAGE)
         d.add_paragraph("第二条 高中免学费。")
 
@@ -396,9 +399,7 @@ def test_docx_chapters_in_heading_styles_nest_their_sections() -> None:
         d.add_heading("第一章 住院", level=1)
         d.add_paragraph("一、起付标准")
         d.add_paragraph("（一）一般人员。按医院等级确定，见下表。")
-        table = d.add_table(rows=2, cols=2)
-        table.rows[0].cells[0].text, table.rows[0].cells[1].text = "医院", "起付线"
-        table.rows[1].cells[0].text, table.rows[1].cells[1].text = "县医院", "500元"
+        add_table(d, [("医院", "起付线"), ("县医院", "500元")])
         d.add_paragraph("（二）脱贫人口。起付线降低50%。")
         d.add_heading("第二章 救助", level=1)
         d.add_paragraph("一、救助程序")
