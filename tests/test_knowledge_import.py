@@ -8,6 +8,7 @@ all-or-nothing batches, the persisted index, and two KnowledgeBase instances
 from __future__ import annotations
 
 import os
+import re
 
 from collections.abc import Iterator
 from pathlib import Path
@@ -39,9 +40,18 @@ HANDBOOK_V1 = """# 示例县帮扶政策汇编
 HANDBOOK_V2 = HANDBOOK_V1.replace("每户补助3.5万元", "每户补助4万元")
 
 
+def kb_test_name() -> str:
+    """One database per pytest-xdist worker and per engineer: several checkouts share one server,
+    each naming its own test database in SISONG_TEST_POSTGRES_URL, and the fixture drops its
+    database WITH (FORCE), which would cut off another checkout's run under a shared name."""
+    own = os.environ.get("SISONG_TEST_POSTGRES_URL", "").rsplit("/", 1)[-1].split("?")[0]
+    own = re.sub(r"[^a-z0-9_]", "_", own.lower())
+    return "_".join(filter(None, ("kb_test", own, os.environ.get("PYTEST_XDIST_WORKER") or "main")))
+
+
 @pytest.fixture(scope="module")
 def postgres() -> Iterator[Database]:
-    name = "kb_test_" + (os.environ.get("PYTEST_XDIST_WORKER") or "main")  # one per pytest-xdist worker
+    name = kb_test_name()
     db = postgres_database(name)
     if db is None:
         pytest.skip("PostgreSQL does not answer")
@@ -92,6 +102,21 @@ def test_import_is_idempotent(db: Database, tmp_path: Path) -> None:
     assert [f.status for f in second.files] == ["unchanged"]
     assert not second.changed
     assert counts(db) == before and generation(db) == gen
+
+
+def test_chapter_nested_sections_are_stored_with_their_full_labels(db: Database) -> None:
+    """A 实施细则 in chapters: every 一、（一） section is its own stored article, named by its
+    whole label (第三章 二、（一）) so that no two share one, and importing it again changes nothing."""
+    shimen = Path(__file__).resolve().parent.parent / "knowledge" / "data" / "handbooks" / "shimen_medical_rules.md"
+    import_files(db, [shimen])
+    with db.session() as session:
+        rows = session.execute(select(KbArticle.chapter_label, KbArticle.label).order_by(KbArticle.seq)).all()
+    labels = [label for _, label in rows]
+    assert len(labels) == len(set(labels)) == 27
+    assert ("第三章", "第三章 二、（一）") in rows and ("第五章", "第五章 四、") in rows
+    before = counts(db)
+    again = import_files(db, [shimen])
+    assert [f.status for f in again.files] == ["unchanged"] and counts(db) == before
 
 
 def test_edited_file_replaces_its_previous_version(db: Database, tmp_path: Path) -> None:

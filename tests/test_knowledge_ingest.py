@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
+import json
 import struct
 import zlib
 from pathlib import Path
@@ -17,6 +19,8 @@ from knowledge.ingest.importer import parse_file, split_passages
 from knowledge.ingest.readers import read_bytes, read_file
 from knowledge.ingest.structure import parse_structure
 from knowledge.service import SAMPLE_HANDBOOK
+
+HANDBOOK_DIR = Path(__file__).resolve().parent.parent / "knowledge" / "data" / "handbooks"
 
 
 # -- fixtures that build real files --------------------------------------------------------
@@ -82,6 +86,13 @@ def docx_bytes(build) -> bytes:  # type: ignore[no-untyped-def]
     buffer = io.BytesIO()
     document.save(buffer)
     return buffer.getvalue()
+
+
+def add_table(d: docx.Document, rows: list[tuple[str, str]]) -> None:
+    """A two-column Word table, header row first."""
+    table = d.add_table(rows=len(rows), cols=2)
+    for (left, right), row in zip(rows, table.rows):
+        row.cells[0].text, row.cells[1].text = left, right
 
 
 def parse(name: str, content: bytes):  # type: ignore[no-untyped-def]
@@ -220,6 +231,114 @@ def test_chapters_and_sections_over_plain_paragraphs() -> None:
         ("第一章", "第一节", "危房改造"), ("第一章", "第二节", "搬迁")]
 
 
+# -- chapters over 一、（一）1. with no 第X条 (a county 实施细则) ------------------------------------
+
+XIZE = (
+    "某县医疗救助实施细则\n"
+    "第一章 总则\n"
+    "一、目的\n"
+    "为防止因病返贫，制定本细则。\n"
+    "二、适用范围\n"
+    "（一）对象。本县户籍的参保人员。\n"
+    "（二）经办。县医保局负责实施。\n"
+    "第二章 待遇\n"
+    "本章规定报销和救助待遇。\n"
+    "一、住院\n"
+    "（一）起付线。乡镇卫生院200元。\n"
+    "（二）报销比例。乡镇卫生院报销85%。\n"
+    "1. 脱贫人口再提高5个百分点。\n"
+    "2. 监测对象再提高3个百分点。\n"
+    "二、大病保险\n"
+    "超过1.2万元的部分按60%报销。\n"
+)
+
+
+def test_chapters_nest_cn_and_parenthesised_items_with_unambiguous_labels() -> None:
+    doc = parse("xize.txt", XIZE.encode())
+    rows = [(a.chapter_label, a.chapter_title, a.label, a.title) for a in doc.articles]
+    assert rows == [
+        ("第一章", "总则", "第一章 一、", "目的"),  # no sub-items: its own unit, not the chapter's text
+        ("第一章", "总则 适用范围", "第一章 二、（一）", "对象"),
+        ("第一章", "总则 适用范围", "第一章 二、（二）", "经办"),
+        ("第二章", "待遇", "第二章", "待遇"),  # text under the chapter heading itself
+        ("第二章", "待遇 住院", "第二章 一、（一）", "起付线"),
+        ("第二章", "待遇 住院", "第二章 一、（二）", "报销比例"),  # its 1. 2. list stays its text
+        ("第二章", "待遇", "第二章 二、", "大病保险"),
+    ]
+    assert len({(a.document, a.label) for a in doc.articles}) == len(doc.articles)
+    texts = {a.label: a.text for a in doc.articles}
+    assert texts["第一章 一、"] == "为防止因病返贫，制定本细则。"
+    assert texts["第二章 二、"] == "超过1.2万元的部分按60%报销。"
+    assert texts["第二章 一、（二）"] == "乡镇卫生院报销85%。\n1. 脱贫人口再提高5个百分点。\n2. 监测对象再提高3个百分点。"
+    assert "适用范围" not in texts["第一章 一、"] and "大病保险" not in texts["第二章 一、（二）"]
+    assert doc.chapters == 2 and doc.warnings == []
+
+
+def test_a_nested_heading_with_its_own_text_stays_a_unit() -> None:
+    text = "第一章 救助\n一、救助标准\n经医保报销后按比例救助。\n（一）住院。按80%救助。\n（二）门诊。按70%救助。\n"
+    doc = parse("jiuzhu.txt", text.encode())
+    assert [(a.label, a.text) for a in doc.articles] == [
+        ("第一章 一、", "经医保报销后按比例救助。"),
+        ("第一章 一、（一）", "按80%救助。"),
+        ("第一章 一、（二）", "按70%救助。"),
+    ]
+
+
+def test_chapter_sections_are_part_of_a_nested_label() -> None:
+    text = ("第一章 待遇\n第一节 门诊\n一、统筹\n报销55%。\n"
+            "第二节 住院\n一、起付线\n乡镇卫生院200元。\n")
+    doc = parse("jie.txt", text.encode())
+    assert [(a.label, a.chapter_title) for a in doc.articles] == [
+        ("第一章 第一节 一、", "待遇 第一节 门诊"), ("第一章 第二节 一、", "待遇 第二节 住院")]
+    assert doc.warnings == []
+
+
+def test_nested_numbering_is_checked_within_each_parent() -> None:
+    text = ("第一章 待遇\n一、门诊\n（一）统筹。报销55%。\n（一）签约。免签约费。\n"
+            "（三）体检。每年一次。\n二、住院\n（一）起付线。200元。\n")
+    doc = parse("dup.txt", text.encode())
+    assert doc.warnings == ["条文编号重复：第一章 一、（一）", "条文编号不连续：第一章 一、（一）之后是第一章 一、（三）"]
+
+
+def test_chapters_over_cn_items_alone_are_labelled_with_their_chapter() -> None:
+    text = "第一章 参保\n一、缴费\n每人每年400元。\n第二章 待遇\n一、门诊\n报销55%。\n"
+    doc = parse("cn.txt", text.encode())
+    assert [(a.chapter_label, a.label, a.title) for a in doc.articles] == [
+        ("第一章", "第一章 一、", "缴费"), ("第二章", "第二章 一、", "门诊")]
+
+
+def test_shipped_shimen_rules_cite_every_section_in_its_chapter() -> None:
+    doc = parse_structure(read_file(HANDBOOK_DIR / "shimen_medical_rules.md"))
+    assert doc.title == "石门县城乡居民医疗保障和医疗救助实施细则" and doc.chapters == 5 and doc.warnings == []
+    labels = [a.label for a in doc.articles]
+    assert len(labels) == len(set(labels)) == 27
+    by_label = {a.label: a for a in doc.articles}
+    assert "1.2万元" in by_label["第三章 四、"].text and "1.2万元" not in by_label["第三章 三、（三）"].text
+    assert by_label["第三章 二、（二）"].chapter_title == "医疗保障待遇 门诊慢特病"
+    assert [label for label in labels if label.startswith("第五章")] == [
+        "第五章 一、", "第五章 二、", "第五章 三、", "第五章 四、"]
+
+
+# The four handbooks shipped before the chapter shape was nested, fingerprinted on the code before
+# that change (tests/data/… and bench figures rely on them): article count and a hash of every
+# document, chapter, label, title, number and text, with the title, chapter count and warnings.
+SHIPPED_STRUCTURE = {
+    "qingshan_handbook.md": (56, "1f0fde122dde85b5"),
+    "yunxi_compilation.md": (61, "ad92942b069527eb"),
+    "shiqiao_qa_booklet.md": (31, "22af9c4bdca67ba7"),
+    "baishui_compilation.md": (63, "d1a5d4fd9900ff1b"),
+}
+
+
+@pytest.mark.parametrize("name", list(SHIPPED_STRUCTURE))
+def test_shipped_handbooks_import_to_exactly_the_same_articles(name: str) -> None:
+    path = SAMPLE_HANDBOOK if name == SAMPLE_HANDBOOK.name else HANDBOOK_DIR / name
+    doc = parse_file(path).document
+    rows = [[a.document, a.chapter_label, a.chapter_title, a.label, a.title, a.number, a.text] for a in doc.articles]
+    blob = json.dumps([doc.title, doc.chapters, rows, doc.warnings], ensure_ascii=False)
+    assert (len(rows), hashlib.sha256(blob.encode()).hexdigest()[:16]) == SHIPPED_STRUCTURE[name]
+
+
 def test_overlong_headings_are_cut_to_the_column_width() -> None:
     heading = "住房安全保障" * 60  # a 360-character Word/markdown heading
     doc = parse("long.md", f"# {heading}\n\n## {heading}\n\n### {heading}\n\n每户补助3.5万元。\n".encode())
@@ -248,9 +367,7 @@ def test_docx_heading_styles_and_tables() -> None:
         d.add_heading("住院押金", level=2)
         d.add_paragraph("在县域内定点医院住院不用交押金。")
         d.add_heading("报销比例", level=2)
-        table = d.add_table(rows=3, cols=2)
-        for (a, b), row in zip([("医院", "比例"), ("乡镇卫生院", "95%"), ("县医院", "90%")], table.rows):
-            row.cells[0].text, row.cells[1].text = a, b
+        add_table(d, [("医院", "比例"), ("乡镇卫生院", "95%"), ("县医院", "90%")])
         d.add_heading("慢性病", level=1)
         d.add_heading("门诊报销", level=2)
         d.add_paragraph("高血压、糖尿病门诊费用按规定报销。")
@@ -266,15 +383,33 @@ def test_docx_with_article_markers_keeps_tables_in_their_article() -> None:
     def build(d: docx.Document) -> None:
         d.add_paragraph("第一章 教育")
         d.add_paragraph("第一条 寄宿生生活补助标准见下表。")
-        table = d.add_table(rows=2, cols=2)
-        table.rows[0].cells[0].text, table.rows[0].cells[1].text = "学段", "标准"
-        table.rows[1].cells[0].text, table.rows[1].cells[1].text = "初中", "1250元"
+        add_table(d, [("学段", "标准"), ("初中", "1250元")])
         d.add_paragraph().add_run().add_break(WD_BREAK.PAGE)
         d.add_paragraph("第二条 高中免学费。")
 
     doc = parse("edu.docx", docx_bytes(build))
     assert [a.label for a in doc.articles] == ["第一条", "第二条"]
     assert "学段：初中；标准：1250元。" in doc.articles[0].text
+
+
+def test_docx_chapters_in_heading_styles_nest_their_sections() -> None:
+    """A Word 实施细则: 第X章 in a heading style, 一、 and （一） as plain paragraphs, a table in a （一）."""
+    def build(d: docx.Document) -> None:
+        d.add_heading("某县医疗救助实施细则", level=0)
+        d.add_heading("第一章 住院", level=1)
+        d.add_paragraph("一、起付标准")
+        d.add_paragraph("（一）一般人员。按医院等级确定，见下表。")
+        add_table(d, [("医院", "起付线"), ("县医院", "500元")])
+        d.add_paragraph("（二）脱贫人口。起付线降低50%。")
+        d.add_heading("第二章 救助", level=1)
+        d.add_paragraph("一、救助程序")
+        d.add_paragraph("出院时直接结算，不用另外申请。")
+
+    doc = parse("xize.docx", docx_bytes(build))
+    assert doc.title == "某县医疗救助实施细则"
+    assert [(a.label, a.title) for a in doc.articles] == [
+        ("第一章 一、（一）", "一般人员"), ("第一章 一、（二）", "脱贫人口"), ("第二章 一、", "救助程序")]
+    assert "医院：县医院；起付线：500元。" in doc.articles[0].text
 
 
 # -- PDF ------------------------------------------------------------------------------------------

@@ -5,6 +5,9 @@
 - ``shiqiao``: a 问答 booklet, numbered questions under 一、 headings.
 - ``baishui``: a second 政策文件汇编 (eight documents of another county, another order and wording),
   written with its whole question set before any tuning on it; every question is held out.
+- ``shimen``: a county 实施细则 in chapters (第一章 …) with 一、（一） sections inside them and no
+  第X条, the shape whose sections used to be lost under their chapter; written by another engineer
+  and never tuned on, its questions were written before the first run.
 
 Every set marks which questions were tuned on (``dev``, ``tune``, ``tune2``) and which were held
 out (``holdout``, ``holdout2``, ``holdout3``, ``heldout``): held-out questions are never looked at
@@ -34,4 +37,5 @@ HANDBOOKS = (
     ShippedHandbook("yunxi", (DATA / "handbooks" / "yunxi_compilation.md",), QUESTIONS / "qa_eval_yunxi.jsonl"),
     ShippedHandbook("shiqiao", (DATA / "handbooks" / "shiqiao_qa_booklet.md",), QUESTIONS / "qa_eval_shiqiao.jsonl"),
     ShippedHandbook("baishui", (DATA / "handbooks" / "baishui_compilation.md",), QUESTIONS / "qa_eval_baishui.jsonl"),
+    ShippedHandbook("shimen", (DATA / "handbooks" / "shimen_medical_rules.md",), QUESTIONS / "qa_eval_shimen.jsonl"),
 )

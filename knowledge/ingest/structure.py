@@ -6,11 +6,18 @@ everything else). We pick the finest marker kind that occurs as the article
 level and the next coarser one as chapters; finer markers inside an article
 stay part of its text. Each article keeps its label as written (第十二条),
 because that is what a household or cadre will quote back.
+
+A county 实施细则 often has 第X章 chapters with 一、（一）1. inside them and no 第X条.
+There the levels nest (第X章 > 一、 > （一）, and 1. lists stay in their （一）'s text as
+everywhere else) and each unit is labelled with its whole path, "第三章 二、（一）":
+"二、（一）" alone recurs in every chapter, and a label must name one place in its
+document. A 一、 without sub-items is a unit of its own.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from knowledge.ingest.blocks import Block, RawDocument
@@ -35,6 +42,10 @@ _FIRST_CLAUSE = re.compile(r"^(.{1,30}?)[。：:]\s*(.*)$", re.S)
 _QUESTION = re.compile(r"^(?:问\s*[:：]\s*)?(.{2,80}[？?])\s*$", re.S)
 _ANSWER = re.compile(r"^答\s*[:：]\s*")
 QA_SHARE = 0.6  # numbered items that are mostly questions are the units of a 问答 booklet
+# The levels that nest under a 第X章 when there is no 第X条, coarsest first.
+NESTED_KINDS = ("cn_item", "paren_item", "num_item")
+# The last marker of a nested label ("第三章 二、（一）" -> "（一）"): what precedes it is its scope.
+_LAST_MARKER = re.compile(r"(?:[（(][一二三四五六七八九十百]+[）)]|[一二三四五六七八九十百]+[、．.]|\d{1,3}[.．、])$")
 
 
 @dataclass
@@ -95,11 +106,17 @@ class _Classified:
     marker: Marker | None
 
 
+def _is_booklet(markers: list[Marker]) -> bool:
+    """Numbered items that mostly ask a question, and no 第X条: a 问答 booklet."""
+    numbered = [m for m in markers if m.kind == "num_item"]
+    return (bool(numbered) and all(m.kind != "article" for m in markers)
+            and sum(is_question(m.rest) for m in numbered) >= QA_SHARE * len(numbered))
+
+
 def _choose_levels(items: list[_Classified]) -> tuple[str | None, str | None]:
     markers = [i.marker for i in items if i.marker is not None]
     kinds = {m.kind for m in markers}
-    numbered = [m for m in markers if m.kind == "num_item"]
-    if numbered and "article" not in kinds and sum(is_question(m.rest) for m in numbered) >= QA_SHARE * len(numbered):
+    if _is_booklet(markers):
         # A 问答 booklet: each numbered question with its answer is a unit, under 一、 headings if any.
         return "num_item", next((k for k in ("chapter", "cn_item") if k in kinds), None)
     for article_kind, chapter_kinds in _LEVELS:
@@ -113,6 +130,41 @@ def _choose_levels(items: list[_Classified]) -> tuple[str | None, str | None]:
         # chapter itself (its text becomes one unit labelled 第X章), is the unit answers cite.
         return ("section", "chapter") if "section" in kinds else (None, "chapter")
     return None, None
+
+
+def _nested_levels(items: list[_Classified], article_kind: str | None, chapter_kind: str | None) -> tuple[str, ...]:
+    """The levels that nest under 第X章 chapters when the document has no 第X条 (a 实施细则
+    with 一、（一）1. inside its chapters); () for every other shape, which stays as it was."""
+    if chapter_kind != "chapter" or article_kind not in NESTED_KINDS:
+        return ()
+    markers = [i.marker for i in items if i.marker is not None]
+    if _is_booklet(markers):
+        return ()
+    kinds = {m.kind for m in markers}
+    # Down to the article kind: finer markers (1. under （一）) stay in their unit's text.
+    return tuple(k for k in NESTED_KINDS[:NESTED_KINDS.index(article_kind) + 1] if k in kinds)
+
+
+class _Nesting:
+    """Where the walk is inside a chapter: the 一、/（一）/1. headings above the current unit."""
+
+    def __init__(self, levels: tuple[str, ...]) -> None:
+        self.levels = levels
+        self.prefix = ""  # 第三章 (and its 第X节, if any)
+        self.path: list[tuple[int, str, str]] = []  # (depth, label, title) from the coarsest level down
+
+    def reset(self, prefix: str) -> None:
+        self.prefix, self.path = prefix, []
+
+    def enter(self, kind: str, label: str, title: str) -> tuple[str, str, bool]:
+        """The unit's full label, the titles of the headings above it, and whether it sits
+        under the previous unit (so that one, if it had no text, was only their heading)."""
+        depth = self.levels.index(kind)
+        nested = bool(self.path) and self.path[-1][0] < depth
+        self.path = [p for p in self.path if p[0] < depth] + [(depth, label, title)]
+        full = "".join(p[1] for p in self.path)
+        context = " ".join(p[2] for p in self.path[:-1] if p[2])
+        return (f"{self.prefix} {full}" if self.prefix else full), context, nested
 
 
 def _heads_articles(markers: list[Marker], kind: str) -> bool:
@@ -166,11 +218,19 @@ class _Builder:
         self.chapter_label, self.chapter_title, self.section = label, title, ""
         self.chapters += 1
 
-    def start_article(self, label: str, title: str, body: str, number: int | None) -> None:
+    def start_article(self, label: str, title: str, body: str, number: int | None, context: str = "") -> None:
+        """``context``: the titles of the 一、 headings above a nested unit, searched with its chapter's."""
         self.close_article()
         self.flush_chapter_text()
-        self.current = ParsedArticle(self.chapter_label, self.full_chapter_title, label, title, "", number)
+        chapter_title = f"{self.full_chapter_title} {context}".strip()
+        self.current = ParsedArticle(self.chapter_label, chapter_title, label, title, "", number)
         self.lines = [body] if body else []
+
+    def drop_bare_heading(self) -> None:
+        """The current unit had no text before its sub-items: it was only their heading (its
+        title is already in theirs), not a unit a household's answer could cite."""
+        if self.current is not None and not self.lines:
+            self.current = None
 
     def flush_chapter_text(self) -> None:
         """Text directly under a chapter heading, outside any article, becomes a unit of its own."""
@@ -191,23 +251,31 @@ class _Builder:
             self.preamble.append(text)
 
 
-def _numbering_warnings(articles: list[ParsedArticle], per_chapter: bool) -> list[str]:
+def _numbering_warnings(articles: list[ParsedArticle], scope_of: Callable[[ParsedArticle], str]) -> list[str]:
+    """Repeated or skipped numbers within a scope (the file, a chapter, or a nested unit's parent)."""
     warnings: list[str] = []
     previous: ParsedArticle | None = None
     seen: set[tuple[str, int]] = set()
     for article in articles:
         if article.number is None or article.label == article.chapter_label:
             continue
-        scope = article.chapter_label if per_chapter else ""
+        scope = scope_of(article)
+        # A nested label already names its scope (第三章 二、（一）).
+        shown = "" if article.label.startswith(scope) else scope
         if (scope, article.number) in seen:
-            warnings.append(f"条文编号重复：{scope}{article.label}")
+            warnings.append(f"条文编号重复：{shown}{article.label}")
         seen.add((scope, article.number))
-        same_scope = previous is not None and (not per_chapter or previous.chapter_label == article.chapter_label)
-        if same_scope and previous is not None and previous.number is not None:
+        if previous is not None and previous.number is not None and scope_of(previous) == scope:
             if article.number > previous.number + 1:
-                warnings.append(f"条文编号不连续：{scope}{previous.label}之后是{article.label}")
+                warnings.append(f"条文编号不连续：{shown}{previous.label}之后是{article.label}")
         previous = article
     return warnings
+
+
+def _nested_scope(article: ParsedArticle) -> str:
+    """A nested unit's parent: "第三章 二、（一）" -> "第三章 二、" (numbers restart under each)."""
+    last = _LAST_MARKER.search(article.label)
+    return article.label[:last.start()] if last else article.chapter_label
 
 
 def _parse_one(raw: RawDocument) -> ParsedDocument:
@@ -216,6 +284,7 @@ def _parse_one(raw: RawDocument) -> ParsedDocument:
         for b in raw.blocks
     ]
     article_kind, chapter_kind = _choose_levels(items)
+    nesting = _Nesting(_nested_levels(items, article_kind, chapter_kind))
     heading_levels = sorted({i.block.heading for i in items if i.block.heading and i.marker is None})
     builder = _Builder()
     title = ""
@@ -237,6 +306,7 @@ def _parse_one(raw: RawDocument) -> ParsedDocument:
         if marker is not None and marker.kind == chapter_kind:
             chapter_title, chapter_body = split_heading(marker.kind, marker.rest)
             builder.start_chapter(marker.label, chapter_title)
+            nesting.reset(marker.label)
             if chapter_body:
                 builder.add_text(chapter_body)
             continue
@@ -244,6 +314,19 @@ def _parse_one(raw: RawDocument) -> ParsedDocument:
             builder.close_article()
             section_title, _ = split_heading("section", marker.rest)
             builder.section = f"{marker.label} {section_title}".strip()
+            continue
+        if marker is not None and marker.kind == "section" and nesting.levels:
+            builder.close_article()
+            section_title, _ = split_heading("section", marker.rest)
+            builder.section = f"{marker.label} {section_title}".strip()
+            nesting.reset(f"{builder.chapter_label} {marker.label}".strip())
+            continue
+        if marker is not None and marker.kind in nesting.levels:
+            unit_title, body = split_heading(marker.kind, marker.rest)
+            label, context, nested = nesting.enter(marker.kind, marker.label, unit_title)
+            if nested:
+                builder.drop_bare_heading()
+            builder.start_article(label, unit_title, body, marker.number, context)
             continue
         if marker is not None and marker.kind == article_kind:
             article_title, body = split_heading(marker.kind, marker.rest)
@@ -280,9 +363,11 @@ def _parse_one(raw: RawDocument) -> ParsedDocument:
             articles.insert(0, ParsedArticle("", "", "", "说明", preamble))
 
     warnings.extend(builder.warnings)
-    if article_kind is not None:
+    if nesting.levels:
+        warnings.extend(_numbering_warnings(articles, _nested_scope))
+    elif article_kind is not None:
         per_chapter = article_kind != "article" or _restarts_per_chapter(articles)
-        warnings.extend(_numbering_warnings(articles, per_chapter=per_chapter))
+        warnings.extend(_numbering_warnings(articles, (lambda a: a.chapter_label) if per_chapter else (lambda a: "")))
 
     if not title:
         title = clean_title(raw.title_hint or "") or re.sub(r"\.[A-Za-z]+$", "", raw.name)
