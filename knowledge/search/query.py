@@ -54,6 +54,7 @@ ASKED_ACTION = 1.5
 _ACTION_OPENS = re.compile(r"能不能|能否|可不可以|可以|能|会不会|要不要|该不该|咋个|咋样|啷个|哪门|怎么|怎样|如何|咋|要")
 _ACTION_CLOSES = re.compile(r"(不|吗|嘛|没|没有|不了|呢|啊|行不行|可以不|得不)?[？?。！!~～\s]*$")
 _CUE_WORDS = frozenset(w for words in CUE_TERMS.values() for w in words)  # 提供 for "要带啥"
+SLIP_RARITY = 20  # a real word is read as a handbook word only if this many times rarer (query._plausible_slip)
 PAPER_SUFFIXES = frozenset("证 卡".split())  # 老年证, 宅基地证, 慢性病卡: a paper or card of its own
 DIRECTIONS = frozenset("来 去 上 下 进 出 回 过 起 到 给".split())
 MODAL_PREFIXES = frozenset("才 再 可 还 又 都 就 也 不".split())
@@ -276,9 +277,19 @@ class QueryAnalyzer:
                     or any(f.start < c.end and c.start < f.end for f in fixes)):
                 continue
             meant = self.homophones.handbook_word(word, self.index.vocab.__contains__)
-            if meant is not None:
+            if meant is not None and self._plausible_slip(word, meant):
                 found.append(Correction(c.start, c.end, word, meant))
         return found
+
+    def _plausible_slip(self, heard: str, meant: str) -> bool:
+        """Only a word a household would hardly have meant is read as another: everyday words say what
+        they say (失业 is not 事业, 以外 not 意外, 一半 not 一般, 年纪 not 年级, 两位 not 两委), however
+        alike they sound. Function words (conjunctions, adverbs, numerals, places, times) never are;
+        otherwise the heard word must be at least SLIP_RARITY times rarer in jieba's counts (救主, 3,
+        for 救助, 527)."""
+        if self.segmenter.tag(heard) in FUNCTION_TAGS:
+            return False
+        return self.segmenter.frequency(heard) * SLIP_RARITY <= self.segmenter.frequency(meant)
 
     def _apply_synonyms(self, text: str, concepts: list[Concept], boundaries: set[int]) -> list[Concept]:
         for hit in self.synonyms.find(text, boundaries):
