@@ -262,7 +262,7 @@ class Responder:
                 for i, a in enumerate(self.snapshot.articles):
                     if a.document == previous.document:
                         boost.setdefault(i, factor ** 0.5)
-            if not own_topic or _SAME_QUESTION.search(question.strip()):
+            if not own_topic or (_SAME_QUESTION.search(question.strip()) and self._asks_within(query, previous)):
                 # "找哪个申请" after 雨露计划, "那C级的呢" after the amounts: the same article is asked
                 # again (another row, another fact of it) before its neighbours are.
                 position = self.snapshot.positions[previous.id]
@@ -290,8 +290,17 @@ class Responder:
         return Answer(reply_text.answer_text(article, body), sources, topic=article_topic(article.id),
                       confidence=round(best.coverage, 4), kind=kind)
 
+    def _asks_within(self, query: Query, previous: ArticleRecord) -> bool:
+        """"那C级的呢" after the 危房 amounts asks another item of the same article: every word of its
+        own topic stands in it. "那临时救助呢" after applying for 低保 names another topic, which the
+        previous article is no better placed to answer than any other."""
+        position = self.snapshot.positions[previous.id]
+        ranker = self.snapshot.ranker
+        own = [c for c in (query.topic_concepts or query.concepts) if not c.from_context]
+        return all(ranker.credit(position, c, query.asks_papers, documents=False) for c in own)
+
     def _lacks_the_sum(self, query: Query, best: Candidate) -> bool:
-        """A question for a sum of money ("自来水费一吨好多钱", "流转费一亩好多") whose best article
+        """A question for a sum of money ("水费一方要好多钱", "流转费一亩好多") whose best article
         states no amount at all: the article is about the thing, not its price, and quoting it
         would look like an answer without being one, so the question goes to a person."""
         facts = self.snapshot.ranker.facts
