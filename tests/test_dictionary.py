@@ -83,8 +83,9 @@ def test_counts_total_and_tags_are_jiebas(reference: jieba.Tokenizer, ours: Word
         assert ours.count(word) == reference.FREQ[word], word
         assert ours.tag(word) == tags.get(word), word
     # prefixes jieba keeps with count 0, and words it never heard of
-    for word in ("危房改", "建档立", "一二三四五六七八", "qwertyuiop", "d级", "dl级"):
+    for word in ("危房改", "建档立", "一二三四五六七八", "qwertyuiop", "d级", "dl级", "\ud800", "危\udfff房"):
         assert ours.count(word) == (reference.FREQ.get(word) or 0), word
+    assert ours.tag("\ud800") is None
 
 
 def test_the_block_patterns_are_jiebas() -> None:

@@ -235,13 +235,19 @@ class WordDictionary:
 
     def count(self, word: str) -> int:
         """jieba's count for a word; 0 if unknown (or known with count 0)."""
-        key = self.trie.get(word)
+        key = self._key(word)
         return 0 if key is None else self.counts[key]
 
     def tag(self, word: str) -> str | None:
         """The part-of-speech tag jieba's dict.txt gives a word (n, v, m, ...)."""
-        key = self.trie.get(word)
+        key = self._key(word)
         return None if key is None else self.tag_names[self.tags[key]]
+
+    def _key(self, word: str) -> int | None:
+        try:
+            return self.trie.get(word)
+        except UnicodeEncodeError:  # a lone surrogate (text from a broken client) is no word of ours
+            return None
 
     def __len__(self) -> int:
         return len(self.trie)
