@@ -56,7 +56,15 @@ TOKEN_PREFIX = "sst_"
 
 _hasher = PasswordHash((Argon2Hasher(),))
 # Verified against when the name is unknown, so a wrong name takes as long as a wrong password.
-_DUMMY_HASH = _hasher.hash("sisong-no-such-user")
+# Made at the first such login, not at import: hashing costs every worker's start ~0.15 s.
+_DUMMY_HASH: str | None = None
+
+
+def _dummy_hash() -> str:
+    global _DUMMY_HASH
+    if _DUMMY_HASH is None:
+        _DUMMY_HASH = _hasher.hash("sisong-no-such-user")
+    return _DUMMY_HASH
 
 
 class AccountError(ValueError):
@@ -347,7 +355,7 @@ def authenticate(db: Database, name: str, password: str, *, client: str = "") ->
     """The account if name and password match and it is active; every attempt is audited."""
     with db.session() as session:
         user = session.scalar(select(User).where(User.name == name.strip())) if _storable(name) else None
-        ok = _hasher.verify(password, user.password_hash if user is not None else _DUMMY_HASH)
+        ok = _hasher.verify(password, user.password_hash if user is not None else _dummy_hash())
         if user is None:
             audit(session, None, "login.fail", name.strip(), f"无此账号 {client}".strip(), actor=name.strip() or "?")
             return None
