@@ -125,6 +125,21 @@ class Query:
                     weights[tid] = weight * share
         return weights
 
+    def concept_term_weights(self, index: PassageIndex) -> list[tuple[Concept, dict[int, float]]]:
+        """``term_weights`` grouped by concept: a term several concepts share belongs to the one
+        that weighs it most, so it still counts once and the sum of the groups is that score."""
+        owner: dict[int, tuple[float, int]] = {}
+        for number, concept in enumerate(self.concepts):
+            share = ASPECT_TERM_SHARE if concept.aspect and concept.start >= 0 else 1.0
+            for term, weight in concept.terms.items():
+                tid = index.term_id(term)
+                if tid is not None and weight * share > owner.get(tid, (0.0, -1))[0]:
+                    owner[tid] = (weight * share, number)
+        groups: dict[int, dict[int, float]] = {}
+        for tid, (weight, number) in owner.items():
+            groups.setdefault(number, {})[tid] = weight
+        return [(self.concepts[number], weights) for number, weights in sorted(groups.items())]
+
 
 class QueryAnalyzer:
     def __init__(self, segmenter: Segmenter, synonyms: SynonymTable, index: PassageIndex,

@@ -34,6 +34,7 @@ UNMATCHED_SPECIFIC = 0.7
 SPECIFIC_SHARE = 0.85
 COVERAGE_BASE = 0.2  # a candidate covering none of the question keeps this share of its score
 STEP_FACTS = frozenset({"when", "where"})  # asked of a named step: "啥时候报名", "哪个来验收"
+DOCUMENT_TOPIC_SHARE = 0.7  # a compilation's section scores this share of its document's best for the document's topic
 FACT_FIT = 0.6  # an article stating the kind of fact asked for (a time for "好久到账") ranks this much higher
 
 
@@ -81,6 +82,7 @@ class Ranker:
         self.facts = [fact_kinds(t) for t in text.texts] if text is not None else []
         self._known_sense: dict[str, bool] = {}
         self._term_documents: dict[int, frozenset[int]] = {}
+        self._documents_named: dict[frozenset[str], np.ndarray] = {}
         self._step_facts: dict[tuple[int, frozenset[str]], frozenset[str]] = {}
         self._sentences: dict[int, list[str]] = {}
         self.passage_article = passage_article.astype(np.int64)
@@ -92,12 +94,59 @@ class Ranker:
         self._vocab_size = max(1, len(counts))
         pairs = self.passage_article[index.indices] * self._vocab_size + terms if len(terms) else terms
         self._article_terms = set(pairs.tolist())
+        self.passage_document = (self.article_document[self.passage_article]
+                                 if len(self.article_document) == article_count else np.zeros(0, np.int64))
+        self.document_count = int(self.article_document.max()) + 1 if len(self.article_document) else 0
         order = np.argsort(self.passage_article, kind="stable")
         bounds = np.searchsorted(self.passage_article[order], np.arange(article_count + 1))
         self.article_passages = [order[bounds[i]:bounds[i + 1]] for i in range(article_count)]
 
+    def passage_scores(self, query: Query) -> np.ndarray:
+        """BM25 of every passage; in a compilation a section also inherits its document's topic.
+
+        The sections of one document (《…住房安全保障实施方案》三、（一）农户申请) are all about the
+        topic its title names, though most never repeat the words: "危房改造咋个申请" must not go to the one section
+        that happens to say 危房 while the section on applying says 住房 once. So each topic concept
+        scores in a section at least ``DOCUMENT_TOPIC_SHARE`` of its best score in the section's
+        document, and the sections are told apart by the rest of the question.
+        """
+        if not self.compilation or not len(self.passage_document):
+            return self.index.score(query.term_weights(self.index))
+        scores = np.zeros(self.index.num_docs, dtype=np.float32)
+        for concept, weights in query.concept_term_weights(self.index):
+            own = self.index.score(weights)
+            if not concept.aspect and not concept.from_context and self.text is not None:
+                named = self._documents_naming(concept)
+                if len(named):
+                    best = np.zeros(self.document_count, dtype=np.float32)
+                    np.maximum.at(best, self.passage_document, own)
+                    inherited = DOCUMENT_TOPIC_SHARE * best[self.passage_document]
+                    own = np.where(named[self.passage_article], np.maximum(own, inherited), own)
+            scores += own
+        return scores
+
+    def _documents_naming(self, concept: Concept) -> np.ndarray:
+        """Per article: does its document's title name the concept (every section's headings do)?
+
+        Only the document's title: a chapter heading (三、申请和审批) is shared by a few sections
+        that the question may be telling apart. Empty when no document names it."""
+        words = frozenset(concept.heads | concept.expansions)
+        memo = self._documents_named.get(words)
+        if memo is not None:
+            return memo
+        bounded(self._documents_named)
+        named = np.fromiter((any(w in t for w in words) for t in self.text.titles), dtype=bool,
+                            count=len(self.text.titles))
+        if not named.any():
+            self._documents_named[words] = np.zeros(0, dtype=bool)
+            return self._documents_named[words]
+        missing = np.zeros(self.document_count, dtype=bool)
+        missing[self.article_document[~named]] = True
+        self._documents_named[words] = ~missing[self.article_document]
+        return self._documents_named[words]
+
     def article_scores(self, query: Query) -> np.ndarray:
-        passage_scores = self.index.score(query.term_weights(self.index))
+        passage_scores = self.passage_scores(query)
         scores = np.zeros(self.article_count, dtype=np.float32)
         if len(passage_scores):
             np.maximum.at(scores, self.passage_article, passage_scores)
@@ -317,7 +366,7 @@ class Ranker:
 
     def best_passages(self, query: Query, positions: list[int]) -> dict[int, tuple[int, float]]:
         """For explaining only: each article's best passage (its id) and that passage's BM25 score."""
-        scores = self.index.score(query.term_weights(self.index))
+        scores = self.passage_scores(query)
         best = {}
         for position in positions:
             rows = self.article_passages[position]
