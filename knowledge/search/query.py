@@ -54,6 +54,9 @@ ASKED_ACTION = 1.5
 _ACTION_OPENS = re.compile(r"能不能|能否|可不可以|可以|能|会不会|要不要|该不该|咋个|咋样|啷个|哪门|怎么|怎样|如何|咋|要")
 _ACTION_CLOSES = re.compile(r"(不|吗|嘛|没|没有|不了|呢|啊|行不行|可以不|得不)?[？?。！!~～\s]*$")
 _CUE_WORDS = frozenset(w for words in CUE_TERMS.values() for w in words)  # 提供 for "要带啥"
+# Ways of doing a thing that are the point of a "能不能…" question ("能不能在网上还款", "能不能让儿子代领"):
+# a handbook that names the office but no online service or proxy does not answer it.
+MANNER_WORDS = ("网上", "手机", "线上", "微信", "小程序", "代领", "代办", "代交", "代签", "托人")
 PAPER_SUFFIXES = frozenset("证 卡".split())  # 老年证, 宅基地证, 慢性病卡: a paper or card of its own
 DIRECTIONS = frozenset("来 去 上 下 进 出 回 过 起 到 给".split())
 MODAL_PREFIXES = frozenset("才 再 可 还 又 都 就 也 不".split())
@@ -207,6 +210,12 @@ class QueryAnalyzer:
             return  # "要干好久才有", "要种够几亩": it asks for a fact, not whether one may do something
         floor = ASKED_ACTION * self.index.max_idf()
         for concept in inside:
+            if concept.known and any(w in t for w in MANNER_WORDS for t in (concept.surface, *concept.heads)):
+                # The manner is the point: an article without it says nothing of it, however
+                # everyday the word (网上) — it weighs as much as the handbook's rarest word.
+                concept.asked_action = True
+                concept.weight = max(concept.weight, self.index.max_idf())
+                continue
             # Light verbs (拿来, 进去, 再补) say how, not what. jieba's tags for lone characters are
             # no guide (it calls 换 a noun): one the handbook never writes counts whatever its tag.
             if len(concept.surface) > 1 and not self._is_verb(concept):
