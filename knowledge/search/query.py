@@ -212,9 +212,9 @@ class QueryAnalyzer:
         for concept in inside:
             if concept.known and any(w in t for w in MANNER_WORDS for t in (concept.surface, *concept.heads)):
                 # The manner is the point: an article without it says nothing of it, however
-                # everyday the word (网上) — it weighs as much as the handbook's rarest word.
+                # everyday the word (网上) — it weighs like an asked verb the handbook never uses.
                 concept.asked_action = True
-                concept.weight = max(concept.weight, self.index.max_idf())
+                concept.weight = max(concept.weight, floor)
                 continue
             # Light verbs (拿来, 进去, 再补) say how, not what. jieba's tags for lone characters are
             # no guide (it calls 换 a noun): one the handbook never writes counts whatever its tag.
