@@ -198,6 +198,8 @@ class QueryAnalyzer:
         (拿来, 进去), not when the span asks for a fact ("要干好久才有"), only those the
         handbook never uses in any form: a one-character verb counts when the handbook
         never writes that character at all (修 is in 修缮, so "房子能修不" stays answerable).
+        A manner in the span ("能不能在网上还款", "能不能让儿子代领": MANNER_WORDS) is the point
+        of the question whatever else it asks, and must be stated by the article that answers.
         """
         close = _ACTION_CLOSES.search(text)
         end = close.start() if close else len(text)
@@ -206,16 +208,19 @@ class QueryAnalyzer:
             return
         start = opens[-1].end()
         inside = [c for c in concepts if c.start >= start and c.end <= end and not c.from_context]
-        if any(c.aspect for c in inside) or asked_facts(text[start:end]):
-            return  # "要干好久才有", "要种够几亩": it asks for a fact, not whether one may do something
         floor = ASKED_ACTION * self.index.max_idf()
         for concept in inside:
             if concept.known and any(w in t for w in MANNER_WORDS for t in (concept.surface, *concept.heads)):
-                # The manner is the point: an article without it says nothing of it, however
-                # everyday the word (网上) — it weighs like an asked verb the handbook never uses.
+                # The manner is the point ("能不能网上办理": 办理 is a way of asking, 网上 is not):
+                # an article without it says nothing of it, however everyday the word (网上) —
+                # it weighs like an asked verb the handbook never uses.
                 concept.asked_action = True
                 concept.weight = max(concept.weight, floor)
-                continue
+        if any(c.aspect for c in inside) or asked_facts(text[start:end]):
+            return  # "要干好久才有", "要种够几亩": it asks for a fact, not whether one may do something
+        for concept in inside:
+            if concept.asked_action:
+                continue  # a manner, weighed above
             # Light verbs (拿来, 进去, 再补) say how, not what. jieba's tags for lone characters are
             # no guide (it calls 换 a noun): one the handbook never writes counts whatever its tag.
             if len(concept.surface) > 1 and not self._is_verb(concept):

@@ -145,6 +145,13 @@ class Ranker:
         self._documents_named[words] = ~missing[self.article_document]
         return self._documents_named[words]
 
+    def _other_documents_topic(self, position: int, concept: Concept) -> bool:
+        """Does a document's title name the concept while the article's own document's does not?"""
+        if self.text is None or not concept.known or concept.aspect or len(concept.surface) < 2 or concept.salience < 1.0:
+            return False  # only names of things (小额信贷), not 人 or a verb
+        named = self._documents_naming(concept)
+        return bool(len(named)) and not named[position]
+
     def article_scores(self, query: Query) -> np.ndarray:
         passage_scores = self.passage_scores(query)
         scores = np.zeros(self.article_count, dtype=np.float32)
@@ -259,6 +266,7 @@ class Ranker:
             # (找) only say how it is asked, and an article that happens to say 找 is no answer.
             concepts = concepts + [c for c in query.concepts if c.from_context]
         papers_asked = query.asks_papers
+        asks_action = any(c.asked_action for c in concepts)
         got = total = own_got = own_total = 0.0
         matched = []
         for concept in concepts:
@@ -273,6 +281,12 @@ class Ranker:
             # A word the handbook has only in another sense weighs as a word it lacks.
             weight = concept.weight if known or not concept.known else max(concept.weight, concept.unknown_weight)
             cost = self._missing_cost(concept) if known else 1.0
+            if (known and credit < 1.0 and asks_action and self.compilation
+                    and self._other_documents_topic(position, concept)):
+                # "小额信贷能不能在手机上申请", and the article is in another document than the one
+                # whose title names 小额信贷: whether one may do a thing is asked of that topic,
+                # and an article about another one's 小程序 says nothing of it.
+                cost = 1.0
             got += weight * credit
             total += weight * credit + weight * (1 - credit) * cost
             own_got += weight * own
