@@ -97,6 +97,11 @@ class Ranker:
         self.passage_document = (self.article_document[self.passage_article]
                                  if len(self.article_document) == article_count else np.zeros(0, np.int64))
         self.document_count = int(self.article_document.max()) + 1 if len(self.article_document) else 0
+        # Passages grouped by document (for each document's best passage in one reduceat): the
+        # order, where each present document's run starts, and each passage's run number.
+        self._document_order = np.argsort(self.passage_document, kind="stable")
+        present, self._document_starts = np.unique(self.passage_document[self._document_order], return_index=True)
+        self._document_rank = np.searchsorted(present, self.passage_document)
         order = np.argsort(self.passage_article, kind="stable")
         bounds = np.searchsorted(self.passage_article[order], np.arange(article_count + 1))
         self.article_passages = [order[bounds[i]:bounds[i + 1]] for i in range(article_count)]
@@ -112,17 +117,22 @@ class Ranker:
         """
         if not self.compilation or not len(self.passage_document):
             return self.index.score(query.term_weights(self.index))
-        scores = np.zeros(self.index.num_docs, dtype=np.float32)
+        plain: dict[int, float] = {}
+        inheriting = []
         for concept, weights in query.concept_term_weights(self.index):
+            named = (self._documents_naming(concept)
+                     if not concept.aspect and not concept.from_context and self.text is not None else None)
+            if named is not None and len(named):
+                inheriting.append((weights, named[self.passage_article]))
+            else:
+                plain.update(weights)
+        scores = self.index.score(plain)
+        for weights, named in inheriting:
             own = self.index.score(weights)
-            if not concept.aspect and not concept.from_context and self.text is not None:
-                named = self._documents_naming(concept)
-                if len(named):
-                    best = np.zeros(self.document_count, dtype=np.float32)
-                    np.maximum.at(best, self.passage_document, own)
-                    inherited = DOCUMENT_TOPIC_SHARE * best[self.passage_document]
-                    own = np.where(named[self.passage_article], np.maximum(own, inherited), own)
-            scores += own
+            # Each document's best passage for the concept: passages grouped by document, one reduceat.
+            best = np.maximum.reduceat(own[self._document_order], self._document_starts)
+            inherited = DOCUMENT_TOPIC_SHARE * best[self._document_rank]
+            scores += np.where(named, np.maximum(own, inherited), own)
         return scores
 
     def _documents_naming(self, concept: Concept) -> np.ndarray:
