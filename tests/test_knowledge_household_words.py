@@ -149,5 +149,8 @@ def test_household_phrasings_of_the_third_round(compilation: KnowledgeBase, book
     assert cited(booklet, "保洁员一天干几个钟头") == "15．"
     assert cited(booklet, "自家屋顶发的电用不完咋个办") == "13．"
     assert cited(compilation, "监测户好久能退出来") == "四、"
-    # A thing a rule names that the handbook lacks is handed over (被偷, 社保转移).
+    # A thing a rule names that the handbook lacks is handed over (被偷), and so is a time a rule
+    # names as a condition (晚上 => 夜间): the booklet's 家庭医生 answer says nothing of nights.
     assert compilation.answer("养的羊被偷了有补助没").handover
+    assert booklet.answer("家庭医生晚上能来不").handover
+    assert cited(booklet, "家庭医生一年上门几次") == "25．"

@@ -384,6 +384,10 @@ class QueryAnalyzer:
         tag = self.segmenter.tag(concept.surface)
         if not concept.expansions and self._made_of_function_words(concept):
             return FUNCTION_WORD  # jieba's idiom 不能自己 in "能不能自己申报"
+        if tag == "t" and concept.expansions and not concept.aspect:
+            # A time a rule names (周末 => 节假日 非工作时间, 晚上 => 夜间): jieba calls it a time
+            # word like 以后, but it is a condition the question is about ("家庭医生周末能上门不").
+            return 1.0
         if tag is None:
             # A phrase a synonym rule merged: as salient as its most salient word
             # ("房子漏雨" names a thing; "丢了", "搬到" are verbs).
