@@ -129,8 +129,8 @@ def test_a_compilation_section_is_about_its_documents_topic(compilation: Knowled
     # so the section on applying wins over the ones that repeat 危房 (住房条件, 农房抗震改造).
     assert cited(compilation, "危房改造咋个申请") == "三、（一）"
     assert cited(compilation, "住房保障咋个报名") == "三、（一）"
-    # A chapter heading shared by two sections (三、申请和审批) is no such topic: asked who
-    # approves, the section on approving answers.
+    # A chapter heading shared by two sections (三、申请和审批) is no such topic: only the
+    # document's title is, so the section on applying still answers how to apply for 低保.
     assert cited(compilation, "低保咋个申请") == "三、（一）"
 
 
