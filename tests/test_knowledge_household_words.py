@@ -143,3 +143,35 @@ def test_these_questions_are_not_held_out_questions() -> None:
     asked = re.findall(r'"([^"]*[\u4e00-\u9fff][^"]*)"', Path(__file__).read_text(encoding="utf-8"))
     assert len(asked) > 20
     assert [q for q in asked if question_key(q) in held_out] == []
+
+
+def test_a_compilation_section_is_about_its_documents_topic(compilation: KnowledgeBase) -> None:
+    # 三、（一）农户申请 never says 危房; its document's title (…住房安全保障实施方案) names the topic,
+    # so the section on applying wins over the ones that repeat 危房 (住房条件, 农房抗震改造).
+    assert cited(compilation, "危房改造咋个申请") == "三、（一）"
+    assert cited(compilation, "住房保障咋个报名") == "三、（一）"
+    # A chapter heading shared by two sections (三、申请和审批) is no such topic: only the
+    # document's title is, so the section on applying still answers how to apply for 低保.
+    assert cited(compilation, "低保要咋个申请") == "三、（一）"
+
+
+def test_a_manner_asked_about_must_be_stated(booklet: KnowledgeBase, compilation: KnowledgeBase) -> None:
+    # "能不能在手机上…", "让别人代领": the manner is the point; an article naming only the office
+    # does not answer it, one naming the 小程序 does.
+    assert compilation.answer("临时救助能不能让别人代领").handover
+    assert compilation.answer("小额信贷能不能网上办理").handover
+    assert cited(compilation, "防返贫能不能在手机上申报") == "二、（一）"
+    assert cited(booklet, "养老保险能不能在手机上交") == "2．"
+
+
+def test_household_phrasings_of_the_third_round(compilation: KnowledgeBase, booklet: KnowledgeBase) -> None:
+    # 贷好多钱 (jieba: 贷|好多钱), 钟头, 电用不完, 退出来, 手机上缴: lexicon part 7.
+    assert "5万元" in compilation.answer("小额信贷最多能贷好多钱").text
+    assert cited(booklet, "保洁员一天干几个钟头") == "15．"
+    assert cited(booklet, "自家屋顶发的电用不完咋个办") == "13．"
+    assert cited(compilation, "监测户好久能退出来") == "四、"
+    # A thing a rule names that the handbook lacks is handed over (被偷), and so is a time a rule
+    # names as a condition (晚上 => 夜间): the booklet's 家庭医生 answer says nothing of nights.
+    assert compilation.answer("养的羊被偷了有补助没").handover
+    assert booklet.answer("家庭医生晚上能来不").handover
+    assert cited(booklet, "家庭医生一年上门几次") == "25．"

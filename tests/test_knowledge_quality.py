@@ -61,6 +61,7 @@ def test_beats_plain_jieba_bm25(results: tuple[Metrics, Metrics]) -> None:
 
 
 # Held-out figures measured on 2026-11-28 03:21 UTC (bench/qa_eval.py), less a margin of about 0.03
+# (云溪县 hit@1 and facts raised after the third round, measured 03:42 UTC)
 # (abstention: about one question). Where a figure is below the target (hit@1 0.90, facts
 # 0.85, abstention 0.85, answer rate 0.92) it is asserted as it stands, so it cannot slide further
 # unnoticed: see docs/knowledge.md. Lowered that day, on purpose: the sample's abstention (0.92 ->
@@ -70,9 +71,9 @@ def test_beats_plain_jieba_bm25(results: tuple[Metrics, Metrics]) -> None:
 HELD_OUT_FLOORS = {
     #            hit@1  facts  abstention  answer rate
     "qingshan": (0.89, 0.86, 0.90, 0.94),  # measured 0.922 0.896 0.934 0.974
-    "yunxi": (0.86, 0.86, 0.66, 0.95),  # measured 0.898 0.898 0.833 0.980 (6 unanswerable)
+    "yunxi": (0.89, 0.89, 0.66, 0.95),  # measured 0.918 0.918 0.833 0.980 (6 unanswerable)
     "shiqiao": (0.90, 0.90, 0.64, 0.92),  # measured 0.930 0.930 0.706 0.953 (17 unanswerable)
-    "baishui": (0.83, 0.81, 0.83, 0.94),  # measured 0.865 0.849 0.889 0.976 (never tuned on)
+    "baishui": (0.83, 0.81, 0.83, 0.94),  # measured 0.857 0.849 0.889 0.976 (never tuned on; 0.865 before the third round)
     "shimen": (0.48, 0.53, 0.75, 0.77),  # measured 0.512 0.561 0.875 0.805 (chapters; ranking never tuned on it)
 }
 

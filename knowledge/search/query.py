@@ -55,6 +55,9 @@ _ACTION_OPENS = re.compile(r"能不能|能否|可不可以|可以|能|会不会|
 _ACTION_CLOSES = re.compile(r"(不|吗|嘛|没|没有|不了|呢|啊|行不行|可以不|得不)?[？?。！!~～\s]*$")
 _CUE_WORDS = frozenset(w for words in CUE_TERMS.values() for w in words)  # 提供 for "要带啥"
 SLIP_RARITY = 20  # a real word is read as a handbook word only if this many times rarer (query._plausible_slip)
+# Ways of doing a thing that are the point of a "能不能…" question ("能不能在网上还款", "能不能让儿子代领"):
+# a handbook that names the office but no online service or proxy does not answer it.
+MANNER_WORDS = ("网上", "手机", "线上", "微信", "小程序", "代领", "代办", "代交", "代签", "托人")
 PAPER_SUFFIXES = frozenset("证 卡".split())  # 老年证, 宅基地证, 慢性病卡: a paper or card of its own
 DIRECTIONS = frozenset("来 去 上 下 进 出 回 过 起 到 给".split())
 MODAL_PREFIXES = frozenset("才 再 可 还 又 都 就 也 不".split())
@@ -126,6 +129,21 @@ class Query:
                     weights[tid] = weight * share
         return weights
 
+    def concept_term_weights(self, index: PassageIndex) -> list[tuple[Concept, dict[int, float]]]:
+        """``term_weights`` grouped by concept: a term several concepts share belongs to the one
+        that weighs it most, so it still counts once and the sum of the groups is that score."""
+        owner: dict[int, tuple[float, int]] = {}
+        for number, concept in enumerate(self.concepts):
+            share = ASPECT_TERM_SHARE if concept.aspect and concept.start >= 0 else 1.0
+            for term, weight in concept.terms.items():
+                tid = index.term_id(term)
+                if tid is not None and weight * share > owner.get(tid, (0.0, -1))[0]:
+                    owner[tid] = (weight * share, number)
+        groups: dict[int, dict[int, float]] = {}
+        for tid, (weight, number) in owner.items():
+            groups.setdefault(number, {})[tid] = weight
+        return [(self.concepts[number], weights) for number, weights in sorted(groups.items())]
+
 
 class QueryAnalyzer:
     def __init__(self, segmenter: Segmenter, synonyms: SynonymTable, index: PassageIndex,
@@ -181,6 +199,8 @@ class QueryAnalyzer:
         (拿来, 进去), not when the span asks for a fact ("要干好久才有"), only those the
         handbook never uses in any form: a one-character verb counts when the handbook
         never writes that character at all (修 is in 修缮, so "房子能修不" stays answerable).
+        A manner in the span ("能不能在网上还款", "能不能让儿子代领": MANNER_WORDS) is the point
+        of the question whatever else it asks, and must be stated by the article that answers.
         """
         close = _ACTION_CLOSES.search(text)
         end = close.start() if close else len(text)
@@ -189,10 +209,19 @@ class QueryAnalyzer:
             return
         start = opens[-1].end()
         inside = [c for c in concepts if c.start >= start and c.end <= end and not c.from_context]
-        if any(c.aspect for c in inside) or asked_facts(text[start:end]):
-            return  # "要干好久才有", "要种够几亩": it asks for a fact, not whether one may do something
         floor = ASKED_ACTION * self.index.max_idf()
         for concept in inside:
+            if concept.known and any(w in t for w in MANNER_WORDS for t in (concept.surface, *concept.heads)):
+                # The manner is the point ("能不能网上办理": 办理 is a way of asking, 网上 is not):
+                # an article without it says nothing of it, however everyday the word (网上) —
+                # it weighs like an asked verb the handbook never uses.
+                concept.asked_action = True
+                concept.weight = max(concept.weight, floor)
+        if any(c.aspect for c in inside) or asked_facts(text[start:end]):
+            return  # "要干好久才有", "要种够几亩": it asks for a fact, not whether one may do something
+        for concept in inside:
+            if concept.asked_action:
+                continue  # a manner, weighed above
             # Light verbs (拿来, 进去, 再补) say how, not what. jieba's tags for lone characters are
             # no guide (it calls 换 a noun): one the handbook never writes counts whatever its tag.
             if len(concept.surface) > 1 and not self._is_verb(concept):
@@ -366,6 +395,10 @@ class QueryAnalyzer:
         tag = self.segmenter.tag(concept.surface)
         if not concept.expansions and self._made_of_function_words(concept):
             return FUNCTION_WORD  # jieba's idiom 不能自己 in "能不能自己申报"
+        if tag == "t" and concept.expansions and not concept.aspect:
+            # A time a rule names (周末 => 节假日 非工作时间, 晚上 => 夜间): jieba calls it a time
+            # word like 以后, but it is a condition the question is about ("家庭医生周末能上门不").
+            return 1.0
         if tag is None:
             # A phrase a synonym rule merged: as salient as its most salient word
             # ("房子漏雨" names a thing; "丢了", "搬到" are verbs).

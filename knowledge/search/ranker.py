@@ -34,6 +34,7 @@ UNMATCHED_SPECIFIC = 0.7
 SPECIFIC_SHARE = 0.85
 COVERAGE_BASE = 0.2  # a candidate covering none of the question keeps this share of its score
 STEP_FACTS = frozenset({"when", "where"})  # asked of a named step: "啥时候报名", "哪个来验收"
+DOCUMENT_TOPIC_SHARE = 0.7  # a compilation's section scores this share of its document's best for the document's topic
 FACT_FIT = 0.6  # an article stating the kind of fact asked for (a time for "好久到账") ranks this much higher
 
 
@@ -81,6 +82,7 @@ class Ranker:
         self.facts = [fact_kinds(t) for t in text.texts] if text is not None else []
         self._known_sense: dict[str, bool] = {}
         self._term_documents: dict[int, frozenset[int]] = {}
+        self._documents_named: dict[frozenset[str], np.ndarray] = {}
         self._step_facts: dict[tuple[int, frozenset[str]], frozenset[str]] = {}
         self._sentences: dict[int, list[str]] = {}
         self.passage_article = passage_article.astype(np.int64)
@@ -92,12 +94,76 @@ class Ranker:
         self._vocab_size = max(1, len(counts))
         pairs = self.passage_article[index.indices] * self._vocab_size + terms if len(terms) else terms
         self._article_terms = set(pairs.tolist())
+        self.passage_document = (self.article_document[self.passage_article]
+                                 if len(self.article_document) == article_count else np.zeros(0, np.int64))
+        self.document_count = int(self.article_document.max()) + 1 if len(self.article_document) else 0
+        # Passages grouped by document (for each document's best passage in one reduceat): the
+        # order, where each present document's run starts, and each passage's run number.
+        self._document_order = np.argsort(self.passage_document, kind="stable")
+        present, self._document_starts = np.unique(self.passage_document[self._document_order], return_index=True)
+        self._document_rank = np.searchsorted(present, self.passage_document)
         order = np.argsort(self.passage_article, kind="stable")
         bounds = np.searchsorted(self.passage_article[order], np.arange(article_count + 1))
         self.article_passages = [order[bounds[i]:bounds[i + 1]] for i in range(article_count)]
 
+    def passage_scores(self, query: Query) -> np.ndarray:
+        """BM25 of every passage; in a compilation a section also inherits its document's topic.
+
+        The sections of one document (《…住房安全保障实施方案》三、（一）农户申请) are all about the
+        topic its title names, though most never repeat the words: "危房改造咋个申请" must not go to the one section
+        that happens to say 危房 while the section on applying says 住房 once. So each topic concept
+        scores in a section at least ``DOCUMENT_TOPIC_SHARE`` of its best score in the section's
+        document, and the sections are told apart by the rest of the question.
+        """
+        if not self.compilation or not len(self.passage_document):
+            return self.index.score(query.term_weights(self.index))
+        plain: dict[int, float] = {}
+        inheriting = []
+        for concept, weights in query.concept_term_weights(self.index):
+            named = (self._documents_naming(concept)
+                     if not concept.aspect and not concept.from_context and self.text is not None else None)
+            if named is not None and len(named):
+                inheriting.append((weights, named[self.passage_article]))
+            else:
+                plain.update(weights)
+        scores = self.index.score(plain)
+        for weights, named in inheriting:
+            own = self.index.score(weights)
+            # Each document's best passage for the concept: passages grouped by document, one reduceat.
+            best = np.maximum.reduceat(own[self._document_order], self._document_starts)
+            inherited = DOCUMENT_TOPIC_SHARE * best[self._document_rank]
+            scores += np.where(named, np.maximum(own, inherited), own)
+        return scores
+
+    def _documents_naming(self, concept: Concept) -> np.ndarray:
+        """Per article: does its document's title name the concept (every section's headings do)?
+
+        Only the document's title: a chapter heading (三、申请和审批) is shared by a few sections
+        that the question may be telling apart. Empty when no document names it."""
+        words = frozenset(concept.heads | concept.expansions)
+        memo = self._documents_named.get(words)
+        if memo is not None:
+            return memo
+        bounded(self._documents_named)
+        named = np.fromiter((any(w in t for w in words) for t in self.text.titles), dtype=bool,
+                            count=len(self.text.titles))
+        if not named.any():
+            self._documents_named[words] = np.zeros(0, dtype=bool)
+            return self._documents_named[words]
+        missing = np.zeros(self.document_count, dtype=bool)
+        missing[self.article_document[~named]] = True
+        self._documents_named[words] = ~missing[self.article_document]
+        return self._documents_named[words]
+
+    def _other_documents_topic(self, position: int, concept: Concept) -> bool:
+        """Does a document's title name the concept while the article's own document's does not?"""
+        if self.text is None or not concept.known or concept.aspect or len(concept.surface) < 2 or concept.salience < 1.0:
+            return False  # only names of things (小额信贷), not 人 or a verb
+        named = self._documents_naming(concept)
+        return bool(len(named)) and not named[position]
+
     def article_scores(self, query: Query) -> np.ndarray:
-        passage_scores = self.index.score(query.term_weights(self.index))
+        passage_scores = self.passage_scores(query)
         scores = np.zeros(self.article_count, dtype=np.float32)
         if len(passage_scores):
             np.maximum.at(scores, self.passage_article, passage_scores)
@@ -210,6 +276,7 @@ class Ranker:
             # (找) only say how it is asked, and an article that happens to say 找 is no answer.
             concepts = concepts + [c for c in query.concepts if c.from_context]
         papers_asked = query.asks_papers
+        asks_action = any(c.asked_action for c in concepts)
         got = total = own_got = own_total = 0.0
         matched = []
         for concept in concepts:
@@ -224,6 +291,12 @@ class Ranker:
             # A word the handbook has only in another sense weighs as a word it lacks.
             weight = concept.weight if known or not concept.known else max(concept.weight, concept.unknown_weight)
             cost = self._missing_cost(concept) if known else 1.0
+            if (known and credit < 1.0 and asks_action and self.compilation
+                    and self._other_documents_topic(position, concept)):
+                # "小额信贷能不能在手机上申请", and the article is in another document than the one
+                # whose title names 小额信贷: whether one may do a thing is asked of that topic,
+                # and an article about another one's 小程序 says nothing of it.
+                cost = 1.0
             got += weight * credit
             total += weight * credit + weight * (1 - credit) * cost
             own_got += weight * own
@@ -317,7 +390,7 @@ class Ranker:
 
     def best_passages(self, query: Query, positions: list[int]) -> dict[int, tuple[int, float]]:
         """For explaining only: each article's best passage (its id) and that passage's BM25 score."""
-        scores = self.index.score(query.term_weights(self.index))
+        scores = self.passage_scores(query)
         best = {}
         for position in positions:
             rows = self.article_passages[position]
