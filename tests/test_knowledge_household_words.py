@@ -175,3 +175,10 @@ def test_household_phrasings_of_the_third_round(compilation: KnowledgeBase, book
     assert compilation.answer("养的羊被偷了有补助没").handover
     assert booklet.answer("家庭医生晚上能来不").handover
     assert cited(booklet, "家庭医生一年上门几次") == "25．"
+
+
+def test_a_bare_can_or_must_opens_a_question_only_as_a_word_of_its_own() -> None:
+    from knowledge.search.query import _ACTION_OPENS
+
+    assert [m.group() for m in _ACTION_OPENS.finditer("需要啥子材料，只要是低保户主要看可能性")] == []
+    assert [m.group() for m in _ACTION_OPENS.finditer("我要申请低保，能不能自己去，能报销不")] == ["要", "能不能", "能"]
