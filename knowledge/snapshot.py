@@ -62,7 +62,10 @@ def cited_labels(articles: list[ArticleRecord]) -> list[ArticleRecord]:
     for a in articles:
         sub_item = a.label.startswith(("（", "(")) and a.chapter_label.endswith(("、", "．", "."))
         repeated = counts[(a.document, a.label)] > 1
-        if a.label and (sub_item or repeated) and a.chapter_label and a.chapter_label != a.label:
+        # A nested label already names its chapter ("第一章 一、"): prefixing it again would cite
+        # "第一章第一章 一、" and still not tell two of them apart.
+        if (a.label and (sub_item or repeated) and a.chapter_label and a.chapter_label != a.label
+                and not a.label.startswith(a.chapter_label)):
             a = replace(a, cite=f"{a.chapter_label}{a.label}")
         out.append(a)
     return out

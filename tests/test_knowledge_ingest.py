@@ -479,3 +479,24 @@ def test_bad_files_get_a_clear_error_naming_the_file(tmp_path: Path, name: str, 
 def test_missing_file_is_named(tmp_path: Path) -> None:
     with pytest.raises(HandbookFileError, match="nothere.md：找不到这个文件"):
         parse_file(tmp_path / "nothere.md")
+
+
+def test_an_outline_heading_with_nothing_under_it_is_skipped_with_a_warning() -> None:
+    """Its title alone would be cited as an answer ("目的。")."""
+    text = "第一章 总则\n一、目的\n二、适用范围\n本细则适用于本县参保人员。\n"
+    doc = parse("empty.txt", text.encode())
+    assert [(a.label, a.text) for a in doc.articles] == [("第一章 二、", "本细则适用于本县参保人员。")]
+    assert doc.warnings == ["第一章 一、目的只有标题，没有内容，已跳过"]
+
+
+def test_a_repeated_nested_label_is_cited_once_with_its_chapter(tmp_path: Path) -> None:
+    from knowledge import KnowledgeBase
+    from knowledge.ingest.importer import import_files
+    from knowledge.testing import sqlite_database
+
+    path = tmp_path / "某县细则.txt"
+    path.write_text("第一章 总则\n一、目的\n为防止返贫，制定本细则。\n一、依据\n根据上级规定。\n", encoding="utf-8")
+    db = sqlite_database(tmp_path)
+    import_files(db, [path])
+    cites = [a.cite for a in KnowledgeBase.open(db)._fresh_snapshot().articles]
+    assert cites and all(c is None or "第一章第一章" not in c for c in cites), cites

@@ -200,6 +200,12 @@ class _Builder:
         if self.current is None:
             return
         article, self.current = self.current, None
+        if not "".join(self.lines).strip() and article.label.endswith(("、", "）", ")")):
+            # An outline heading (一、目的, （三）其他) with nothing under it: its title alone would be
+            # cited as an answer ("目的。"). A 第X条 or a booklet's question stays (its title is its text).
+            self.lines = []
+            self.warnings.append(f"{article.label}{article.title}只有标题，没有内容，已跳过")
+            return
         article.text = "\n".join(self.lines).strip() or article.title
         if article.title.endswith(("？", "?")):
             article.text = _ANSWER.sub("", article.text)  # a booklet's "答：" says nothing
