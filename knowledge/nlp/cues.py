@@ -24,7 +24,7 @@ class Cue:
 CUES: tuple[Cue, ...] = (
     Cue(
         "amount",
-        re.compile(r"多少|好多|几多|多钱|好些钱|几个钱|几块|块钱|补.{0,2}钱|给.{0,2}钱|标准|额度|补不补|补点|多补|能报|报多|最多|最高|几个点|比例|工资|津贴|补贴|补助|奖励|多大|面积|平方|几年|期限"),
+        re.compile(r"多少|好多|几多|多钱|好些钱|几个钱|几块|块钱|补.{0,2}钱|给.{0,2}钱|标准|额度|补不补|补点|多补|能报|报多|最多|最高|几个点|比例|百分之|几成|工资|津贴|补贴|补助|奖励|多大|面积|平方|几年|期限"),
         re.compile(r"\d[\d.,]*\s*(万元|元|%|平方米|周岁|年|个月|天)|[一二三四五六七八九十两]+(万元|元|年|个月)|全额|免除|免费|不承担"),
     ),
     Cue(
@@ -79,10 +79,15 @@ CUE_TITLE_TERMS: dict[str, tuple[str, ...]] = {
     "amount": ("标准", "额度"),
 }
 
+# A question for a share ("报百分之几", "按好多比例") is answered by the article on rates ("报销比例"),
+# not by the one on thresholds ("起付标准") that the amount's title words would favour.
+SHARE_TITLE_TERMS = ("比例",)
+AMOUNT_TITLE_TERMS = frozenset(CUE_TITLE_TERMS["amount"])
+
 # Words that only name an aspect; a question made of them alone is a follow-up.
 ASPECT_WORDS = frozenset(
     "材料 资料 手续 证明 证件 条件 标准 程序 流程 时间 多久 地方 部门 办理 申请 申报 报名 领取 钱 补助 补贴 资助 奖补 "
-    "元 年龄 周岁 要求 规定 费用 一年 一个月 每月 每年 本人 工作日 期限".split()
+    "元 年龄 周岁 要求 规定 费用 一年 一个月 每月 每年 本人 工作日 期限 比例".split()
 )
 
 
@@ -92,6 +97,9 @@ _ASKING = re.compile(
     r"|哪里|哪儿|哪点|哪哈|哪块|哪切|哪个|哪些|哪家|哪阵|咋个|咋样|咋办|咋整|咋弄|咋搞|啷个|哪门|怎么|怎样|如何"
     r"|多大|好大|啥子|么子|哪样|啥|什么|几块钱|几块|块钱"
     r"|带啥|要带|带什么|带哪些|最长|最久|最多|最高|最少"
+    # "报百分之几", "报几成", "算不算慢特病", "包不包括门诊": the kind of answer wanted (a share, a yes or no),
+    # words a handbook never writes, and no topic of their own.
+    r"|百分之几|百分之多少|几成|算不算|属不属于|包不包括|包括不包括"
 )
 
 
@@ -147,6 +155,8 @@ FACT_PATTERNS: dict[str, re.Pattern[str]] = {
         r"|一卡通|社保卡|社会保障卡|账户"),
     "materials": re.compile(r"提供|携带|带上|(?<![携地纽皮])带(?![动来领头薪])|材料|身份证|户口簿|证明|申请表|照片|复印件|授权书|学生证|录取通知书"),
     "age": re.compile(r"\d+\s*周?岁"),
+    # A share (报销55%, 降低15个百分点, 报六成): "报百分之几" is answered by a rate, not by 500元.
+    "share": re.compile(r"\d[\d.]*\s*(%|％|个百分点)|百分之[一二三四五六七八九十百]|[一二三四五六七八九]成"),
     "times": re.compile(r"[一两二三四五六七八九十\d]+次|一次性|只.{0,6}一次|每年.{0,6}次"),
     # The procedure itself: who applies to whom ("向村民委员会提交书面申请"), an application form.
     "how": re.compile(r"(到|向|找).{0,16}(办理|申请|申领|申报|报名|提出|提交|登记)|提出.{0,4}申请|书面申请|申请表|申报表"),
@@ -161,6 +171,7 @@ FACT_QUESTIONS: dict[str, re.Pattern[str]] = {
     "age": re.compile(r"\d{2,3}(多|来)?(岁|周岁|了)|[二三四五六七八九]十[一二三四五六七八九]?(多|来)?(岁|周岁|了)"
                      r"|年纪|岁数|多大年纪|超龄|年龄"),
     "times": re.compile(r"几回|几次|几趟|多少次|好多次|几道|几轮"),
+    "share": re.compile(r"百分之几|百分之多少|几成|比例|几个点|按(好多|多少)"),
     "when": CUES[3].question,
     "where": CUES[2].question,
     "materials": re.compile(r"材料|资料|手续|证件|带啥|带什么|带哪些|要带|啥证明|什么证明|几张|照片|填啥|填什么"),
@@ -185,7 +196,7 @@ def asks_money(question: str) -> bool:
 
 @lru_cache(maxsize=16384)
 def asked_facts(question: str) -> frozenset[str]:
-    """The kinds of fact (amount, when, where, materials, age, times, how) a question asks for.
+    """The kinds of fact (amount, share, when, where, materials, age, times, how) a question asks for.
 
     Asked by the ranker, the responder and the excerpt for the same question: remembered."""
     return frozenset(kind for kind, pattern in FACT_QUESTIONS.items() if pattern.search(question))
@@ -196,7 +207,7 @@ _FACT_MEMO_LIMIT = 50_000
 
 
 def fact_kinds(text: str) -> frozenset[str]:
-    """The kinds of fact (amount, when, where, materials, age, times, how) ``text`` states.
+    """The kinds of fact (amount, share, when, where, materials, age, times, how) ``text`` states.
 
     Asked of the same handbook sentences for question after question: remembered (bounded)."""
     found = _FACT_MEMO.get(text)

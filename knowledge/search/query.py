@@ -101,6 +101,7 @@ class Query:
     text: str
     concepts: list[Concept]
     cues: set[str]
+    heard: str = ""  # the question as meant, voice slips corrected ("倾协救助" → 倾斜救助)
 
     @property
     def asks_papers(self) -> bool:
@@ -191,7 +192,7 @@ class QueryAnalyzer:
         for concept in concepts:
             self._weigh(concept)
         self._weigh_asked_action(text, concepts)
-        return Query(text, concepts, cues)
+        return Query(text, concepts, cues, heard_right)
 
     def _weigh_asked_action(self, text: str, concepts: list[Concept]) -> None:
         """Raise the weight of a verb the handbook never uses when it is what the question asks to do.

@@ -9,12 +9,14 @@ alone always returns *something*; coverage is what tells a question about
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import numpy as np
 
 from knowledge.nlp.cues import PROCEDURE_WORDS, asked_facts, fact_kinds
 from knowledge.nlp.sentences import split_sentences
+from knowledge.nlp.tokenizer import normalize_text
 from knowledge.search.index import PassageIndex
 from knowledge.search.query import Concept, Query
 from knowledge.search.senses import HandbookText, bounded
@@ -85,6 +87,7 @@ class Ranker:
         self._documents_named: dict[frozenset[str], np.ndarray] = {}
         self._step_facts: dict[tuple[int, frozenset[str]], frozenset[str]] = {}
         self._sentences: dict[int, list[str]] = {}
+        self._own_titles: list[str] | None = None
         self.passage_article = passage_article.astype(np.int64)
         self.article_count = article_count
         # Which terms each article has, as one set of article * V + term: "does article a have
@@ -161,6 +164,12 @@ class Ranker:
             return False  # only names of things (小额信贷), not 人 or a verb
         named = self._documents_naming(concept)
         return bool(len(named)) and not named[position]
+
+    def own_titles(self, titles: Iterable[str]) -> list[str]:
+        """Each article's own title (not its chapter's or document's), normalized once per snapshot."""
+        if self._own_titles is None:
+            self._own_titles = [normalize_text(t) for t in titles]
+        return self._own_titles
 
     def article_scores(self, query: Query) -> np.ndarray:
         passage_scores = self.passage_scores(query)
