@@ -16,8 +16,8 @@ from knowledge import fixed_replies, reply_text
 from knowledge.result import Answer, Source
 from knowledge.nlp.cn_numbers import parse_cn_number
 from knowledge.nlp.sentences import split_sentences
-from knowledge.nlp.cues import (AMOUNT_TITLE_TERMS, CUE_TITLE_TERMS, PROCEDURE_WORDS, SHARE_TITLE_TERMS, asked_facts,
-                                 asks_money)
+from knowledge.nlp.cues import (AMOUNT_TITLE_TERMS, CUE_TITLE_TERMS, PROCEDURE_WORDS, SHARE_TITLE_TERMS, WHO_ASKED,
+                                 WHO_TITLE_TERMS, asked_facts, asks_money)
 from knowledge.search.faq_match import core
 from knowledge.search.query import Query
 from knowledge.search.ranker import SHORTLIST, Candidate
@@ -240,6 +240,8 @@ class Responder:
             cue_boost[position] = cue_boost.get(position, 1.0) * factor
         for position in self._titles_named(query):
             cue_boost[position] = cue_boost.get(position, 1.0) * TITLE_NAMED_BOOST
+        for position, factor in self._who_title_boost(query).items():
+            cue_boost[position] = cue_boost.get(position, 1.0) * factor
         # Explaining shows the whole shortlist; the answer only ever uses the first SOURCES.
         keep = SHORTLIST if self.trace is not None else SOURCES
         candidates = ranker.rank(query, k=keep, boost=cue_boost)
@@ -377,6 +379,21 @@ class Responder:
         documents = self.snapshot.document_positions
         return {i: DOCUMENT_TOPIC_BOOST for title, positions in documents.items()
                 if any(h in title for h in topic) for i in positions}
+
+    def _who_title_boost(self, query: Query) -> dict[int, float]:
+        """"哪些人可以享受医疗救助": the article whose title names the people a measure is for
+        (救助对象), ×1.6 when its title, its chapter's or its document's names the question's topic
+        too (第四章 医疗救助 › 一、救助对象), else ×1.25."""
+        if not WHO_ASKED.search(query.text):
+            return {}
+        topic = {h for c in query.topic_concepts if c.known and c.salience >= SINGLE_CHAR_TOPIC
+                 for h in c.heads if len(h) >= 2}
+        boost = {}
+        for i in sorted(set().union(*(self.snapshot.titles_with(w) for w in WHO_TITLE_TERMS))):
+            a = self.snapshot.articles[i]
+            about = f"{a.title} {a.chapter_title} {a.document}"
+            boost[i] = CUE_TOPIC_TITLE_BOOST if any(h in about for h in topic) else CUE_TITLE_BOOST
+        return boost
 
     def _titles_named(self, query: Query) -> list[int]:
         """Articles whose own title the question says as one phrase ("住院救助", "倾斜救助最高好多"),

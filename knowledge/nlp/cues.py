@@ -84,10 +84,16 @@ CUE_TITLE_TERMS: dict[str, tuple[str, ...]] = {
 SHARE_TITLE_TERMS = ("比例",)
 AMOUNT_TITLE_TERMS = frozenset(CUE_TITLE_TERMS["amount"])
 
+# "哪些人可以享受医疗救助", "啥人能办": who qualifies is answered by the article whose title names the
+# people it is for (救助对象, 适用范围), not by one that lists a few of them along the way.
+WHO_ASKED = re.compile(r"哪些人|哪种人|哪样的人|啥人|啥子人|什么人|么子人|哪个能|哪些(对象|户)|谁能|谁可以")
+WHO_TITLE_TERMS = ("对象", "范围")
+
 # Words that only name an aspect; a question made of them alone is a follow-up.
+# (比例 asks for a share, 享受 whether one qualifies: "哪些人可以享受医疗救助" is about 医疗救助.)
 ASPECT_WORDS = frozenset(
     "材料 资料 手续 证明 证件 条件 标准 程序 流程 时间 多久 地方 部门 办理 申请 申报 报名 领取 钱 补助 补贴 资助 奖补 "
-    "元 年龄 周岁 要求 规定 费用 一年 一个月 每月 每年 本人 工作日 期限 比例".split()
+    "元 年龄 周岁 要求 规定 费用 一年 一个月 每月 每年 本人 工作日 期限 比例 享受".split()
 )
 
 
@@ -148,7 +154,7 @@ FACT_PATTERNS: dict[str, re.Pattern[str]] = {
     "amount": re.compile(r"\d[\d.,]*\s*(万元|元|%|％|个百分点|度|平方米)|[一二三四五六七八九十两百千]+(万元|元)|全额|免除|免费|不收|不出.{0,3}费"),
     "when": re.compile(
         r"\d+\s*月(?!\d*元)|\d+\s*[日号](?!元)|\d+\s*(个)?(工作日|小时|天|个月)|[一二三四五六七八九十两]+(个)?(工作日|小时|天|个月)"
-        r"|每月|每季度|每学期|春季|秋季|年底|月底|次月|按月|按季度|开工后|完工后|验收合格后|到期前|之日起|以内|内(办结|发放|到账|拨付)"),
+        r"|每月|每季度|每学期|春季|秋季|年底|月底|次月|当天|当日|当场|即时|按月|按季度|开工后|完工后|验收合格后|到期前|之日起|以内|内(办结|发放|到账|拨付)"),
     "where": re.compile(
         r"(到|向|找|在).{0,16}(办理|申请|申领|领取|登记|报名|咨询|反映|提出|申报|缴纳|备案)|村民委员会|村委会|乡镇|街道|县.{0,8}(局|中心|所|站|残联|银行)"
         r"|窗口|网点|银行|服务站|服务中心|卫生院|小程序|网站|热线|电话|\d{4}-?\d{7}|\d{5}"

@@ -166,7 +166,10 @@ class QueryAnalyzer:
         self._idf_memo: dict[frozenset[int], float] = {}
 
     def _is_known(self, run: str) -> bool:
-        return run in self.index.vocab or self.segmenter.is_dictionary_word(run) or run in self.synonyms.rules
+        # A way of asking ("咋个办", "要好久") is heard right: it is never a slip for a rule's
+        # phrase that sounds like it (咋个办 is not 咋个帮).
+        return (run in self.index.vocab or self.segmenter.is_dictionary_word(run) or run in self.synonyms.rules
+                or only_asks(run, self._is_filler))
 
     def _terms_of(self, phrase: str) -> list[str]:
         return self.segmenter.words(phrase) or [normalize_text(phrase)]
