@@ -176,7 +176,8 @@ FACT_QUESTIONS: dict[str, re.Pattern[str]] = {
                          r"|有.{0,4}(补助|补贴|资助|奖补|奖励|津贴)(没|不|吗|嘛|没得|没有)|补不补|给不给钱"),
     "age": re.compile(r"\d{2,3}(多|来)?(岁|周岁|了)|[二三四五六七八九]十[一二三四五六七八九]?(多|来)?(岁|周岁|了)"
                      r"|年纪|岁数|多大年纪|超龄|年龄"),
-    "times": re.compile(r"几回|几次|几趟|多少次|好多次|几道|几轮"),
+    # "能资助两回不": whether it is given twice is answered by how many times (资助一次，不重复享受).
+    "times": re.compile(r"几回|几次|几趟|多少次|好多次|几道|几轮|(两|二)(回|次|道|份)(不|吗|嘛|没|呢)|重复"),
     "share": re.compile(r"百分之几|百分之多少|几成|比例|几个点|按(好多|多少)"),
     "when": CUES[3].question,
     "where": CUES[2].question,

@@ -510,6 +510,10 @@ class QueryAnalyzer:
             # this handbook has none of its words; however everyday the household's word, the
             # handbook lacks the thing.
             factor = UNKNOWN_RARE
+        if self.segmenter.tag(concept.surface) == "ns" and not concept.expansions:
+            # A place the household names ("去长沙住院", "在深圳打工") says where, not what: the
+            # handbook's words for it are 县外, 市外, 省外, and its absence says nothing of the topic.
+            return UNKNOWN_EVERYDAY * self.index.max_idf()
         if concept.noun and len(concept.surface) >= 2 and concept.salience >= 1.0 and factor < UNKNOWN_RARE:
             # A name of a thing the handbook never uses, however everyday (电脑, 考试, 飞机): it is
             # what the question is about; everyday verbs and adverbs (知道, 突然) stay phrasing.
