@@ -381,9 +381,9 @@ class Responder:
                 if any(h in title for h in topic) for i in positions}
 
     def _who_title_boost(self, query: Query) -> dict[int, float]:
-        """"哪些人可以享受医疗救助": the article whose title names the people a measure is for
-        (救助对象), ×1.6 when its title, its chapter's or its document's names the question's topic
-        too (第四章 医疗救助 › 一、救助对象), else ×1.25."""
+        """"哪些人可以享受医疗救助", "高血压算不算慢特病": the article whose title names whom or what a
+        measure covers (救助对象, 病种), ×1.6 when its title, its chapter's or its document's names the
+        question's topic too (第四章 医疗救助 › 一、救助对象), else ×1.25."""
         if not WHO_ASKED.search(query.text):
             return {}
         topic = {h for c in query.topic_concepts if c.known and c.salience >= SINGLE_CHAR_TOPIC

@@ -85,9 +85,11 @@ SHARE_TITLE_TERMS = ("比例",)
 AMOUNT_TITLE_TERMS = frozenset(CUE_TITLE_TERMS["amount"])
 
 # "哪些人可以享受医疗救助", "啥人能办": who qualifies is answered by the article whose title names the
-# people it is for (救助对象, 适用范围), not by one that lists a few of them along the way.
-WHO_ASKED = re.compile(r"哪些人|哪种人|哪样的人|啥人|啥子人|什么人|么子人|哪个能|哪些(对象|户)|谁能|谁可以")
-WHO_TITLE_TERMS = ("对象", "范围")
+# people it is for (救助对象, 适用范围), not by one that lists a few of them along the way; so is
+# whether a thing is among those a measure covers ("高血压算不算慢特病": 病种, 目录).
+WHO_ASKED = re.compile(r"哪些人|哪种人|哪样的人|啥人|啥子人|什么人|么子人|哪个能|哪些(对象|户)|谁能|谁可以"
+                       r"|算不算|属不属于|包不包括|包括不包括|在不在.{0,6}(里|内|范围)")
+WHO_TITLE_TERMS = ("对象", "范围", "病种", "种类", "目录", "名单", "清单")
 
 # Words that only name an aspect; a question made of them alone is a follow-up.
 # (比例 asks for a share, 享受 whether one qualifies: "哪些人可以享受医疗救助" is about 医疗救助.)
