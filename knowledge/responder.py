@@ -400,8 +400,9 @@ class Responder:
         as heard and as meant (a voice slip corrected). Only the section's own title: a chapter's or a
         document's is shared by the very sections the question tells apart."""
         said = {query.text, query.heard} - {""}
-        return [i for i, title in enumerate(self.snapshot.ranker.own_titles(a.title for a in self.snapshot.articles))
-                if len(title) >= TITLE_NAMED_MIN_CHARS and any(title in text for text in said)]
+        titles = self.snapshot.ranker.naming_titles((a.title for a in self.snapshot.articles),
+                                                    self.snapshot.analyzer.segmenter.words, TITLE_NAMED_MIN_CHARS)
+        return [i for i, title in titles if any(title in text for text in said)]
 
     def _no_answer(self, query: Query, last_topic: str | None) -> Answer:
         if not query.topic_concepts:
