@@ -189,9 +189,9 @@ FACT_QUESTIONS: dict[str, re.Pattern[str]] = {
 }
 
 
-# Steps of a procedure a household may name ("啥时候报名", "哪个来验收"): the time or place asked
-# is the time or place of that step.
-PROCEDURE_WORDS = frozenset("申请 申报 报名 办理 登记 领取 申领 验收 审批 审核 备案 鉴定 评定 公示".split())
+# Steps of a procedure a household may name ("啥时候报名", "哪个来验收", "县外住院咋个报销"): the time
+# or place asked is the time or place of that step, and a title naming it is about it.
+PROCEDURE_WORDS = frozenset("申请 申报 报名 办理 登记 领取 申领 验收 审批 审核 备案 鉴定 评定 公示 报销 结算".split())
 
 # Money words: "一吨好多钱", "流转费一亩好多", "补好多" ask for a sum of money, while "热线是好多"
 # asks for a number of another kind.
