@@ -16,7 +16,8 @@ from knowledge import fixed_replies, reply_text
 from knowledge.result import Answer, Source
 from knowledge.nlp.cn_numbers import parse_cn_number
 from knowledge.nlp.sentences import split_sentences
-from knowledge.nlp.cues import CUE_TITLE_TERMS, PROCEDURE_WORDS, asks_money
+from knowledge.nlp.cues import (AMOUNT_TITLE_TERMS, CUE_TITLE_TERMS, PROCEDURE_WORDS, SHARE_TITLE_TERMS, WHO_ASKED,
+                                 WHO_TITLE_TERMS, asked_facts, asks_money)
 from knowledge.search.faq_match import core
 from knowledge.search.query import Query
 from knowledge.search.ranker import SHORTLIST, Candidate
@@ -29,6 +30,11 @@ NO_TOPIC_CHAPTER_BOOST = 2.0
 CUE_TITLE_BOOST = 1.25
 CUE_TOPIC_TITLE_BOOST = 1.6
 DOCUMENT_TOPIC_BOOST = 1.3
+# "住院救助一年最多好多钱": the question names a section by its own title. In a 细则 the sections of a
+# chapter share their words (住院 and 救助 are in every section of 医疗救助), so only the title, a
+# phrase of three characters or more said as one, tells 住院救助 from 门诊救助 and 倾斜救助.
+TITLE_NAMED_BOOST = 2.0
+TITLE_NAMED_MIN_CHARS = 3
 PROCEDURE_CUES = frozenset({"how", "where", "materials"})
 SINGLE_CHAR_TOPIC = 0.7  # only words, not lone characters, name a topic in a title
 SOURCES = 3  # articles cited in an answer's sources
@@ -232,6 +238,10 @@ class Responder:
             cue_boost[position] = cue_boost.get(position, 1.0) * factor
         for position, factor in self._document_boost(query).items():
             cue_boost[position] = cue_boost.get(position, 1.0) * factor
+        for position in self._titles_named(query):
+            cue_boost[position] = cue_boost.get(position, 1.0) * TITLE_NAMED_BOOST
+        for position, factor in self._who_title_boost(query).items():
+            cue_boost[position] = cue_boost.get(position, 1.0) * factor
         # Explaining shows the whole shortlist; the answer only ever uses the first SOURCES.
         keep = SHORTLIST if self.trace is not None else SOURCES
         candidates = ranker.rank(query, k=keep, boost=cue_boost)
@@ -315,6 +325,8 @@ class Responder:
         ("农村最低生活保障对象 … 可以申请低保").
         """
         words = {w for cue in query.cues for w in CUE_TITLE_TERMS.get(cue, ())}
+        if "share" in asked_facts(query.text):
+            words = (words - AMOUNT_TITLE_TERMS) | set(SHARE_TITLE_TERMS)
         # The procedure the household names ("啥时候报名", "哪个来验收") is what a title says too,
         # for an article about the question's topic.
         named_steps = {h for c in query.concepts if not c.from_context for h in c.heads} & PROCEDURE_WORDS - words
@@ -367,6 +379,30 @@ class Responder:
         documents = self.snapshot.document_positions
         return {i: DOCUMENT_TOPIC_BOOST for title, positions in documents.items()
                 if any(h in title for h in topic) for i in positions}
+
+    def _who_title_boost(self, query: Query) -> dict[int, float]:
+        """"哪些人可以享受医疗救助", "高血压算不算慢特病": the article whose title names whom or what a
+        measure covers (救助对象, 病种), ×1.6 when its title, its chapter's or its document's names the
+        question's topic too (第四章 医疗救助 › 一、救助对象), else ×1.25."""
+        if not WHO_ASKED.search(query.text):
+            return {}
+        topic = {h for c in query.topic_concepts if c.known and c.salience >= SINGLE_CHAR_TOPIC
+                 for h in c.heads if len(h) >= 2}
+        boost = {}
+        for i in sorted(set().union(*(self.snapshot.titles_with(w) for w in WHO_TITLE_TERMS))):
+            a = self.snapshot.articles[i]
+            about = f"{a.title} {a.chapter_title} {a.document}"
+            boost[i] = CUE_TOPIC_TITLE_BOOST if any(h in about for h in topic) else CUE_TITLE_BOOST
+        return boost
+
+    def _titles_named(self, query: Query) -> list[int]:
+        """Articles whose own title the question says as one phrase ("住院救助", "倾斜救助最高好多"),
+        as heard and as meant (a voice slip corrected). Only the section's own title: a chapter's or a
+        document's is shared by the very sections the question tells apart."""
+        said = {query.text, query.heard} - {""}
+        titles = self.snapshot.ranker.naming_titles((a.title for a in self.snapshot.articles),
+                                                    self.snapshot.analyzer.segmenter.words, TITLE_NAMED_MIN_CHARS)
+        return [i for i, title in titles if any(title in text for text in said)]
 
     def _no_answer(self, query: Query, last_topic: str | None) -> Answer:
         if not query.topic_concepts:

@@ -182,3 +182,34 @@ def test_a_bare_can_or_must_opens_a_question_only_as_a_word_of_its_own() -> None
 
     assert [m.group() for m in _ACTION_OPENS.finditer("需要啥子材料，只要是低保户主要看可能性")] == []
     assert [m.group() for m in _ACTION_OPENS.finditer("我要申请低保，能不能自己去，能报销不")] == ["要", "能不能", "能"]
+
+
+@pytest.fixture(scope="module")
+def chapters(tmp_path_factory: pytest.TempPathFactory) -> KnowledgeBase:
+    return _opened(tmp_path_factory, "shimen_medical_rules.md")
+
+
+def test_sections_of_one_chapter_are_told_apart(chapters: KnowledgeBase) -> None:
+    # The sections of 第四章 医疗救助 all say 住院 and 救助: the one the question names by its own
+    # title (门诊救助) is the answer, not the 门诊慢特病 rates that share its other words.
+    assert cited(chapters, "门诊救助一年最多救好多") == "第四章 二、（二）"
+    # A share asked (百分之几) is answered by the rates (报销比例), not by the thresholds (起付标准).
+    assert cited(chapters, "在乡镇卫生院住院报百分之几") == "第三章 三、（二）"
+    # Whether a thing is among those covered: the section that lists them (病种).
+    assert cited(chapters, "冠心病属不属于慢特病") == "第三章 二、（一）"
+    # A city the household names says where it went, not what it asks about.
+    assert cited(chapters, "去成都住院没转诊报销少好多") == "第三章 三、（三）"
+
+
+def test_a_way_of_asking_is_never_heard_as_a_rule_phrase(chapters: KnowledgeBase) -> None:
+    analyzer = chapters._fresh_snapshot().analyzer
+    # 咋个办 sounds like the rule phrase 咋个帮 (=> 帮扶); it is how the question is asked.
+    assert "咋个帮" not in analyzer.analyse("出院了钱还是不够咋个办").heard
+    assert not chapters.answer("出院了钱还是不够咋个办").handover
+
+
+def test_a_share_and_a_number_of_times_are_kinds_of_fact() -> None:
+    assert "share" in asked_facts("住院报几成")
+    assert "share" in asked_facts("门诊报百分之几")
+    assert "share" not in asked_facts("住院一年最多报好多钱")
+    assert "times" in asked_facts("医保能资助两回不")

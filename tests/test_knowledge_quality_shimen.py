@@ -2,10 +2,11 @@
 and its answer quality held out, with a margin.
 
 The handbook was written by another engineer as a reproduction of the chapter shape whose
-sections used to be lost under their chapter, and was never tuned on; its household question
-set (tests/data/qa_eval_shimen.jsonl) was written and split before the first run. The floors
-below keep the figures from sliding; they are far under the issue's targets, and what is
-missing there is ranking (see docs/knowledge.md), not structure.
+sections used to be lost under their chapter; its household question set
+(tests/data/qa_eval_shimen.jsonl) was written and split before the first run. The fourth round
+tuned general rules on its ``tune`` and ``tune2`` splits, never on the held-out one. The floors
+below keep the figures from sliding; they are far under the issue's targets (see
+docs/knowledge.md).
 """
 
 from __future__ import annotations
@@ -32,8 +33,10 @@ TITLE = "石门县城乡居民医疗保障和医疗救助实施细则"
 # Held-out figures measured on 2026-11-28 03:30 UTC (bench/qa_eval.py --skip-speed --handbook shimen),
 # less about 0.03 (abstention: one of its 8 unanswerable questions). First run, before chapters
 # nested: hit@1 0.000 (no label could match), facts 0.488, abstention 0.875, answer rate 0.805.
+# Fourth round (2026-11-28 04:01 UTC, ranking tuned on the tune and tune2 splits, never on these):
+# measured 0.564 0.590 0.625 0.872; abstention fell by one question of 8 and keeps its floor.
 #              hit@1  facts  abstention  answer rate
-HELD_OUT_FLOOR = (0.45, 0.50, 0.62, 0.76)  # measured 0.487 0.538 0.750 0.795 (clean_held_out)
+HELD_OUT_FLOOR = (0.53, 0.56, 0.62, 0.84)  # before the fourth round: 0.487 0.538 0.750 0.795 (clean_held_out)
 
 
 @pytest.fixture(scope="module")
@@ -54,7 +57,8 @@ def test_the_set_is_varied_and_split_before_any_run() -> None:
     items = load_items(SHIMEN.questions)
     held = [i for i in items if i.split in HELD_OUT]
     assert len(items) >= 60 and len(held) >= 45
-    assert {i.split for i in items} == {"tune", "heldout"}
+    # tune2: a fresh tuning sample written on 2026-11-28 before the fourth round's work on ranking.
+    assert {i.split for i in items} == {"tune", "tune2", "heldout"}
     assert sum(i.handover for i in held) >= 5 and sum(1 for i in items if i.context) >= 3
     assert len({i.kind for i in held}) >= 6
 

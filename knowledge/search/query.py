@@ -101,6 +101,7 @@ class Query:
     text: str
     concepts: list[Concept]
     cues: set[str]
+    heard: str = ""  # the question as meant, voice slips corrected ("倾协救助" → 倾斜救助)
 
     @property
     def asks_papers(self) -> bool:
@@ -165,7 +166,10 @@ class QueryAnalyzer:
         self._idf_memo: dict[frozenset[int], float] = {}
 
     def _is_known(self, run: str) -> bool:
-        return run in self.index.vocab or self.segmenter.is_dictionary_word(run) or run in self.synonyms.rules
+        # A way of asking ("咋个办", "要好久") is heard right: it is never a slip for a rule's
+        # phrase that sounds like it (咋个办 is not 咋个帮).
+        return (run in self.index.vocab or self.segmenter.is_dictionary_word(run) or run in self.synonyms.rules
+                or only_asks(run, self._is_filler))
 
     def _terms_of(self, phrase: str) -> list[str]:
         return self.segmenter.words(phrase) or [normalize_text(phrase)]
@@ -191,7 +195,7 @@ class QueryAnalyzer:
         for concept in concepts:
             self._weigh(concept)
         self._weigh_asked_action(text, concepts)
-        return Query(text, concepts, cues)
+        return Query(text, concepts, cues, heard_right)
 
     def _weigh_asked_action(self, text: str, concepts: list[Concept]) -> None:
         """Raise the weight of a verb the handbook never uses when it is what the question asks to do.
@@ -506,6 +510,10 @@ class QueryAnalyzer:
             # this handbook has none of its words; however everyday the household's word, the
             # handbook lacks the thing.
             factor = UNKNOWN_RARE
+        if self.segmenter.tag(concept.surface) == "ns" and not concept.expansions:
+            # A place the household names ("去长沙住院", "在深圳打工") says where, not what: the
+            # handbook's words for it are 县外, 市外, 省外, and its absence says nothing of the topic.
+            return UNKNOWN_EVERYDAY * self.index.max_idf()
         if concept.noun and len(concept.surface) >= 2 and concept.salience >= 1.0 and factor < UNKNOWN_RARE:
             # A name of a thing the handbook never uses, however everyday (电脑, 考试, 飞机): it is
             # what the question is about; everyday verbs and adverbs (知道, 突然) stay phrasing.

@@ -9,12 +9,14 @@ alone always returns *something*; coverage is what tells a question about
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import numpy as np
 
-from knowledge.nlp.cues import PROCEDURE_WORDS, asked_facts, fact_kinds
+from knowledge.nlp.cues import ASPECT_WORDS, PROCEDURE_WORDS, asked_facts, fact_kinds
 from knowledge.nlp.sentences import split_sentences
+from knowledge.nlp.tokenizer import normalize_text
 from knowledge.search.index import PassageIndex
 from knowledge.search.query import Concept, Query
 from knowledge.search.senses import HandbookText, bounded
@@ -85,6 +87,7 @@ class Ranker:
         self._documents_named: dict[frozenset[str], np.ndarray] = {}
         self._step_facts: dict[tuple[int, frozenset[str]], frozenset[str]] = {}
         self._sentences: dict[int, list[str]] = {}
+        self._own_titles: list[tuple[int, str]] | None = None
         self.passage_article = passage_article.astype(np.int64)
         self.article_count = article_count
         # Which terms each article has, as one set of article * V + term: "does article a have
@@ -161,6 +164,22 @@ class Ranker:
             return False  # only names of things (小额信贷), not 人 or a verb
         named = self._documents_naming(concept)
         return bool(len(named)) and not named[position]
+
+    def naming_titles(self, titles: Iterable[str], words: Callable[[str], list[str]],
+                      min_chars: int) -> list[tuple[int, str]]:
+        """(position, title) of the articles whose own title names that one section (住院救助, 起付标准),
+        normalized once per snapshot. Not a title several sections share (each document's 申请条件),
+        nor one made only of ways of asking (补助标准, 办理流程): those name an aspect, not a section."""
+        if self._own_titles is None:
+            normalized = [normalize_text(t) for t in titles]
+            counts: dict[str, int] = {}
+            for title in normalized:
+                counts[title] = counts.get(title, 0) + 1
+            self._own_titles = [
+                (i, title) for i, title in enumerate(normalized)
+                if len(title) >= min_chars and counts[title] == 1
+                and not all(w in ASPECT_WORDS for w in words(title))]
+        return self._own_titles
 
     def article_scores(self, query: Query) -> np.ndarray:
         passage_scores = self.passage_scores(query)
