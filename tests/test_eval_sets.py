@@ -2,7 +2,7 @@
 
 A held-out question a tuning split also has, word for word or nearly, was looked at while tuning: it
 is left out of the held-out figures (``clean_held_out``), and these tests check that. On its own
-handbook that is an accident: thirteen such questions had been written again, or nearly, into tuning
+handbook that is an accident: fourteen such questions had been written again, or nearly, into tuning
 samples by 2026-11-28 (found by two reviews). They stay in the tuning splits, so that the held-out
 figures keep leaving them out; any new one fails here.
 """
@@ -15,7 +15,7 @@ from knowledge.evaluation.handbooks import HANDBOOKS, HELD_OUT, clean_held_out, 
 # (handbook, held-out id) written again, or nearly, into a tuning split of the same handbook.
 KNOWN_ACCIDENTS = {("qingshan", 319), ("yunxi", 75), ("yunxi", 85), ("yunxi", 88), ("yunxi", 90), ("yunxi", 98),
                    ("yunxi", 99), ("yunxi", 103), ("shiqiao", 48), ("shiqiao", 79), ("shiqiao", 81), ("shiqiao", 104),
-                   ("shiqiao", 105)}
+                   ("shiqiao", 105), ("shimen", 9)}
 
 
 def test_no_handbook_tunes_on_its_own_held_out_questions() -> None:

@@ -76,7 +76,7 @@ def test_dialect_ways_of_asking() -> None:
     assert "how" in asked_facts("低保啷个申请")
     assert "where" in asked_facts("残疾证去哪切办")
     assert "amount" in asked_facts("营养餐一天几块钱")
-    assert asks_money("水费一方要好多钱") and not asks_money("防返贫热线是好多")
+    assert asks_money("水费一方要好多钱") and not asks_money("村委会电话是好多")
 
 
 # -- on the shipped handbooks ---------------------------------------------------
@@ -110,7 +110,7 @@ def test_a_follow_up_keeps_its_topic(sample: KnowledgeBase) -> None:
 def test_how_and_when_are_asked_of_the_step_named(compilation: KnowledgeBase) -> None:
     assert cited(compilation, "低保要咋个申请") == "三、（一）"
     assert cited(compilation, "产业奖补几月份报名") == "三、"
-    assert cited(compilation, "贷款好久能放下来") == "三、"
+    assert cited(compilation, "扶贫贷款要等好久才放下来") == "三、"
 
 
 def test_a_question_for_a_list_gets_the_article_titled_for_it(compilation: KnowledgeBase) -> None:
@@ -170,10 +170,11 @@ def test_household_phrasings_of_the_third_round(compilation: KnowledgeBase, book
     assert cited(booklet, "保洁员一天干几个钟头") == "15．"
     assert cited(booklet, "自家屋顶发的电用不完咋个办") == "13．"
     assert cited(compilation, "监测户好久能退出来") == "四、"
-    # A thing a rule names that the handbook lacks is handed over (被偷), and so is a time a rule
-    # names as a condition (晚上 => 夜间): the booklet's 家庭医生 answer says nothing of nights.
+    # A thing a rule names that the handbook lacks is handed over (被偷).
     assert compilation.answer("养的羊被偷了有补助没").handover
-    assert booklet.answer("家庭医生晚上能来不").handover
+    # A time said in passing is no condition (周末生病住院 is a question about 住院): the rule that
+    # made 晚上/周末 conditions handed such questions over and was taken out after review.
+    assert cited(compilation, "周末生病住院能报销不") == cited(compilation, "生病住院能报销不")
     assert cited(booklet, "家庭医生一年上门几次") == "25．"
 
 
