@@ -60,25 +60,23 @@ def test_beats_plain_jieba_bm25(results: tuple[Metrics, Metrics]) -> None:
     assert ours.abstain_recall > baseline.abstain_recall + 0.5
 
 
-# Held-out figures measured on 2026-11-28 (bench/qa_eval.py), on the held-out questions no tuning
-# split has (clean_held_out), less a margin of about 0.03 (abstention: about one question). Where a
-# figure is below the issue's target (hit@1 0.90, facts 0.85, abstention 0.85, answer rate 0.92) it
-# is asserted as it stands, so it cannot slide further unnoticed: see docs/knowledge.md. Lowered that
-# day, on purpose: the sample's abstention (0.92 -> 0.90: one unanswerable held-out question of 61 is
-# answered now); the booklet's hit@1, facts and answer rate (0.94 -> 0.90, 0.90, 0.92: two of its
-# answerable held-out questions were lost to rules that raised its abstention) and its abstention
-# (0.64 -> 0.60: two of the questions behind that rise had been tuned on by accident and are left
-# out now).
+# Held-out figures measured on 2026-11-28 at the end of the day (bench/qa_eval.py), on the held-out
+# questions no tuning split has, word for word or nearly (clean_held_out), less a margin of about 0.03
+# (abstention: about one question). Where a figure is below the issue's target (hit@1 0.90, facts
+# 0.85, abstention 0.85, answer rate 0.92) it is asserted as it stands, so it cannot slide further
+# unnoticed: see docs/knowledge.md. Lowered that day, on purpose: every handbook's floors when near
+# copies of tuning questions were left out of the held-out figures (56 questions, 28 of them 白水县's:
+# the tuning had helped exactly those); the sample's abstention (one unanswerable held-out question of
+# 61 is answered now); the booklet's hit@1, facts and answer rate (two answerable questions lost to
+# rules that raised its abstention) and its abstention (questions behind that rise had been tuned on
+# by accident); 石门县's abstention (6 → 5 of 8 in the fourth round, tuned on its tune and tune2 splits).
 HELD_OUT_FLOORS = {
     #            hit@1  facts  abstention  answer rate
-    # Measured 2026-11-28 on the held-out questions no tuning split has (clean_held_out).
-    "qingshan": (0.89, 0.86, 0.90, 0.94),  # measured 0.918 0.891 0.934 0.973
-    "yunxi": (0.89, 0.89, 0.66, 0.95),  # measured 0.913 0.913 0.833 0.978 (6 unanswerable)
-    "shiqiao": (0.90, 0.90, 0.60, 0.92),  # measured 0.925 0.925 0.667 0.950 (15 unanswerable)
-    "baishui": (0.82, 0.81, 0.83, 0.94),  # measured 0.851 0.843 0.882 0.975 (never tuned on)
-    # Fourth round (tuned on its tune and tune2 splits): measured 0.564 0.590 0.625 0.872, before 0.487 0.538
-    # 0.750 0.795. Abstention fell by one question of 8 (6 → 5); its floor stays where it was.
-    "shimen": (0.53, 0.56, 0.62, 0.84),
+    "qingshan": (0.88, 0.86, 0.90, 0.95),  # measured 0.907 0.889 0.934 0.981
+    "yunxi": (0.87, 0.87, 0.66, 0.95),  # measured 0.900 0.900 0.833 0.975 (6 unanswerable)
+    "shiqiao": (0.88, 0.88, 0.60, 0.91),  # measured 0.914 0.914 0.667 0.943 (15 unanswerable)
+    "baishui": (0.80, 0.78, 0.80, 0.95),  # measured 0.832 0.812 0.867 0.980 (15 unanswerable)
+    "shimen": (0.54, 0.57, 0.50, 0.84),  # measured 0.579 0.605 0.625 0.868 (8 unanswerable)
 }
 
 
