@@ -25,7 +25,7 @@ DATA_DIR = Path(__file__).resolve().parent.parent / "data"
 DOMAIN_DICT = DATA_DIR / "domain_dict.txt"
 STOPWORDS_FILE = DATA_DIR / "stopwords.txt"
 # Bump when tokenization logic changes: persisted indexes then rebuild once.
-TOKENIZER_VERSION = "4"  # 4: passages carry their document's title
+TOKENIZER_VERSION = "5"  # 4: passages carry their document's title; 5: not when it is the only one
 
 # Questions, synonym phrases and words are cut again and again (every question cuts the same
 # expansions, 补助 or 危房改造): short texts' cuts are remembered, a bounded number of them.

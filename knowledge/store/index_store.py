@@ -25,7 +25,10 @@ def build_index(session: Session, segmenter: Segmenter) -> PassageIndex:
         .join(KbDocument, KbDocument.id == KbArticle.document_id)
         .order_by(KbPassage.id)
     ).all()
-    corpus = [passage_tokens(segmenter, text, title, chapter, document)
+    # One document's title is in every passage: it tells no passage apart, and its words (医疗救助
+    # in 《…医疗保障和医疗救助实施细则》) would lose their weight where a chapter's title names them.
+    single = len({document for *_, document in rows}) <= 1
+    corpus = [passage_tokens(segmenter, text, title, chapter, "" if single else document)
               for _, text, title, chapter, document in rows]
     return PassageIndex.build(corpus, [r[0] for r in rows], segmenter.fingerprint)
 
