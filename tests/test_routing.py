@@ -189,7 +189,12 @@ def test_a_bound_household_s_hand_over_goes_to_its_village_group_and_helper(
     with services.db.session() as session:
         item = session.scalar(select(KbUnanswered).where(KbUnanswered.openid == BOUND_OPENID))
         assert item is not None and f"reply {item.id}" in notice
-        assert session.scalar(select(GroupNotice.sent_at)) is not None
+
+    def sent_at():  # type: ignore[no-untyped-def]
+        with services.db.session() as session:  # marked by the sender right after WeChat's answer
+            return session.scalar(select(GroupNotice.sent_at))
+
+    assert wait_for(sent_at, timeout=5) is not None
 
     (private,) = wait_for(lambda: api.calls_to("message/custom/send"), timeout=15)
     assert private.json["touser"] == HELPER_OPENID
