@@ -183,6 +183,7 @@ def test_a_bare_can_or_must_opens_a_question_only_as_a_word_of_its_own() -> None
 
     assert [m.group() for m in _ACTION_OPENS.finditer("需要啥子材料，只要是低保户主要看可能性")] == []
     assert [m.group() for m in _ACTION_OPENS.finditer("我要申请低保，能不能自己去，能报销不")] == ["要", "能不能", "能"]
+    assert [m.group() for m in _ACTION_OPENS.finditer("交了材料才能领不")] == ["能"]  # 才能: only then can
 
 
 @pytest.fixture(scope="module")

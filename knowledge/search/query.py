@@ -53,7 +53,7 @@ SINGLE_CHAR_QUERY_WEIGHT = 0.5  # in ranking too, a lone character is weak evide
 ASKED_ACTION = 1.5
 # A bare 能 or 要 opens only as a word of its own: not inside 可能, 功能, 本能 or 需要, 只要, 主要, 重要,
 # 必要, 要是, 要求, 要点, 要紧.
-_ACTION_OPENS = re.compile(r"能不能|能否|可不可以|可以|(?<![可功才本智技性])能(?![力源])|会不会|要不要|该不该|咋个|咋样|"
+_ACTION_OPENS = re.compile(r"能不能|能否|可不可以|可以|(?<![可功本智技性])能(?![力源])|会不会|要不要|该不该|咋个|咋样|"
                            r"啷个|哪门|怎么|怎样|如何|咋|(?<![需只主重必])要(?![是求点紧])")
 _ACTION_CLOSES = re.compile(r"(不|吗|嘛|没|没有|不了|呢|啊|行不行|可以不|得不)?[？?。！!~～\s]*$")
 _CUE_WORDS = frozenset(w for words in CUE_TERMS.values() for w in words)  # 提供 for "要带啥"
