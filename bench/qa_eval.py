@@ -74,7 +74,7 @@ def open_handbook(directory: Path, handbook: Handbook) -> KnowledgeBase:
     db = fresh_db(directory, f"{handbook.name}.db")
     import_files(db, list(handbook.files))
     kb = KnowledgeBase.open(db, NO_CACHE)
-    kb.answer("预热")  # first call loads jieba's tables; not a household's latency
+    kb.answer("预热")  # first call builds or maps the word dictionary and loads the index; not a household's latency
     return kb
 
 

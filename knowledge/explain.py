@@ -202,7 +202,7 @@ def _candidates(snapshot: Snapshot, db: Database, trace: Trace, answer: Answer) 
         with db.session() as session:
             ids = [passage_id for passage_id, _ in best.values()]
             texts = dict(session.execute(select(KbPassage.id, KbPassage.text).where(KbPassage.id.in_(ids))).all())
-    topics = query.topic_concepts or [c for c in query.concepts if not c.from_context]
+    topics = query.own_concepts
     cited_topic = None if answer.handover else answer.topic
     out = []
     for candidate in trace.candidates:

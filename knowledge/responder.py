@@ -306,8 +306,7 @@ class Responder:
         previous article is no better placed to answer than any other."""
         position = self.snapshot.positions[previous.id]
         ranker = self.snapshot.ranker
-        own = [c for c in (query.topic_concepts or query.concepts) if not c.from_context]
-        return all(ranker.credit(position, c, query.asks_papers, documents=False) for c in own)
+        return all(ranker.credit(position, c, query.asks_papers, documents=False) for c in query.own_concepts)
 
     def _lacks_the_sum(self, query: Query, best: Candidate) -> bool:
         """A question for a sum of money ("水费一方要好多钱", "流转费一亩好多") whose best article

@@ -113,6 +113,12 @@ class Query:
         return [c for c in self.concepts if not c.aspect and not c.from_context]
 
     @property
+    def own_concepts(self) -> list[Concept]:
+        """What the question itself is about: its topic, or all its own words when it names none
+        ("找哪个申请"); never the words a previous question lent it."""
+        return self.topic_concepts or [c for c in self.concepts if not c.from_context]
+
+    @property
     def unknown_topic(self) -> bool:
         """Does the question name something the handbook never mentions (驾照, or the 狗 of "狗咬了人")?"""
         return any(not c.known and (c.salience >= VERB or c.noun) for c in self.topic_concepts)

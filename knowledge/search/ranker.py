@@ -289,7 +289,7 @@ class Ranker:
     def coverages(self, position: int, query: Query, documents: bool = True) -> tuple[float, list[Concept], float]:
         """``coverage`` with and without the credit of the article's document, in one pass:
         (coverage, concepts matched, coverage by the article's own words)."""
-        concepts = query.topic_concepts or [c for c in query.concepts if not c.from_context]
+        concepts = query.own_concepts
         if not query.has_topic:
             # "找哪个申请" after 雨露计划: the previous topic is what it is about; its own words
             # (找) only say how it is asked, and an article that happens to say 找 is no answer.
